@@ -1,0 +1,16 @@
+# Sourced by scripts/test and scripts/demo: create or refresh .venv with the project and its
+# test extras. Re-installs only when pyproject.toml changed since the last install.
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating $venv"
+    python3 -m venv "$venv"
+fi
+stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+    echo "== installing ecrd and its test tools into $venv (first run takes a minute)"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    rm -f "$venv"/.installed-*
+    touch "$stamp"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
