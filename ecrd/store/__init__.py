@@ -1,0 +1,1 @@
+"""State on disk: pairings (TOML) and the transaction journal (SQLite)."""
