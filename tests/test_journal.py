@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,14 @@ def sale(journal: Journal, reference_id: str = "R1", **overrides: Any) -> TxReco
     return journal.begin(**args)
 
 
-def raw(path: Path) -> sqlite3.Connection:
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
     """A second, independent connection: it sees only what was committed."""
-    return sqlite3.connect(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def connection(journal: Journal) -> sqlite3.Connection:
