@@ -104,9 +104,7 @@ class KeyCache:
     correctness, and keeps the lock out of the 19 ms derivation.
     """
 
-    def __init__(
-        self, size: int = 256, derive: Callable[[str, bytes], bytes] = derive_key
-    ) -> None:
+    def __init__(self, size: int = 256, derive: Callable[[str, bytes], bytes] = derive_key) -> None:
         self._size = size
         self._derive = derive
         self._keys: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
@@ -159,9 +157,13 @@ def seal_legacy(plaintext: bytes, pin: str) -> str:
     return base64.b64encode(ct).decode("ascii")
 
 
-def _decrypt(key: bytes, iv: bytes, ct: bytes) -> bytes:
+def _check_length(ct: bytes) -> None:
     if not ct or len(ct) % BLOCK:
         raise MalformedData("ciphertext length is not a positive multiple of 16")
+
+
+def _decrypt(key: bytes, iv: bytes, ct: bytes) -> bytes:
+    _check_length(ct)
     return unpad(AES.new(key, AES.MODE_CBC, iv).decrypt(ct))
 
 
@@ -170,6 +172,8 @@ def open_v2(data: str, pin: str, keys: KeyCache | None = None) -> bytes:
     if len(raw) < SALT_LEN + IV_LEN + BLOCK:
         raise MalformedData(f"v2 data is {len(raw)} bytes, needs at least 48")
     salt, iv, ct = raw[:SALT_LEN], raw[SALT_LEN : SALT_LEN + IV_LEN], raw[SALT_LEN + IV_LEN :]
+    # Before the 19 ms derivation: malformed input from the wire must not cost a PBKDF2.
+    _check_length(ct)
     key = keys.get(pin, salt) if keys is not None else derive_key(pin, salt)
     return _decrypt(key, iv, ct)
 
@@ -184,7 +188,7 @@ def open_legacy(data: str, pin: str) -> bytes:
 def parse_json_object(plaintext: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise NotJson("plaintext is not JSON (wrong key?)") from exc
     if not isinstance(obj, dict):
         raise NotJson("plaintext is JSON but not an object")

@@ -36,8 +36,9 @@ import attrs
 
 VERSION: Final = "2.0"
 MAX_AMOUNT: Final = Decimal("99999999.99")
-_AMOUNT_RE: Final = re.compile(r"^(0|[1-9][0-9]{0,7})\.[0-9]{2}$")
-_CURRENCY_RE: Final = re.compile(r"^[A-Z]{3}$")
+# Used with fullmatch: "$" alone would also accept a trailing newline.
+_AMOUNT_RE: Final = re.compile(r"(0|[1-9][0-9]{0,7})\.[0-9]{2}")
+_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
 
 
 class ProtocolError(Exception):
@@ -99,7 +100,8 @@ class Envelope:
     def from_bytes(cls, raw: bytes) -> Envelope:
         try:
             obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # RecursionError: deeply nested arrays from the peer must not crash the reader.
             raise MalformedEnvelope("envelope is not UTF-8 JSON") from exc
         return cls.from_obj(obj)
 
@@ -107,6 +109,8 @@ class Envelope:
 def timestamp(now: datetime | None = None) -> str:
     """RFC 3339 with an explicit offset, seconds precision: ``2025-11-12T10:11:04+00:00``."""
     now = now or datetime.now(UTC)
+    if now.utcoffset() is None:
+        raise ValueError("timestamp needs a timezone-aware datetime (protocol.md §4)")
     return now.isoformat(timespec="seconds")
 
 
@@ -176,9 +180,7 @@ def check_response(
     """Validate a decrypted reply against the request in flight; return its body."""
     header = _header(message, ("responseID", "serverDeviceSN"))
     if header["responseID"] != request_id:
-        raise StaleResponse(
-            f"reply is for request {header['responseID']!r}, not {request_id!r}"
-        )
+        raise StaleResponse(f"reply is for request {header['responseID']!r}, not {request_id!r}")
     if server_sn is not None and header["serverDeviceSN"] != server_sn:
         raise WrongTerminal(
             f"reply comes from {header['serverDeviceSN']!r}, expected {server_sn!r}"
@@ -190,10 +192,10 @@ def parse_amount(value: object) -> Decimal:
     """Accept only a string like ``"10.20"``: positive, two decimals, no float, no exponent."""
     if not isinstance(value, str):
         raise AmountError(
-            f"amount must be a decimal string like \"10.20\", not {type(value).__name__}"
+            f'amount must be a decimal string like "10.20", not {type(value).__name__}'
         )
-    if not _AMOUNT_RE.match(value):
-        raise AmountError(f"amount {value!r} must look like \"10.20\" (two decimals)")
+    if not _AMOUNT_RE.fullmatch(value):
+        raise AmountError(f'amount {value!r} must look like "10.20" (two decimals)')
     try:
         amount = Decimal(value)
     except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
@@ -210,6 +212,6 @@ def format_amount(amount: Decimal) -> str:
 
 
 def check_currency(value: object) -> str:
-    if not isinstance(value, str) or not _CURRENCY_RE.match(value):
+    if not isinstance(value, str) or not _CURRENCY_RE.fullmatch(value):
         raise AmountError(f"currency must be three ISO 4217 capital letters, not {value!r}")
     return value

@@ -83,7 +83,7 @@ CRC_VARIANTS: Final[dict[str, Callable[[bytes], int]]] = {
 
 
 class FrameError(ValueError):
-    """A payload that cannot be framed (too large)."""
+    """A payload that cannot be framed (too large, or a cmd outside 16 bits)."""
 
 
 @attrs.frozen
@@ -110,14 +110,12 @@ class Frame:
 def encode_frame(data: bytes, fmt: FrameFormat = FrameFormat(), cmd: int | None = None) -> bytes:
     if len(data) > MAX_PAYLOAD:
         raise FrameError(f"payload of {len(data)} bytes exceeds the 65535-byte frame limit")
+    cmd = fmt.cmd if cmd is None else cmd
+    if not 0 <= cmd <= 0xFFFF:
+        raise FrameError(f"cmd {cmd:#x} does not fit the 16-bit cmd field")
     order = fmt.byteorder
     crc = fmt.crc_fn
-    head = (
-        bytes([START])
-        + (fmt.cmd if cmd is None else cmd).to_bytes(2, order)
-        + len(data).to_bytes(2, order)
-        + bytes([TYPE])
-    )
+    head = bytes([START]) + cmd.to_bytes(2, order) + len(data).to_bytes(2, order) + bytes([TYPE])
     return head + crc(head).to_bytes(4, order) + data + crc(data).to_bytes(4, order)
 
 
