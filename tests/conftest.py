@@ -1,0 +1,56 @@
+"""Shared test data: the protocol test vectors (protocol.md, "Test vectors").
+
+The vectors live outside the repository, in ``shared/vectors/`` beside the clone (CI checks
+both out side by side). A missing file is a failure, not a skip: without it the byte-exact
+tests would silently stop guarding the wire format.
+
+Tests take a whole vector set by naming a parameter after it (``official_v2``,
+``fixed_v2``, ``legacy_vector``, ``frame_vector``); each vector becomes one test case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "ecr-vectors.json"
+
+Vector = dict[str, Any]
+
+
+@cache
+def load_vectors() -> dict[str, list[Vector]]:
+    if not VECTORS_PATH.is_file():
+        pytest.fail(
+            f"protocol test vectors not found at {VECTORS_PATH}; "
+            "check out shared/ beside this repository",
+            pytrace=False,
+        )
+    data: dict[str, list[Vector]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+    return data
+
+
+VECTOR_SETS: dict[str, Callable[[dict[str, list[Vector]]], list[Vector]]] = {
+    # The user's document: the only vectors produced by a real terminal's peer.
+    "official_v2": lambda v: [e for e in v["crypto_v2"] if "official" in e["source"]],
+    "fixed_v2": lambda v: [e for e in v["crypto_v2"] if "iv_hex" in e],
+    "legacy_vector": lambda v: v["crypto_legacy"],
+    "frame_vector": lambda v: v["rs232_frames"],
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for name, select in VECTOR_SETS.items():
+        if name in metafunc.fixturenames:
+            cases = select(load_vectors())
+            metafunc.parametrize(name, cases, ids=[f"{name}{i}" for i in range(len(cases))])
+
+
+@pytest.fixture(scope="session")
+def vectors() -> dict[str, list[Vector]]:
+    return load_vectors()
