@@ -1,0 +1,126 @@
+"""JSON-RPC 2.0 framing for the socket: one JSON object per ``\\n``-terminated line.
+
+Sans-IO: ``LineReader`` turns bytes into lines (or "too long" markers) and ``parse``
+turns a line into a ``Request`` or a ready error reply. Batches are not supported
+(answered with -32600): one request per line keeps every reply attributable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import attrs
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+
+Id = str | int | None
+
+
+@attrs.frozen
+class Request:
+    method: str
+    params: dict[str, Any]
+    id: Id
+    is_notification: bool
+
+
+class TooLong:
+    """A line exceeded the cap; the reader skipped to the next newline."""
+
+
+def error(id_: Id, code: int, message: str, reason: str, **data: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": id_,
+        "error": {"code": code, "message": message, "data": {"reason": reason, **data}},
+    }
+
+
+def result(id_: Id, value: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id_, "result": value}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+class LineReader:
+    """Splits a byte stream into lines of at most ``cap`` bytes.
+
+    A longer line yields one ``TooLong`` and everything up to its newline is discarded,
+    so the connection resynchronises on the next line.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._buf = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[bytes | TooLong]:
+        out: list[bytes | TooLong] = []
+        self._buf += data
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if not self._skipping and len(self._buf) > self.cap:
+                    out.append(TooLong())
+                    self._skipping = True
+                if self._skipping:
+                    self._buf.clear()
+                return out
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            if len(line) > self.cap:
+                out.append(TooLong())
+                continue
+            line = line.rstrip(b"\r")
+            if line.strip():
+                out.append(line)
+
+
+def parse(line: bytes) -> Request | dict[str, Any]:
+    """A ``Request``, or the error reply to send back for this line."""
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return error(None, PARSE_ERROR, "the line is not valid UTF-8", "parse_error")
+    except ValueError as exc:
+        return error(None, PARSE_ERROR, f"the line is not valid JSON: {exc}", "parse_error")
+    if isinstance(obj, list):
+        return error(None, INVALID_REQUEST, "batches are not supported", "invalid_request")
+    if not isinstance(obj, dict):
+        return error(None, INVALID_REQUEST, "a request must be a JSON object", "invalid_request")
+    raw_id = obj.get("id")
+    id_ok = (
+        "id" not in obj
+        or raw_id is None
+        or (isinstance(raw_id, str | int) and not isinstance(raw_id, bool))
+    )
+    id_: Id = raw_id if id_ok else None
+    if not id_ok:
+        return error(
+            None, INVALID_REQUEST, "id must be a string, an integer or null", "invalid_request"
+        )
+    if obj.get("jsonrpc") != "2.0":
+        return error(id_, INVALID_REQUEST, 'jsonrpc must be "2.0"', "invalid_request")
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        return error(id_, INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        return error(id_, INVALID_PARAMS, "params must be a JSON object", "invalid_params")
+    return Request(method=method, params=params, id=id_, is_notification="id" not in obj)

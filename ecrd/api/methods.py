@@ -1,0 +1,369 @@
+"""The methods of the socket API (design.md §2, documented in docs/api.md).
+
+Each method validates its params into plain values (``InvalidParams`` names the field and
+what was expected) and calls the daemon. Exceptions from lower layers are translated into
+``ApiError``s with stable reasons in ``translate``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ecrd import __version__, errors
+from ecrd.protocol.crypto import CryptoError
+from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
+from ecrd.store.journal import TxRecord
+from ecrd.terminal.payments import MONEY_ACTIONS
+from ecrd.terminal.terminal import NotPairedYet, PairingCodeError, PairingStepError, Terminal
+from ecrd.transport.base import MaybeDelivered, NotDelivered
+
+if TYPE_CHECKING:
+    from ecrd.api.server import Connection
+    from ecrd.daemon import Daemon
+
+PROTOCOL_VERSION: Final = 1
+STATES: Final = (
+    "pending",
+    "succeeded",
+    "failed",
+    "unknown",
+    "resolved_succeeded",
+    "resolved_failed",
+)
+PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
+Method = Callable[["Daemon", "Connection", "Params"], Awaitable[Any]]
+
+
+class Params:
+    def __init__(self, raw: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(raw) - set(allowed))
+        if unknown:
+            raise errors.InvalidParams(
+                f"unknown parameter {unknown[0]!r}; this method takes: "
+                + (", ".join(allowed) or "nothing"),
+                field=unknown[0],
+            )
+        self.raw = raw
+
+    def str(self, name: str, *, required: bool = False, max_len: int = 128) -> Any:
+        value = self.raw.get(name)
+        if value is None:
+            if required:
+                raise errors.InvalidParams(f"{name} is required", field=name)
+            return None
+        if not isinstance(value, str) or not value or len(value) > max_len:
+            raise errors.InvalidParams(
+                f"{name} must be a non-empty string of at most {max_len} characters", field=name
+            )
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
+        value = self.str(name, required=required)
+        if value is not None and value not in choices:
+            raise errors.InvalidParams(f"{name} must be one of {', '.join(choices)}", field=name)
+        return value
+
+    def number(self, name: str, low: float, high: float) -> float | None:
+        value = self.raw.get(name)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise errors.InvalidParams(
+                f"{name} must be a number from {low:g} to {high:g}", field=name
+            )
+        return float(value)
+
+    def bool(self, name: str) -> bool:
+        value = self.raw.get(name, False)
+        if not isinstance(value, bool):
+            raise errors.InvalidParams(f"{name} must be true or false", field=name)
+        return value
+
+    def obj(self, name: str) -> dict[str, Any] | None:
+        value = self.raw.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise errors.InvalidParams(f"{name} must be a JSON object", field=name)
+        return value
+
+    def terminal(self, daemon: Daemon) -> Terminal:
+        tid = self.str("terminal", required=True)
+        term = daemon.terminals.get(tid)
+        if term is None:
+            raise errors.TerminalNotFound(
+                f"no terminal {tid!r}; configured: {', '.join(daemon.terminals) or 'none'}",
+                terminal=tid,
+            )
+        return term
+
+
+def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
+    """Lower-layer exceptions → API errors with stable reasons."""
+    if isinstance(exc, errors.ApiError):
+        return exc
+    if isinstance(exc, NotPairedYet):
+        return errors.NotPaired(str(exc))
+    if isinstance(exc, PairingCodeError):
+        return errors.InvalidParams(str(exc), field="code")
+    if isinstance(exc, PairingStepError):
+        return errors.PairingFailed(str(exc))
+    if isinstance(exc, NotDelivered):
+        return errors.LinkDown(f"the terminal could not be reached: {exc}", reason=exc.reason)
+    if isinstance(exc, MaybeDelivered):
+        return errors.TerminalError(f"no usable reply from the terminal: {exc}", reason=exc.reason)
+    if isinstance(exc, CryptoError):
+        hint = (
+            "the code does not match the one on the terminal's pairing page"
+            if pairing
+            else "the terminal's reply cannot be decrypted with the paired PIN: it was probably "
+            "reset or paired again; pair it again with `ecrctl pair TERMINAL CODE`"
+        )
+        return errors.WrongKeyError(hint)
+    if isinstance(exc, ProtocolError):
+        return errors.TerminalError(f"the terminal's reply was rejected: {exc}", reason=exc.reason)
+    raise exc
+
+
+def money_result(record: TxRecord) -> dict[str, Any]:
+    """A finished record is a result, except the outcomes a POS must not mistake for one."""
+    api = record.to_api()
+    if record.state == "unknown":
+        raise errors.OutcomeUnknown(
+            record.note or "the outcome is unknown",
+            transaction=api,
+            cause=(record.error or {}).get("reason"),
+        )
+    if record.state == "failed" and (record.error or {}).get("reason") in (
+        "link_down",
+        "cloud_not_configured",
+    ):
+        raise errors.LinkDown(
+            record.note or "the terminal could not be reached",
+            reason=(record.error or {})["reason"],
+            transaction=api,
+        )
+    return api
+
+
+# -- methods ------------------------------------------------------------------------------
+
+
+async def ping(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    return {"version": __version__, "protocol": PROTOCOL_VERSION}
+
+
+async def status(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    return await daemon.status()
+
+
+async def terminal_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    return [t.summary() for t in daemon.terminals.values()]
+
+
+async def terminal_pair(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    term = p.terminal(daemon)
+    code = p.raw.get("code")
+    if not isinstance(code, str | dict):
+        raise errors.InvalidParams("code must be the 6 digits or the QR JSON", field="code")
+    if term.busy_with:
+        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
+    daemon.log_peer("pair", term.id, conn.peer)
+    try:
+        return await term.pair(code)
+    except Exception as exc:
+        raise translate(exc, pairing=True) from exc
+
+
+async def terminal_unpair(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    term = p.terminal(daemon)
+    if term.busy_with:
+        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
+    daemon.log_peer("unpair", term.id, conn.peer)
+    await term.unpair()
+    return {"terminal": term.id, "paired": False}
+
+
+async def terminal_info(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    term = p.terminal(daemon)
+    try:
+        return await term.info()
+    except Exception as exc:
+        raise translate(exc) from exc
+
+
+def _money_params(p: Params, action: str) -> dict[str, Any]:
+    if action == "Void":
+        return {
+            "original_reference_id": p.str("original_reference_id", required=True),
+            "extra": p.obj("extra"),
+        }
+    try:
+        amount = str(parse_amount(p.raw.get("amount")))
+        currency = check_currency(p.raw.get("currency"))
+    except AmountError as exc:
+        field = "amount" if "amount" in str(exc) else "currency"
+        raise errors.InvalidParams(str(exc), field=field) from None
+    params = {
+        "amount": amount,
+        "currency": currency,
+        "customer_order_id": p.str("customer_order_id"),
+        "payment_method": p.choice("payment_method", PAYMENT_METHODS),
+        "print": p.choice("print", ("YES", "NO")),
+        "extra": p.obj("extra"),
+    }
+    if action == "Refund":
+        params["original_reference_id"] = p.str("original_reference_id", required=True)
+    return params
+
+
+def money(name: str) -> Method:
+    action = MONEY_ACTIONS[name]
+
+    async def method(daemon: Daemon, conn: Connection, p: Params) -> Any:
+        term = p.terminal(daemon)
+        params = _money_params(p, action)
+        params = {k: v for k, v in params.items() if v is not None}
+        ref = p.str("reference_id") or str(uuid.uuid4())
+        timeout = p.number("timeout_s", 1, 3600)
+        wait = p.bool("wait")
+        daemon.log_peer(name, term.id, conn.peer, ref=ref)
+        record = await daemon.payments.money(
+            term.id, action, ref, params, peer=conn.peer, wait=wait, timeout_s=timeout
+        )
+        return money_result(record)
+
+    method.__name__ = name
+    return method
+
+
+async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    term = p.terminal(daemon)
+    ref = p.str("reference_id") or term.busy_with
+    daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
+    try:
+        _, body = await term.exchange(
+            "Abort", {"referenceID": ref} if ref else {}, timeout=term.cfg.info_timeout_s
+        )
+    except Exception as exc:
+        raise translate(exc) from exc
+    return body
+
+
+async def transaction_get(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    ref = p.str("reference_id", required=True)
+    record = await daemon.payments.db(daemon.payments.journal.get, ref)
+    if record is None:
+        raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
+    return record.to_api()
+
+
+async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    limit = p.number("limit", 1, 10000)
+    try:
+        records = await daemon.payments.db(
+            daemon.payments.journal.list,
+            terminal=p.str("terminal"),
+            state=p.choice("state", STATES),
+            since=p.str("since", max_len=40),
+            limit=int(limit or 100),
+        )
+    except ValueError as exc:
+        raise errors.InvalidParams(
+            f"since must be an RFC 3339 time with offset: {exc}", field="since"
+        ) from None
+    return [r.to_api() for r in records]
+
+
+async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    ref = p.str("reference_id", required=True)
+    outcome = p.choice("outcome", ("succeeded", "failed"), required=True)
+    note = p.str("note", max_len=1000) or ""
+    record = await daemon.payments.resolve(ref, outcome, note, who=conn.peer)
+    return record.to_api()
+
+
+async def terminal_send(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    term = p.terminal(daemon)
+    action = p.str("action", required=True, max_len=64)
+    money_like = set(MONEY_ACTIONS.values()) | {"Pair", "ConnectionInfo"}
+    if action in money_like:
+        raise errors.MoneyActionRefused(
+            f"{action} must go through its own method (sale, refund, void, terminal.pair) "
+            "so that the money rules apply",
+            field="action",
+        )
+    try:
+        _, body = await term.exchange(action, p.obj("body"), timeout=term.cfg.info_timeout_s)
+    except Exception as exc:
+        raise translate(exc) from exc
+    return body
+
+
+async def subscribe(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    topics = p.raw.get("topics")
+    if topics is not None and (
+        not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
+    ):
+        raise errors.InvalidParams("topics must be a list of strings", field="topics")
+    chosen = frozenset(topics) if topics else None
+    conn.subscribe(chosen)
+    return {"subscribed": sorted(chosen) if chosen else "all"}
+
+
+async def config_reload(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    daemon.log_peer("config.reload", "-", conn.peer)
+    return await daemon.reload()
+
+
+METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
+    "ping": (ping, ()),
+    "status": (status, ()),
+    "terminal.list": (terminal_list, ()),
+    "terminal.pair": (terminal_pair, ("terminal", "code")),
+    "terminal.unpair": (terminal_unpair, ("terminal",)),
+    "terminal.info": (terminal_info, ("terminal",)),
+    "terminal.send": (terminal_send, ("terminal", "action", "body")),
+    "sale": (
+        money("sale"),
+        (
+            _SALE := (
+                "terminal",
+                "amount",
+                "currency",
+                "reference_id",
+                "customer_order_id",
+                "payment_method",
+                "print",
+                "timeout_s",
+                "extra",
+                "wait",
+            )
+        ),
+    ),
+    "preauth": (money("preauth"), _SALE),
+    "refund": (money("refund"), (*_SALE, "original_reference_id")),
+    "void": (
+        money("void"),
+        (
+            "terminal",
+            "reference_id",
+            "original_reference_id",
+            "timeout_s",
+            "extra",
+            "wait",
+        ),
+    ),
+    "abort": (abort, ("terminal", "reference_id")),
+    "transaction.get": (transaction_get, ("reference_id",)),
+    "transaction.list": (transaction_list, ("terminal", "state", "since", "limit")),
+    "transaction.resolve": (transaction_resolve, ("reference_id", "outcome", "note")),
+    "subscribe": (subscribe, ("topics",)),
+    "config.reload": (config_reload, ()),
+}

@@ -1,0 +1,208 @@
+"""The Unix socket server: one task per client, one task per request.
+
+Invariants:
+
+* A client never blocks another, nor a payment: replies and events go through a bounded
+  per-client queue drained by that client's writer task; a client whose queue overflows
+  (it stopped reading) is disconnected.
+* Requests on one connection run concurrently (a ``ping`` is answered while a ``sale``
+  waits for the customer); replies carry the request's ``id``.
+* A request that outlives its client keeps running: money commands live in the payments
+  nursery (design.md §3 rule 7), so closing the connection cancels only the wait.
+* Every line gets exactly one reply (notifications none); bad input gets a JSON-RPC error
+  and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import logging
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from ecrd import errors
+from ecrd.api import jsonrpc
+from ecrd.api.methods import METHODS, Params
+from ecrd.events import Subscription
+
+if TYPE_CHECKING:
+    from ecrd.daemon import Daemon
+
+log = logging.getLogger("ecrd.api")
+
+QUEUE_SIZE: Final = 512
+
+
+def peer_credentials(sock: trio.socket.SocketType) -> str:
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return "uid=? pid=?"
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return f"uid={uid} pid={pid}"
+
+
+class Connection:
+    def __init__(self, daemon: Daemon, stream: trio.SocketStream) -> None:
+        self.daemon = daemon
+        self.stream = stream
+        self.peer = peer_credentials(stream.socket)
+        self._out_send, self._out_recv = trio.open_memory_channel[bytes](QUEUE_SIZE)
+        self._subscription: Subscription | None = None
+        self._nursery: trio.Nursery | None = None
+        self.dropped = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._out_send.send_nowait(jsonrpc.encode(message))
+        except trio.WouldBlock:
+            self._drop("it does not read its replies")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _drop(self, why: str) -> None:
+        if not self.dropped:
+            self.dropped = True
+            log.warning("client %s disconnected: %s", self.peer, why)
+            if self._nursery is not None:
+                self._nursery.cancel_scope.cancel()
+
+    def subscribe(self, topics: frozenset[str] | None) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+        self._subscription = self.daemon.events.subscribe(topics)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._forward_events, self._subscription)
+
+    async def _forward_events(self, sub: Subscription) -> None:
+        async for event in sub.receive:
+            self.send(jsonrpc.notification("event", event))
+        if sub.overflowed:
+            self._drop("its event queue overflowed")
+
+    async def serve(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer)
+                await self._reader(nursery)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._subscription is not None:
+                self._subscription.close()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _writer(self) -> None:
+        try:
+            async for data in self._out_recv:
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._drop("the connection broke")
+
+    async def _reader(self, nursery: trio.Nursery) -> None:
+        reader = jsonrpc.LineReader(self.daemon.config.daemon.max_line_bytes)
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            for line in reader.feed(data):
+                if isinstance(line, jsonrpc.TooLong):
+                    self.send(
+                        jsonrpc.error(
+                            None,
+                            jsonrpc.INVALID_REQUEST,
+                            f"line longer than {reader.cap} bytes; it was discarded",
+                            "line_too_long",
+                        )
+                    )
+                    continue
+                parsed = jsonrpc.parse(line)
+                if isinstance(parsed, dict):
+                    self.send(parsed)
+                else:
+                    nursery.start_soon(self._handle, parsed)
+
+    async def _handle(self, req: jsonrpc.Request) -> None:
+        reply = await dispatch(self.daemon, self, req)
+        if not req.is_notification:
+            self.send(reply)
+
+
+async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
+    entry = METHODS.get(req.method)
+    if entry is None:
+        return jsonrpc.error(
+            req.id,
+            jsonrpc.METHOD_NOT_FOUND,
+            f"no method {req.method!r}; see docs/api.md",
+            "method_not_found",
+        )
+    method, allowed = entry
+    try:
+        value = await method(daemon, conn, Params(req.params, allowed))
+    except errors.ApiError as exc:
+        body = exc.to_error()
+        return {"jsonrpc": "2.0", "id": req.id, "error": body}
+    except Exception:
+        log.exception("internal error in %s", req.method)
+        return jsonrpc.error(
+            req.id, jsonrpc.INTERNAL_ERROR, "internal error; see ecrd's log", "internal_error"
+        )
+    return jsonrpc.result(req.id, value)
+
+
+def bind_socket(path: str, group: str | None) -> trio.socket.SocketType:
+    """Create the socket 0660 (group from config) in a 0750 directory (design.md §6)."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)  # never a moment with a world-writable socket
+    try:
+        raw.bind(path)
+    except OSError as exc:
+        raw.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"socket {path} is in use") from exc
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o660)
+    if group is not None:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    raw.listen(128)
+    return trio.socket.from_stdlib_socket(raw)
+
+
+async def serve(
+    daemon: Daemon,
+    sock: trio.socket.SocketType,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    listener = trio.SocketListener(sock)
+    limit = trio.CapacityLimiter(daemon.config.daemon.max_clients)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        if limit.available_tokens == 0:
+            await stream.send_all(
+                jsonrpc.encode(jsonrpc.error(None, -32000, "too many clients", "too_many_clients"))
+            )
+            await stream.aclose()
+            return
+        async with limit:
+            await Connection(daemon, stream).serve()
+
+    task_status.started()
+    await trio.serve_listeners(handle, [listener])

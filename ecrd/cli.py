@@ -1,0 +1,71 @@
+"""``ecrd``: run the daemon in the foreground, or check a config file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import trio
+
+from ecrd import __version__, logs
+from ecrd.config import ConfigError, load
+
+DEFAULT_CONFIG = "/etc/ecrd/ecrd.toml"
+
+
+def _check(path: str) -> int:
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        print(f"ecrd: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: OK")
+    print(f"  socket     {cfg.daemon.socket} (group {cfg.daemon.socket_group or 'default'})")
+    print(f"  state_dir  {cfg.daemon.state_dir}")
+    for t in cfg.terminals:
+        where = {"lan": f"{t.host}:{t.port}", "serial": t.device, "cloud": "cloud relay"}
+        fallback = f", fallback {t.fallback}" if t.fallback else ""
+        print(f"  terminal   {t.id}: {t.transport} {where[t.transport]}{fallback}")
+        if "cloud" in t.links and not cfg.cloud.command_url:
+            print(
+                f"  warning    {t.id} uses the cloud link but [cloud].command_url is not set: "
+                "cloud commands will fail with cloud_not_configured",
+            )
+    if not cfg.terminals:
+        print("  warning    no [[terminal]] configured")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ecrd", description="Connects point-of-sale apps to Wonder payment terminals."
+    )
+    parser.add_argument("--version", action="version", version=f"ecrd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the daemon in the foreground (systemd runs this)"),
+        ("check-config", "validate a config file and explain it, without starting"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return _check(args.config)
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"ecrd: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.daemon.log_level)
+    from ecrd.daemon import main as run_daemon
+
+    try:
+        trio.run(run_daemon, cfg)
+    except OSError as exc:
+        print(f"ecrd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The admin's TOML file (design.md §5) into frozen, validated records.
+
+Every [ASSUMED] item of protocol.md is a key here with its default, so an integrator with a
+real terminal corrects it without a code change. An error names the file, the key
+(``terminal[2].port``) and what was expected; an unknown key is an error too, because a
+typo in a payment system's config must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from socket import gethostname
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
+
+T = TypeVar("T")
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+TRANSPORTS: Final = ("lan", "serial", "cloud")
+PIN_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
+_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class ConfigError(Exception):
+    reason = "config_error"
+
+
+@attrs.frozen
+class DaemonConfig:
+    socket: str = "/run/ecrd/ecrd.sock"
+    socket_group: str | None = None
+    state_dir: str = "/var/lib/ecrd"
+    client_device_sn: str = attrs.field(factory=gethostname)
+    log_level: str = "info"
+    max_line_bytes: int = 65536
+    # design.md §3 rule 4: an unknown outcome blocks new money commands on that terminal.
+    block_on_unknown: bool = True
+    # SIGTERM: how long in-flight payments may take to finish before they are journaled unknown.
+    shutdown_grace_s: float = 30.0
+    max_clients: int = 64
+
+
+@attrs.frozen
+class CloudConfig:
+    environment: str = "production"
+    base_url: str | None = None
+    business_id: str | None = None
+    command_url: str | None = None
+    info_url: str | None = None
+    ca_file: str | None = None
+    timeout_s: float = 30.0
+
+
+@attrs.frozen
+class TerminalConfig:
+    id: str
+    transport: str
+    crypto: str = "v2"
+    device_sn: str | None = None
+    timeout_s: float = 180.0
+    status_action: str | None = None
+    pair_confirm_action: str = "DeviceInfo"
+    pin_fields: tuple[str, ...] = PIN_FIELDS
+    fallback: str | None = None
+    probe_interval_s: float = 30.0
+    info_timeout_s: float = 15.0
+    # LAN
+    host: str | None = None
+    port: int = 8443
+    path: str = "/v2/wonder/payment/ecr"
+    tls: bool = False
+    ca_file: str | None = None
+    connect_timeout_s: float = 5.0
+    # serial
+    device: str | None = None
+    baudrate: int = 115200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+    rtscts: bool = False
+    frame_cmd: int = 0x0006
+    frame_byteorder: str = "big"
+    frame_crc: str = "crc32"
+
+    @property
+    def frame_format(self) -> FrameFormat:
+        return FrameFormat(cmd=self.frame_cmd, byteorder=self.frame_byteorder, crc=self.frame_crc)  # type: ignore[arg-type]
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        return (self.transport,) + ((self.fallback,) if self.fallback else ())
+
+
+@attrs.frozen
+class Config:
+    path: str
+    daemon: DaemonConfig
+    cloud: CloudConfig
+    terminals: tuple[TerminalConfig, ...]
+
+    def terminal(self, terminal_id: str) -> TerminalConfig | None:
+        return next((t for t in self.terminals if t.id == terminal_id), None)
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used, for clear errors."""
+
+    def __init__(self, path: str, where: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: {where} must be a table")
+        self.path, self.where, self.data = path, where, data
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        got = self.data.get(key)
+        return ConfigError(f"{self.path}: {self.where}.{key} must be {expected} (got {got!r})")
+
+    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any, expected: str) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        ok = isinstance(value, kind) and not (
+            isinstance(value, bool) and kind in (int, float, (int, float))
+        )
+        if not ok:
+            raise self.fail(key, expected)
+        return value
+
+    def str(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
+        value = self.get(key, str, default, "a string")
+        if choices and value is not None and value not in choices:
+            raise self.fail(key, "one of " + ", ".join(repr(c) for c in choices))
+        return value
+
+    def number(self, key: str, default: float, *, low: float = 0, high: float = 1e9) -> float:
+        value = self.get(key, (int, float), default, "a number")
+        if not low <= value <= high:
+            raise self.fail(key, f"between {low:g} and {high:g}")
+        return float(value)
+
+    def int(self, key: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
+        value = self.get(key, int, default, "an integer")
+        if not low <= value <= high:
+            raise self.fail(key, f"an integer between {low} and {high}")
+        return int(value)
+
+    def bool(self, key: str, default: bool) -> bool:
+        return bool(self.get(key, bool, default, "true or false"))
+
+    def check_unknown(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise ConfigError(
+                f"{self.path}: unknown key {self.where}.{extra[0]} (check the spelling; "
+                "etc/ecrd.toml lists every option)"
+            )
+
+
+def _daemon(t: _Table) -> DaemonConfig:
+    d = DaemonConfig()
+    group = t.str("socket_group")
+    if group is not None:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise t.fail("socket_group", "an existing group on this machine") from None
+    return DaemonConfig(
+        socket=t.str("socket", d.socket),
+        socket_group=group,
+        state_dir=t.str("state_dir", d.state_dir),
+        client_device_sn=t.str("client_device_sn", d.client_device_sn),
+        log_level=t.str("log_level", d.log_level, choices=LOG_LEVELS),
+        max_line_bytes=t.int("max_line_bytes", d.max_line_bytes, low=1024, high=16 * 2**20),
+        block_on_unknown=t.bool("block_on_unknown", d.block_on_unknown),
+        shutdown_grace_s=t.number("shutdown_grace_s", d.shutdown_grace_s, high=3600),
+        max_clients=t.int("max_clients", d.max_clients, low=1, high=10000),
+    )
+
+
+def _cloud(t: _Table) -> CloudConfig:
+    c = CloudConfig()
+    business_id = t.str("business_id")
+    if business_id is not None and not _UUID_RE.match(business_id):
+        raise t.fail("business_id", "a UUID like 411d6207-1470-4d35-a557-54852463844d")
+    cfg = CloudConfig(
+        environment=t.str("environment", c.environment, choices=("production", "staging")),
+        base_url=t.str("base_url"),
+        business_id=business_id,
+        command_url=t.str("command_url"),
+        info_url=t.str("info_url"),
+        ca_file=t.str("ca_file"),
+        timeout_s=t.number("timeout_s", c.timeout_s, low=1, high=600),
+    )
+    for key in ("base_url", "command_url", "info_url"):
+        url = getattr(cfg, key)
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise t.fail(key, "an http:// or https:// URL")
+    return cfg
+
+
+def _terminal(t: _Table) -> TerminalConfig:
+    d = TerminalConfig(id="-", transport="lan")
+    tid = t.str("id")
+    if tid is None or not _ID_RE.match(tid):
+        raise t.fail("id", "a name of letters, digits, '.', '_' or '-' (max 64)")
+    transport = t.str("transport", choices=TRANSPORTS)
+    if transport is None:
+        raise t.fail("transport", "one of 'lan', 'serial', 'cloud'")
+    pin_fields = t.get("pin_fields", list, list(d.pin_fields), "a list of field names")
+    if not pin_fields or not all(isinstance(f, str) and f for f in pin_fields):
+        raise t.fail("pin_fields", "a non-empty list of field names")
+    cfg = TerminalConfig(
+        id=tid,
+        transport=transport,
+        crypto=t.str("crypto", d.crypto, choices=("v2", "legacy")),
+        device_sn=t.str("device_sn"),
+        timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
+        status_action=t.str("status_action"),
+        pair_confirm_action=t.str("pair_confirm_action", d.pair_confirm_action),
+        pin_fields=tuple(pin_fields),
+        fallback=t.str("fallback", choices=("cloud",)),
+        probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
+        info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
+        host=t.str("host"),
+        port=t.int("port", d.port, low=1, high=65535),
+        path=t.str("path", d.path),
+        tls=t.bool("tls", d.tls),
+        ca_file=t.str("ca_file"),
+        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, low=0.1, high=120),
+        device=t.str("device"),
+        baudrate=t.int("baudrate", d.baudrate, low=50, high=4_000_000),
+        bytesize=t.int("bytesize", d.bytesize, low=5, high=8),
+        parity=t.str("parity", d.parity, choices=("N", "E", "O", "M", "S")),
+        stopbits=t.number("stopbits", d.stopbits, low=1, high=2),
+        rtscts=t.bool("rtscts", d.rtscts),
+        frame_cmd=t.int("frame_cmd", d.frame_cmd, low=0, high=0xFFFF),
+        frame_byteorder=t.str("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
+        frame_crc=t.str("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
+    )
+    if cfg.stopbits not in (1, 1.5, 2):
+        raise t.fail("stopbits", "1, 1.5 or 2")
+    if cfg.transport == "lan" and not cfg.host:
+        raise t.fail("host", 'set for transport = "lan" (the terminal\'s IP address)')
+    if cfg.transport == "serial" and not cfg.device:
+        raise t.fail("device", 'set for transport = "serial" (e.g. /dev/ttyUSB0)')
+    if cfg.fallback == cfg.transport:
+        raise t.fail("fallback", "a different link than transport")
+    return cfg
+
+
+def parse(data: dict[str, Any], path: str = "<config>") -> Config:
+    top = _Table(path, "(top level)", data)
+    tables: list[_Table] = []
+
+    def section(key: str, build: Callable[[_Table], Any], default: Any) -> Any:
+        top.used.add(key)
+        if key not in data:
+            return default
+        table = _Table(path, f"[{key}]", data[key])
+        tables.append(table)
+        return build(table)
+
+    daemon = section("daemon", _daemon, DaemonConfig())
+    cloud = section("cloud", _cloud, CloudConfig())
+    top.used.add("terminal")
+    raw_terminals = data.get("terminal", [])
+    if not isinstance(raw_terminals, list):
+        raise ConfigError(f"{path}: terminals are written as [[terminal]] tables")
+    terminals = []
+    for i, raw in enumerate(raw_terminals):
+        table = _Table(path, f"terminal[{i}]", raw)
+        terminals.append(_terminal(table))
+        tables.append(table)
+    for table in [top, *tables]:
+        table.check_unknown()
+    seen: set[str] = set()
+    for i, term in enumerate(terminals):
+        if term.id in seen:
+            raise ConfigError(f"{path}: terminal[{i}].id {term.id!r} is used twice")
+        seen.add(term.id)
+        if "cloud" in term.links and not cloud.business_id:
+            raise ConfigError(
+                f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
+            )
+    return Config(path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals))
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: TOML syntax error: {exc}") from None
+    return parse(data, str(p))

@@ -1,0 +1,317 @@
+"""``ecrctl``: the admin's command line over ecrd's socket.
+
+Exit codes scripts can trust:
+  0  done (a payment: approved)          3  outcome UNKNOWN: check the terminal, then resolve
+  1  payment declined / failed           4  ecrd not reachable (socket missing, permission)
+  2  bad usage or bad parameters         5  any other error (not paired, link down, busy...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+import trio
+
+from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
+
+EXIT_OK, EXIT_DECLINED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNREACHABLE, EXIT_ERROR = range(6)
+SPINNER = "|/-\\"
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _tx_text(tx: dict[str, Any]) -> str:
+    reply = tx.get("reply") or {}
+    lines = [
+        f"reference  {tx['reference_id']}",
+        f"terminal   {tx['terminal']}  ({tx.get('link') or '-'})",
+        f"action     {tx['action']}  {tx.get('amount') or ''} {tx.get('currency') or ''}".rstrip(),
+        f"state      {tx['state'].upper()}",
+    ]
+    if reply.get("errorCode") or reply.get("errorMessage"):
+        lines.append(f"terminal   {reply.get('errorCode', '')} {reply.get('errorMessage', '')}")
+    for key in ("paymentMethod", "rrn", "transactionType"):
+        if reply.get(key):
+            lines.append(f"{key:<10} {reply[key]}")
+    if tx.get("note"):
+        lines.append(f"note       {tx['note']}")
+    return "\n".join(lines)
+
+
+def _print(args: argparse.Namespace, value: Any, text: str) -> None:
+    print(json.dumps(value, indent=2) if args.json else text)
+
+
+async def _pay(
+    args: argparse.Namespace, client: TrioClient, method: str, params: dict[str, Any]
+) -> int:
+    """Run a money command with a live indicator fed by the daemon's events."""
+    ref = params["reference_id"]
+    await client.call("subscribe", topics=["transaction.state"])
+    done = trio.Event()
+    show = sys.stderr.isatty() and not args.json
+
+    async def indicator() -> None:
+        waiting, i = False, 0
+        while not done.is_set():
+            try:
+                event = client.events.receive_nowait()
+                if (
+                    event.get("reference_id") == ref
+                    and event.get("state") == "waiting_for_customer"
+                ):
+                    waiting = True
+                    if not show:
+                        print(f"{ref}: waiting for customer…", file=sys.stderr)
+            except trio.WouldBlock:
+                pass
+            if waiting and show:
+                print(
+                    f"\r{SPINNER[i % 4]} waiting for customer… (Ctrl-C does NOT cancel the "
+                    f"payment; use `ecrctl abort {params['terminal']}`)",
+                    end="",
+                    file=sys.stderr,
+                )
+                i += 1
+            await trio.sleep(0.2)
+        if waiting and show:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(indicator)
+        try:
+            tx = await client.call(method, **params)
+        finally:
+            done.set()
+    _print(args, tx, _tx_text(tx))
+    return EXIT_OK if tx["state"] in ("succeeded", "resolved_succeeded") else EXIT_DECLINED
+
+
+def _money_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "terminal": args.terminal,
+        "reference_id": args.ref or str(uuid.uuid4()),
+    }
+    for key in (
+        "amount",
+        "currency",
+        "original_reference_id",
+        "payment_method",
+        "customer_order_id",
+    ):
+        if getattr(args, key, None) is not None:
+            params[key] = getattr(args, key)
+    if getattr(args, "timeout", None):
+        params["timeout_s"] = args.timeout
+    if getattr(args, "wait", False):
+        params["wait"] = True
+    return params
+
+
+async def _run(args: argparse.Namespace) -> int:
+    async with open_trio_client(args.socket) as client:
+        cmd = args.command
+        if cmd == "status":
+            st = await client.call("status")
+            text = (
+                f"ecrd {st['version']} pid {st['pid']} up {st['uptime_s']}s"
+                f"  config {st['config']}\n"
+                f"journal: {st['journal']}  in flight: {st['in_flight']}"
+                + (
+                    f"\nRELOAD FAILED (old config in force): {st['reload_error']}"
+                    if st.get("reload_error")
+                    else ""
+                )
+                + "\n\n"
+                + _table(
+                    st["terminals"],
+                    ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"],
+                )
+            )
+            _print(args, st, text)
+        elif cmd == "terminals":
+            rows = await client.call("terminal.list")
+            _print(
+                args,
+                rows,
+                _table(
+                    rows, ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
+                ),
+            )
+        elif cmd == "pair":
+            print(f"pairing {args.terminal}…", file=sys.stderr)
+            res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
+            _print(args, res, f"paired {res['terminal']} with terminal {res['device_sn']}")
+        elif cmd == "unpair":
+            res = await client.call("terminal.unpair", terminal=args.terminal)
+            _print(args, res, f"{args.terminal} unpaired")
+        elif cmd == "info":
+            res = await client.call("terminal.info", terminal=args.terminal)
+            _print(args, res, "\n".join(f"{k:<12} {v}" for k, v in res.items()))
+        elif cmd in ("sale", "preauth", "refund", "void"):
+            return await _pay(args, client, cmd, _money_params(args))
+        elif cmd == "abort":
+            params = {"terminal": args.terminal}
+            if args.ref:
+                params["reference_id"] = args.ref
+            res = await client.call("abort", **params)
+            _print(
+                args, res, f"abort sent: {res.get('status', '?')} {res.get('errorMessage') or ''}"
+            )
+        elif cmd == "tx":
+            if args.ref:
+                tx = await client.call("transaction.get", reference_id=args.ref)
+                _print(args, tx, _tx_text(tx))
+            else:
+                params = {"limit": args.limit}
+                if args.state:
+                    params["state"] = args.state
+                if args.terminal:
+                    params["terminal"] = args.terminal
+                rows = await client.call("transaction.list", **params)
+                _print(
+                    args,
+                    rows,
+                    _table(
+                        rows,
+                        [
+                            "reference_id",
+                            "terminal",
+                            "action",
+                            "amount",
+                            "currency",
+                            "state",
+                            "updated_at",
+                        ],
+                    ),
+                )
+        elif cmd == "resolve":
+            tx = await client.call(
+                "transaction.resolve",
+                reference_id=args.ref,
+                outcome=args.outcome,
+                note=args.note or "",
+            )
+            _print(args, tx, _tx_text(tx))
+        elif cmd == "reload":
+            res = await client.call("config.reload")
+            _print(args, res, f"reloaded: {res}")
+        elif cmd == "watch":
+            await client.call("subscribe")
+            async for event in client.events:
+                print(
+                    json.dumps(event)
+                    if args.json
+                    else " ".join(f"{k}={v}" for k, v in event.items()),
+                    flush=True,
+                )
+        elif cmd == "ping":
+            res = await client.call("ping")
+            _print(args, res, f"ecrd {res['version']} (protocol {res['protocol']})")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecrctl",
+        description="Talk to ecrd, the Wonder payment-terminal daemon.",
+        epilog="exit codes: 0 ok/approved, 1 declined, 2 usage, 3 outcome UNKNOWN, "
+        "4 ecrd unreachable, 5 other error",
+    )
+    parser.add_argument(
+        "--socket",
+        default=os.environ.get("ECRD_SOCKET", DEFAULT_SOCKET),
+        help="ecrd's socket (env ECRD_SOCKET; default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="daemon and terminal overview")
+    sub.add_parser("terminals", help="list terminals")
+    sub.add_parser("ping", help="is ecrd alive?")
+    sub.add_parser("reload", help="re-read the config file")
+    sub.add_parser("watch", help="print events as they happen")
+    p = sub.add_parser("pair", help="pair with the code the terminal shows")
+    p.add_argument("terminal")
+    p.add_argument("code", help="the 6 digits, or the QR JSON")
+    for name in ("unpair", "info"):
+        sub.add_parser(name).add_argument("terminal")
+    for name in ("sale", "preauth", "refund"):
+        p = sub.add_parser(name, help=f"{name} (amount like 10.20)")
+        p.add_argument("terminal")
+        p.add_argument("amount")
+        p.add_argument("currency", nargs="?", default="HKD")
+        if name == "refund":
+            p.add_argument("--original", dest="original_reference_id", required=True)
+        p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
+        p.add_argument("--method", dest="payment_method")
+        p.add_argument("--order", dest="customer_order_id")
+        p.add_argument("--timeout", type=float)
+        p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
+    p = sub.add_parser("void", help="void a transaction")
+    p.add_argument("terminal")
+    p.add_argument("original_reference_id")
+    p.add_argument("--ref")
+    p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
+    p.add_argument("terminal")
+    p.add_argument("--ref")
+    p = sub.add_parser("tx", help="show one transaction, or list them")
+    p.add_argument("ref", nargs="?")
+    p.add_argument("--state")
+    p.add_argument("--terminal")
+    p.add_argument("--limit", type=int, default=20)
+    p = sub.add_parser("resolve", help="settle an UNKNOWN transaction after checking the terminal")
+    p.add_argument("ref")
+    p.add_argument("outcome", choices=["succeeded", "failed"])
+    p.add_argument("--note", help="why (journaled with your uid)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return trio.run(_run, args)
+    except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+        print(
+            f"ecrctl: cannot reach ecrd at {args.socket}: {exc.strerror or exc}\n"
+            "  is it running? (systemctl status ecrd) Are you in its socket group?",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    except EcrdError as exc:
+        if args.json:
+            print(
+                json.dumps(
+                    {"error": {"code": exc.code, "message": exc.message, "data": exc.data}},
+                    indent=2,
+                )
+            )
+        print(f"ecrctl: {exc.message} [{exc.reason}]", file=sys.stderr)
+        tx = exc.data.get("transaction")
+        if tx and not args.json:
+            print(_tx_text(tx))
+        if exc.reason == "timeout_outcome_unknown":
+            return EXIT_UNKNOWN
+        if exc.reason == "invalid_params":
+            return EXIT_USAGE
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(
+            "\necrctl: interrupted (a payment in progress continues; see `ecrctl tx`)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

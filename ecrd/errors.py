@@ -1,0 +1,129 @@
+"""Errors that reach a client of the socket, each with a stable ``reason`` (design.md §2).
+
+The JSON-RPC ``code`` groups them; ``data.reason`` is the contract clients switch on.
+Who is at fault is in the class docstring: the caller (fix your request), the terminal or
+its link (check the device), or this box (check ecrd's logs).
+
+    ApiError
+    ├── InvalidParams              caller   -32602 invalid_params
+    ├── TerminalNotFound           caller   -32001 terminal_not_found
+    ├── TransactionNotFound        caller   -32002 transaction_not_found
+    ├── NotPaired                  admin    -32003 not_paired
+    ├── TerminalBusy               caller   -32004 terminal_busy
+    ├── UnresolvedTransaction      cashier  -32005 unresolved_transaction
+    ├── DuplicateReferenceMismatch caller   -32006 duplicate_reference_mismatch
+    ├── InvalidState               caller   -32007 invalid_state
+    ├── MoneyActionRefused         caller   -32008 money_action_refused
+    ├── LinkDown                   link     -32010 link_down / cloud_not_configured
+    ├── OutcomeUnknown             link     -32011 timeout_outcome_unknown
+    ├── WrongKeyError              terminal -32012 wrong_key
+    ├── TerminalError              terminal -32013 bad_reply / stale_response / wrong_terminal / ...
+    ├── PairingFailed              terminal -32014 pairing_failed
+    ├── ConfigProblem              admin    -32020 config_error
+    ├── JournalFailure             box      -32021 journal_error
+    └── ShuttingDown               box      -32022 shutting_down
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    code: ClassVar[int] = -32000
+    reason: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, reason: str | None = None, **data: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason_override = reason
+        self.data = data
+
+    def to_error(self) -> dict[str, Any]:
+        data = {"reason": self.reason_override or self.reason, **self.data}
+        return {"code": self.code, "message": self.message, "data": data}
+
+
+class InvalidParams(ApiError):
+    code = -32602
+    reason = "invalid_params"
+
+
+class TerminalNotFound(ApiError):
+    code = -32001
+    reason = "terminal_not_found"
+
+
+class TransactionNotFound(ApiError):
+    code = -32002
+    reason = "transaction_not_found"
+
+
+class NotPaired(ApiError):
+    code = -32003
+    reason = "not_paired"
+
+
+class TerminalBusy(ApiError):
+    code = -32004
+    reason = "terminal_busy"
+
+
+class UnresolvedTransaction(ApiError):
+    code = -32005
+    reason = "unresolved_transaction"
+
+
+class DuplicateReferenceMismatch(ApiError):
+    code = -32006
+    reason = "duplicate_reference_mismatch"
+
+
+class InvalidState(ApiError):
+    code = -32007
+    reason = "invalid_state"
+
+
+class MoneyActionRefused(ApiError):
+    code = -32008
+    reason = "money_action_refused"
+
+
+class LinkDown(ApiError):
+    code = -32010
+    reason = "link_down"
+
+
+class OutcomeUnknown(ApiError):
+    code = -32011
+    reason = "timeout_outcome_unknown"
+
+
+class WrongKeyError(ApiError):
+    code = -32012
+    reason = "wrong_key"
+
+
+class TerminalError(ApiError):
+    code = -32013
+    reason = "terminal_error"
+
+
+class PairingFailed(ApiError):
+    code = -32014
+    reason = "pairing_failed"
+
+
+class ConfigProblem(ApiError):
+    code = -32020
+    reason = "config_error"
+
+
+class JournalFailure(ApiError):
+    code = -32021
+    reason = "journal_error"
+
+
+class ShuttingDown(ApiError):
+    code = -32022
+    reason = "shutting_down"

@@ -1,0 +1,64 @@
+"""Logging to stderr, one line per event, with secrets redacted in one place (design.md §6).
+
+``Redactor`` is a logging filter installed on the root handler. It removes, from every
+record's final message: the PINs ecrd knows (registered when loaded or typed), anything
+that looks like a card number (13–19 digits), long base64 runs (ciphertexts, keys), and a
+pairing QR's ``pairCode``. Code still must not log secrets; this is the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from typing import Final
+
+_PAN: Final = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_B64: Final = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+_PAIRCODE: Final = re.compile(r'("?pair_?code"?\s*[:=]\s*"?)\d+', re.IGNORECASE)
+_PIN_KEY: Final = re.compile(r'("?pin(?:Code\d?|_?code)?"?\s*[:=]\s*"?)\d+', re.IGNORECASE)
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secret(secret: str) -> None:
+    """A PIN that must never appear in a log line from now on."""
+    if secret:
+        with _lock:
+            _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    text = _PAIRCODE.sub(r"\1[redacted]", text)
+    text = _PIN_KEY.sub(r"\1[redacted]", text)
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = re.sub(rf"(?<!\d){re.escape(secret)}(?!\d)", "[pin]", text)
+    text = _B64.sub("[data]", text)
+    return _PAN.sub("[number]", text)
+
+
+class Redactor(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = redact(message), None
+        return True
+
+
+def setup(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(Redactor())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO; ours are enough.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

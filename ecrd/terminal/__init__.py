@@ -1,0 +1,1 @@
+"""Terminal actors: pairing, links, and the money rules of design.md §3."""

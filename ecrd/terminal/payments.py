@@ -1,0 +1,397 @@
+"""The money rules of design.md §3, in one place.
+
+1. Write ahead: ``journal.begin`` (durable, ``pending``) happens before the request is
+   sealed; ``mark_sending`` is journaled before each link attempt.
+2. ``reference_id`` is the idempotency key: in flight → attach; finished → the stored
+   record; other parameters → ``duplicate_reference_mismatch``.
+3. Never resend: a ``MaybeDelivered`` (or an unreadable reply) makes the record
+   ``unknown``; only ``NotDelivered`` may move to the fallback link (terminal.py).
+4. Unknown blocks new money commands on that terminal until settled.
+5. One money command per terminal; a second one gets ``terminal_busy`` (or waits).
+6. Start-up turns ``pending`` into ``unknown`` before the socket takes money commands.
+7. Money commands run in this object's nursery, not in the client's task: a client that
+   disconnects does not cancel the payment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import attrs
+import trio
+
+from ecrd import errors
+from ecrd.events import EventBus
+from ecrd.protocol.crypto import CryptoError
+from ecrd.protocol.envelope import ProtocolError
+from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord, same_params
+from ecrd.terminal.terminal import NotPairedYet, Terminal
+from ecrd.transport.base import MaybeDelivered, NotDelivered
+
+log = logging.getLogger("ecrd.payments")
+T = TypeVar("T")
+
+MONEY_ACTIONS: Final = {"sale": "Sale", "preauth": "PreAuth", "refund": "Refund", "void": "Void"}
+
+NOTE_UNKNOWN: Final = (
+    "The request reached (or may have reached) the terminal but no usable reply came back, "
+    "so the customer may have been charged. Check the terminal's last transactions for "
+    "reference {ref}, then settle it with `ecrctl resolve {ref} succeeded|failed`."
+)
+NOTE_RESTARTED: Final = (
+    "ecrd stopped while this payment was in flight, so the customer may have been charged. "
+    "Check the terminal's last transactions for this reference, then settle it with "
+    "`ecrctl resolve REF succeeded|failed`."
+)
+NOTE_NOT_SENT: Final = "The request never reached the terminal; nothing was charged."
+
+
+@attrs.define
+class _InFlight:
+    record: TxRecord
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+
+def terminal_body(action: str, reference_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The request body of protocol.md §8 from the API's parameters."""
+    body: dict[str, Any] = {"referenceID": reference_id}
+    names = {
+        "original_reference_id": "originalReferenceID",
+        "currency": "currency",
+        "amount": "amount",
+        "customer_order_id": "customerOrderID",
+        "payment_method": "paymentMethod",
+        "print": "print",
+    }
+    for key, wire in names.items():
+        if params.get(key) is not None:
+            body[wire] = params[key]
+    for key, value in (params.get("extra") or {}).items():
+        body.setdefault(key, value)  # callers' extra fields never override typed ones
+    return body
+
+
+class Payments:
+    def __init__(
+        self,
+        journal: Journal,
+        terminals: dict[str, Terminal],
+        events: EventBus,
+        *,
+        block_on_unknown: bool = True,
+    ) -> None:
+        self.journal = journal
+        self.terminals = terminals
+        self.events = events
+        self.block_on_unknown = block_on_unknown
+        self.accepting = True
+        self._inflight: dict[str, _InFlight] = {}
+        self._idle: dict[str, trio.Event] = {}
+        self._db_limiter = trio.CapacityLimiter(1)
+        self._nursery: trio.Nursery | None = None
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Journal calls run in one worker thread, in order (design.md §1)."""
+        try:
+            return await trio.to_thread.run_sync(
+                partial(fn, *args, **kwargs), limiter=self._db_limiter
+            )
+        except JournalError as exc:
+            log.error("journal error: %s", exc)
+            raise errors.JournalFailure(f"the transaction journal failed: {exc}") from exc
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover (rule 6), then host the money tasks until cancelled."""
+        recovered = await self.db(self.journal.recover, NOTE_RESTARTED)
+        for rec in recovered:
+            log.warning(
+                "terminal=%s ref=%s was in flight at the last stop: now unknown",
+                rec.terminal,
+                rec.reference_id,
+            )
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for rec in await self.db(self.journal.unknown):
+                term = self.terminals.get(rec.terminal)
+                if term is not None and term.cfg.status_action:
+                    nursery.start_soon(self._settle_later, term, rec.reference_id)
+            task_status.started()
+            await trio.sleep_forever()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: stop taking money commands, give in-flight ones ``grace`` seconds."""
+        self.accepting = False
+        with trio.move_on_after(grace):
+            for flight in list(self._inflight.values()):
+                await flight.done.wait()
+
+    # -- rule 2, 4, 5: admission ---------------------------------------------------------------
+
+    async def money(
+        self,
+        terminal_id: str,
+        action: str,
+        reference_id: str,
+        params: dict[str, Any],
+        *,
+        peer: str = "",
+        wait: bool = False,
+        timeout_s: float | None = None,
+    ) -> TxRecord:
+        term = self.terminals.get(terminal_id)
+        if term is None:
+            raise errors.TerminalNotFound(f"no terminal {terminal_id!r} in the configuration")
+        while True:
+            attached = await self._existing(terminal_id, action, reference_id, params)
+            if attached is not None:
+                return attached
+            if not self.accepting:
+                raise errors.ShuttingDown("ecrd is stopping and takes no new payments")
+            if not term.paired:
+                raise errors.NotPaired(str(NotPairedYet(terminal_id)))
+            blocking = await self.db(self.journal.unknown, terminal_id)
+            if blocking and self.block_on_unknown:
+                refs = [r.reference_id for r in blocking]
+                raise errors.UnresolvedTransaction(
+                    f"terminal {terminal_id!r} has {len(refs)} transaction(s) of unknown "
+                    f"outcome ({', '.join(refs)}); settle with `ecrctl resolve REF "
+                    "succeeded|failed` first",
+                    reference_ids=refs,
+                )
+            if reference_id in self._inflight:
+                continue  # someone started it while we looked: attach on the next turn
+            if term.busy_with is None:
+                break
+            if not wait:
+                raise errors.TerminalBusy(
+                    f"terminal {terminal_id!r} is busy with {term.busy_with}",
+                    busy_with=term.busy_with,
+                )
+            await self._idle.setdefault(terminal_id, trio.Event()).wait()
+        # From here to the registration there is no checkpoint: admission is atomic.
+        term.busy_with = reference_id
+        placeholder = _InFlight(record=_placeholder(terminal_id, action, reference_id, params))
+        self._inflight[reference_id] = placeholder
+        try:
+            record = await self.db(
+                self.journal.begin,
+                reference_id=reference_id,
+                terminal=terminal_id,
+                action=action,
+                params=params,
+                amount=params.get("amount"),
+                currency=params.get("currency"),
+                who=peer or "ecrd",
+            )
+        except BaseException as exc:
+            self._release(term, reference_id)
+            placeholder.done.set()
+            if isinstance(exc, DuplicateReference):
+                placeholder.record = exc.existing
+                self._check_same(exc.existing, terminal_id, action, params)
+                return exc.existing
+            raise
+        placeholder.record = record
+        log.info(
+            "terminal=%s ref=%s %s %s %s accepted from %s",
+            terminal_id,
+            reference_id,
+            action,
+            params.get("amount") or "",
+            params.get("currency") or "",
+            peer or "?",
+        )
+        assert self._nursery is not None
+        self._nursery.start_soon(self._execute, term, placeholder, timeout_s)
+        await placeholder.done.wait()
+        return placeholder.record
+
+    async def _existing(
+        self, terminal_id: str, action: str, reference_id: str, params: dict[str, Any]
+    ) -> TxRecord | None:
+        flight = self._inflight.get(reference_id)
+        if flight is not None:
+            self._check_same(flight.record, terminal_id, action, params)
+            await flight.done.wait()
+            if not flight.record.created_at:  # begin() itself failed: nothing was journaled
+                raise errors.JournalFailure(f"reference_id {reference_id!r} could not be journaled")
+            return flight.record
+        record = await self.db(self.journal.get, reference_id)
+        if record is None:
+            return None
+        self._check_same(record, terminal_id, action, params)
+        return record
+
+    @staticmethod
+    def _check_same(
+        record: TxRecord, terminal_id: str, action: str, params: dict[str, Any]
+    ) -> None:
+        if (
+            record.terminal != terminal_id
+            or record.action != action
+            or not same_params(record.params, params)
+        ):
+            raise errors.DuplicateReferenceMismatch(
+                f"reference_id {record.reference_id!r} was already used for a different "
+                f"request ({record.action} on {record.terminal}); use a new reference_id",
+                transaction=record.to_api(),
+            )
+
+    async def wait_idle(self, term: Terminal) -> None:
+        while term.busy_with is not None:
+            await self._idle.setdefault(term.id, trio.Event()).wait()
+
+    def _release(self, term: Terminal, reference_id: str) -> None:
+        self._inflight.pop(reference_id, None)
+        if term.busy_with == reference_id:
+            term.busy_with = None
+        idle = self._idle.pop(term.id, None)
+        if idle is not None:
+            idle.set()
+
+    # -- rule 1, 3: execution -----------------------------------------------------------------
+
+    async def _execute(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
+        rec = flight.record
+        ref = rec.reference_id
+        sent = False
+
+        async def on_sending(request_id: str, link: str) -> None:
+            nonlocal sent
+            await self.db(self.journal.mark_sending, ref, request_id=request_id, link=link)
+            sent = True
+            self._publish(ref, term.id, "waiting_for_customer", link=link)
+
+        self._publish(ref, term.id, "pending")
+        try:
+            _, body = await term.exchange(
+                rec.action,
+                terminal_body(rec.action, ref, rec.params),
+                timeout=timeout_s,
+                on_sending=on_sending,
+            )
+        except (NotDelivered, NotPairedYet) as exc:
+            flight.record = await self._finish(ref, "failed", exc, NOTE_NOT_SENT)
+        except (MaybeDelivered, CryptoError, ProtocolError) as exc:
+            flight.record = await self._finish(ref, "unknown", exc, NOTE_UNKNOWN.format(ref=ref))
+        except Exception as exc:
+            state, note = (
+                ("unknown", NOTE_UNKNOWN.format(ref=ref)) if sent else ("failed", NOTE_NOT_SENT)
+            )
+            log.exception("terminal=%s ref=%s unexpected error", term.id, ref)
+            flight.record = await self._finish(ref, state, exc, note)
+        except BaseException:
+            # Cancelled (shutdown past its grace): the outcome is unknown if anything left.
+            with trio.CancelScope(shield=True):
+                state, note = ("unknown", NOTE_RESTARTED) if sent else ("failed", NOTE_NOT_SENT)
+                err = errors.ShuttingDown("ecrd stopped while waiting for the terminal")
+                flight.record = await self._finish(ref, state, err, note)
+            raise
+        else:
+            state = "succeeded" if body.get("status") == "Success" else "failed"
+            flight.record = await self.db(self.journal.finish, ref, state=state, reply=body)
+            self._publish(ref, term.id, state)
+        finally:
+            self._release(term, ref)
+            flight.done.set()
+        if flight.record.state == "unknown" and term.cfg.status_action:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._settle_later, term, ref)
+
+    async def _finish(self, ref: str, state: str, exc: BaseException, note: str) -> TxRecord:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        if state == "unknown":
+            log.error("ref=%s outcome UNKNOWN (%s: %s)", ref, reason, exc)
+        record = await self.db(
+            self.journal.finish,
+            ref,
+            state=state,
+            error={"reason": reason, "message": str(exc)},
+            note=note,
+        )
+        self._publish(ref, record.terminal, state, reason=reason)
+        return record
+
+    def _publish(self, ref: str, terminal: str, state: str, **more: Any) -> None:
+        self.events.publish(
+            "transaction.state", reference_id=ref, terminal=terminal, state=state, **more
+        )
+
+    # -- rule 4: settling unknowns --------------------------------------------------------------
+
+    async def _settle_later(self, term: Terminal, ref: str, attempts: int = 5) -> None:
+        """Ask the terminal's status action (protocol.md §8), with backoff, a few times."""
+        delay = 1.0
+        for _ in range(attempts):
+            if await self.settle(term, ref):
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+    async def settle(self, term: Terminal, ref: str) -> bool:
+        action = term.cfg.status_action
+        if not action or not term.paired:
+            return False
+        try:
+            _, body = await term.exchange(
+                action, {"referenceID": ref}, timeout=term.cfg.info_timeout_s
+            )
+        except Exception as exc:
+            log.info("terminal=%s ref=%s status query failed: %s", term.id, ref, exc)
+            return False
+        status = body.get("status")
+        if body.get("referenceID") not in (None, ref) or status not in ("Success", "Failed"):
+            return False
+        state = "succeeded" if status == "Success" else "failed"
+        try:
+            await self.db(self.journal.settle, ref, state=state, reply=body)
+        except (ValueError, errors.JournalFailure):
+            return False
+        log.warning("terminal=%s ref=%s settled as %s by %s", term.id, ref, state, action)
+        self._publish(ref, term.id, state, settled_by=action)
+        return True
+
+    async def resolve(self, ref: str, outcome: str, note: str, who: str) -> TxRecord:
+        record = await self.db(self.journal.get, ref)
+        if record is None:
+            raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
+        if record.state != "unknown":
+            raise errors.InvalidState(
+                f"transaction {ref!r} is {record.state}; only unknown ones can be resolved",
+                transaction=record.to_api(),
+            )
+        try:
+            record = await self.db(self.journal.resolve, ref, outcome=outcome, note=note, who=who)
+        except ValueError as exc:  # settled by the status action meanwhile
+            raise errors.InvalidState(str(exc)) from None
+        log.warning("ref=%s resolved as %s by %s: %s", ref, outcome, who, note)
+        self._publish(ref, record.terminal, record.state, resolved_by=who)
+        return record
+
+
+def _placeholder(terminal: str, action: str, reference_id: str, params: dict[str, Any]) -> TxRecord:
+    """What an attaching caller compares against before ``begin`` returns."""
+    return TxRecord(
+        reference_id=reference_id,
+        terminal=terminal,
+        action=action,
+        params=params,
+        state="pending",
+        amount=params.get("amount"),
+        currency=params.get("currency"),
+        request_id=None,
+        link=None,
+        reply=None,
+        error=None,
+        note=None,
+        resolved_by=None,
+        created_at="",
+        updated_at="",
+    )
