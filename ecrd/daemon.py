@@ -99,6 +99,7 @@ class Daemon:
                 for term in self.terminals.values():
                     await term.aclose()
                 await trio.to_thread.run_sync(self.journal.close)
+            self.notifier.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.config.daemon.socket)
 

@@ -1,0 +1,58 @@
+"""The redaction filter: one place that keeps secrets out of every log line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ecrd import logs
+
+
+@pytest.fixture
+def captured() -> list[str]:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(logs.Redactor())
+    log = logging.getLogger("test.redaction")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    yield lines
+    log.removeHandler(handler)
+
+
+def test_a_registered_pin_never_reaches_a_line(captured: list[str]) -> None:
+    logs.register_secret("731046")
+    logging.getLogger("test.redaction").info("paired with pin %s ok", "731046")
+    assert "731046" not in captured[0]
+    assert "[pin]" in captured[0]
+
+
+def test_card_numbers_ciphertexts_and_qr_codes_are_removed(captured: list[str]) -> None:
+    log = logging.getLogger("test.redaction")
+    log.info("pan 4111 1111 1111 1111 seen")
+    log.info("data=paWlpaWlpaWlpaWlpaWlpVpaWlpaWlpaWlpaWlpaWlocTlmsuOvrV9ZqSO2ab7DMn7")
+    log.info('qr {"deviceId":"X","pairCode":"672633","port":8443}')
+    log.info('reply {"pinCode2": "123987"}')
+    text = "\n".join(captured)
+    for secret in ("4111 1111 1111 1111", "paWlpaWlpaWl", "672633", "123987"):
+        assert secret not in text
+
+
+def test_exceptions_are_redacted_too(captured: list[str]) -> None:
+    logs.register_secret("555111")
+    try:
+        raise ValueError("bad pin 555111")
+    except ValueError:
+        logging.getLogger("test.redaction").exception("failed")
+    assert "555111" not in captured[0] and "ValueError" in captured[0]
+
+
+def test_ordinary_lines_are_left_alone(captured: list[str]) -> None:
+    logging.getLogger("test.redaction").info("terminal=counter-1 ref=abc sale 10.20 HKD port 8443")
+    assert captured[0] == "terminal=counter-1 ref=abc sale 10.20 HKD port 8443"
