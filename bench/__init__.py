@@ -1,0 +1,1 @@
+"""Benchmarks; run them all with ``bench/run`` (see bench/README.md)."""
