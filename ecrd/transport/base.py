@@ -58,8 +58,7 @@ class Link(Protocol):
         """``up`` after a good exchange or open, ``down`` after a failure, else ``unknown``."""
         ...
 
-    # ASYNC109: the deadline is part of the contract; links map it to their own phases.
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:  # noqa: ASYNC109
+    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
         """Send ``request`` and return the terminal's reply envelope.
 
         Raises ``NotDelivered`` or ``MaybeDelivered`` (never a bare OSError/httpx error).

@@ -96,7 +96,7 @@ async def post_once(
     url: str,
     body: bytes,
     *,
-    timeout: float,  # noqa: ASYNC109 - the Link contract: one deadline per exchange
+    timeout: float,
     connect_timeout: float,
     headers: Mapping[str, str] | None = None,
 ) -> HttpReply:
@@ -223,8 +223,7 @@ class LanLink:
             self._state = "unknown"
         self._host, self._port, self._url = host, port, url
 
-    # ASYNC109: ``timeout`` is part of the Link contract (transport/base.py).
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:  # noqa: ASYNC109
+    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
         if self._closed:
             raise NotDelivered(f"LAN link to {self._url} is closed")
         url = self._url

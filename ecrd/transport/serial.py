@@ -1,0 +1,512 @@
+"""The RS232 link: framed envelopes over a tty (protocol.md §6), kept open by a supervisor.
+
+Two pieces:
+
+``SerialPort``
+    A Trio stream over one open tty, the shape of trio's ``FdStream``: non-blocking
+    ``os.read``/``os.write`` woken by ``wait_readable``/``wait_writable``.
+    ``receive_some`` returns ``b""`` only when the device hung up, never for "no data yet":
+    the tty is set to VMIN=1, VTIME=0, so an empty non-blocking read is ``EAGAIN``.
+    Errors from the device (EIO, ENXIO) are ``BrokenResourceError``; using the port after
+    ``aclose`` is ``ClosedResourceError``. ``notify_closing`` runs before the fd is closed,
+    so no task is left waiting on a closed (or reused) fd number.
+
+``SerialLink``
+    ``run()`` (started in a nursery) opens the device exclusively, reads frames and routes
+    each reply to the exchange waiting for it. On device loss — EOF, EIO/ENXIO, the path
+    disappearing or pointing to another device, open failing — the link is ``down``, the
+    port is closed and reopened with capped, jittered backoff. Each outage logs one
+    warning and one info when it ends, never a line per retry.
+
+Invariants of ``SerialLink.exchange``:
+
+* Port not open → ``NotDelivered`` at once; it never waits for the device to return.
+* Writes are serialised by a lock, so frames never interleave. A write that fails or runs
+  out of time before its first byte went out is ``NotDelivered``; after that,
+  ``MaybeDelivered`` (design.md §3 rule 3).
+* Replies are matched by envelope ``action`` (docs/internals.md): a frame goes to the oldest
+  exchange expecting that action; with no such exchange and exactly one exchange waiting,
+  to that one; otherwise it is dropped and counted as stale. This is what lets an
+  ``Abort`` be answered while a ``Sale`` still waits for the customer.
+* An exchange that already wrote its frame keeps waiting through a device outage until its
+  deadline: a terminal that answers after the cable was replugged still settles the
+  payment, which beats an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import termios
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import attrs
+import serial
+import trio
+
+from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.protocol.frames import FrameDecoder, FrameError, FrameFormat, encode_frame
+from ecrd.transport.backoff import Backoff
+from ecrd.transport.base import LinkError, LinkState, MaybeDelivered, NotDelivered, ReplyTimeout
+
+# The request's action names its reply, except where protocol.md §2 says otherwise.
+DEFAULT_REPLY_ACTIONS: Final[Mapping[str, str]] = {"ConnectionInfo": "DeviceInfo"}
+DEFAULT_FRAME_FORMAT: Final = FrameFormat()
+DEFAULT_BACKOFF: Final = Backoff(initial=0.2, cap=10.0)
+_BUSY_ERRNOS: Final = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY})
+
+log = logging.getLogger(__name__)
+
+
+class SerialOpenError(OSError):
+    """The device could not be opened (missing, no permission, not a tty)."""
+
+
+class SerialPortInUse(SerialOpenError):
+    """Another program holds the device open exclusively."""
+
+
+@attrs.frozen
+class SerialSettings:
+    """Line settings (design.md §5 keys), validated before any device is touched."""
+
+    baudrate: int = attrs.field(default=115200, validator=attrs.validators.gt(0))
+    bytesize: int = attrs.field(default=8, validator=attrs.validators.in_((5, 6, 7, 8)))
+    parity: str = attrs.field(
+        default="N", validator=attrs.validators.in_(("N", "E", "O", "M", "S"))
+    )
+    stopbits: float = attrs.field(default=1.0, validator=attrs.validators.in_((1.0, 1.5, 2.0)))
+    rtscts: bool = False
+
+
+def open_serial(device: str, settings: SerialSettings) -> SerialPort:
+    """Open ``device`` exclusively, in raw mode, for ``SerialPort``. Blocking: use a thread."""
+    try:
+        handle = serial.Serial(
+            port=device,
+            baudrate=settings.baudrate,
+            bytesize=settings.bytesize,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            rtscts=settings.rtscts,
+            exclusive=True,  # flock(LOCK_EX | LOCK_NB): a second ecrd or minicom fails here
+            timeout=0,
+        )
+    except serial.SerialException as exc:
+        raise _open_error(device, exc) from exc
+    try:
+        _prepare_fd(handle.fd)
+    except (OSError, termios.error) as exc:
+        handle.close()
+        raise SerialOpenError(f"cannot configure serial device {device}: {exc}") from exc
+    return SerialPort(handle)
+
+
+def _open_error(device: str, exc: serial.SerialException) -> SerialOpenError:
+    if exc.errno in _BUSY_ERRNOS:
+        return SerialPortInUse(
+            exc.errno, f"serial device {device} is in use by another program (opened exclusively)"
+        )
+    if exc.errno == errno.ENOENT:
+        return SerialOpenError(exc.errno, f"serial device {device} does not exist")
+    return SerialOpenError(exc.errno, f"cannot open serial device {device}: {exc}")
+
+
+def _prepare_fd(fd: int) -> None:
+    # pyserial leaves VMIN=0, VTIME=0, where an empty read means "no data" and looks
+    # exactly like a hang-up. VMIN=1 makes "no data" EAGAIN on a non-blocking fd.
+    attrs_ = termios.tcgetattr(fd)
+    attrs_[6][termios.VMIN] = 1
+    attrs_[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs_)
+    os.set_blocking(fd, False)
+    # flock is advisory; TIOCEXCL also makes the kernel refuse other opens (except root's).
+    fcntl.ioctl(fd, termios.TIOCEXCL)
+
+
+class SerialPort(trio.abc.Stream):
+    """A Trio stream over an open tty. ``bytes_sent`` counts bytes the kernel accepted."""
+
+    def __init__(self, handle: serial.Serial) -> None:
+        self._handle = handle
+        self.fd: int = handle.fd
+        self.bytes_sent = 0
+        self._closed = False
+        self._sending = False
+        self._receiving = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is writing to this serial port")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            with memoryview(data) as view:
+                while view:
+                    n = await self._write_some(view)
+                    self.bytes_sent += n
+                    view = view[n:]
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+
+    async def _write_some(self, view: memoryview) -> int:
+        while True:
+            self._check_open()
+            try:
+                return os.write(self.fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.fd)
+            except OSError as exc:
+                raise self._translate(exc) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._check_open()
+        await trio.lowlevel.wait_writable(self.fd)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is reading from this serial port")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while True:
+                self._check_open()
+                try:
+                    data = os.read(self.fd, max_bytes or 65536)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(self.fd)
+                except OSError as exc:
+                    raise self._translate(exc) from exc
+                else:
+                    break
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        finally:
+            self._receiving = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("serial port was closed")
+
+    def _translate(self, exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+        if exc.errno == errno.EBADF:
+            return trio.ClosedResourceError("serial port was closed")
+        return trio.BrokenResourceError(f"serial device failed: {exc}")
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            trio.lowlevel.notify_closing(self.fd)
+            # Unsent output would make close() wait (up to 30 s on some UART drivers).
+            # If the device is already gone, closing is all that is left to do.
+            with contextlib.suppress(termios.error):
+                termios.tcflush(self.fd, termios.TCOFLUSH)
+            self._handle.close()
+        await trio.lowlevel.checkpoint()
+
+
+@attrs.frozen
+class SerialStats:
+    """Counters for diagnostics (``ecrctl status``)."""
+
+    frames_in: int
+    frames_out: int
+    garbage_bytes: int
+    bad_header_crc: int
+    bad_data_crc: int
+    stale: int
+    garbled: int
+    opens: int
+
+    @property
+    def bad_crc(self) -> int:
+        return self.bad_header_crc + self.bad_data_crc
+
+
+class _Waiter:
+    """One exchange waiting for its reply."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.reply: Envelope | None = None
+        self.error: LinkError | None = None
+        self._done = trio.Event()
+
+    @property
+    def pending(self) -> bool:
+        return not self._done.is_set()
+
+    def deliver(self, reply: Envelope) -> None:
+        self.reply = reply
+        self._done.set()
+
+    def fail(self, error: LinkError) -> None:
+        self.error = error
+        self._done.set()
+
+    async def wait(self) -> Envelope:
+        await self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply
+
+
+class _Written:
+    """How many bytes of one request the kernel accepted (survives cancellation)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _DeviceLost(Exception):
+    """Internal: the open port stopped working; the message says why."""
+
+
+class SerialLink:
+    """A terminal on an RS232 line (kind ``serial``). Start ``run`` in a nursery first."""
+
+    kind = "serial"
+
+    def __init__(
+        self,
+        device: str,
+        baudrate: int = 115200,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        rtscts: bool = False,
+        frame_format: FrameFormat = DEFAULT_FRAME_FORMAT,
+        *,
+        reply_actions: Mapping[str, str] = DEFAULT_REPLY_ACTIONS,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        path_check_interval: float = 1.0,
+        on_stale: Callable[[Envelope], None] | None = None,
+    ) -> None:
+        if path_check_interval <= 0:
+            raise ValueError("path_check_interval must be greater than zero")
+        self.device = device
+        self.settings = SerialSettings(baudrate, bytesize, parity, stopbits, rtscts)
+        self.frame_format = frame_format
+        self._reply_actions = dict(reply_actions)
+        self._backoff = backoff
+        self._path_check_interval = path_check_interval
+        # Called with every reply nobody waits for: a Sale reply that arrives after its
+        # exchange timed out can still settle an unknown transaction upstream.
+        self._on_stale = on_stale
+        self._decoder = FrameDecoder(frame_format)
+        self._port: SerialPort | None = None
+        self._waiters: list[_Waiter] = []
+        self._write_lock = trio.Lock()
+        self._closing = trio.Event()
+        self._state: LinkState = "unknown"
+        self._down_since = 0.0
+        self._frames_in = 0
+        self._frames_out = 0
+        self._stale = 0
+        self._garbled = 0
+        self._opens = 0
+
+    def __repr__(self) -> str:
+        return f"<SerialLink {self.device} {self._state}>"
+
+    @property
+    def state(self) -> LinkState:
+        return self._state
+
+    def reply_action(self, action: str) -> str:
+        """The action the terminal names its reply to ``action`` with."""
+        return self._reply_actions.get(action, action)
+
+    def stats(self) -> SerialStats:
+        d = self._decoder
+        return SerialStats(
+            frames_in=self._frames_in,
+            frames_out=self._frames_out,
+            garbage_bytes=d.garbage_bytes,
+            bad_header_crc=d.bad_header_crc,
+            bad_data_crc=d.bad_data_crc,
+            stale=self._stale,
+            garbled=self._garbled,
+            opens=self._opens,
+        )
+
+    # -- exchanges ---------------------------------------------------------------------
+
+    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
+        port = self._port
+        if port is None:
+            raise NotDelivered(f"serial port {self.device} is not open")
+        frame = self._encode(request)
+        waiter = _Waiter(self.reply_action(request.action))
+        written = _Written()
+        # Registered before the write, so a quick reply cannot arrive unclaimed.
+        self._waiters.append(waiter)
+        try:
+            with trio.move_on_after(timeout):
+                await self._write(port, frame, written)
+                return await waiter.wait()
+        finally:
+            self._waiters.remove(waiter)
+        if written.count == 0:
+            raise NotDelivered(
+                f"serial port {self.device} did not take the request in {timeout:g} s"
+            )
+        raise ReplyTimeout(f"no {waiter.action} reply on {self.device} within {timeout:g} s")
+
+    def _encode(self, request: Envelope) -> bytes:
+        try:
+            return encode_frame(request.to_bytes(), self.frame_format)
+        except FrameError as exc:
+            raise NotDelivered(f"request cannot be sent over RS232: {exc}") from exc
+
+    async def _write(self, port: SerialPort, frame: bytes, written: _Written) -> None:
+        async with self._write_lock:
+            before = port.bytes_sent
+            try:
+                await port.send_all(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if port.bytes_sent == before:
+                    raise NotDelivered(f"serial port {self.device} failed: {exc}") from exc
+                raise MaybeDelivered(
+                    f"serial port {self.device} failed after part of the request went out: {exc}"
+                ) from exc
+            finally:
+                written.count = port.bytes_sent - before
+        self._frames_out += 1
+
+    def _route(self, reply: Envelope) -> None:
+        pending = [w for w in self._waiters if w.pending]
+        match = next((w for w in pending if w.action == reply.action), None)
+        if match is None and len(pending) == 1:
+            match = pending[0]
+        if match is not None:
+            match.deliver(reply)
+            return
+        self._stale += 1
+        log.warning(
+            "serial %s: dropped a %s reply no exchange waits for", self.device, reply.action
+        )
+        if self._on_stale is not None:
+            try:
+                self._on_stale(reply)
+            except Exception:
+                # A bug upstream must not stop the reader: every later reply would be lost.
+                log.exception("serial %s: on_stale callback failed", self.device)
+
+    # -- the supervisor ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the device open until ``aclose``. Reports started after the first attempt
+        to open, so ``state`` is ``up`` or ``down`` when ``nursery.start`` returns."""
+        started = False
+        delays = self._backoff.delays()
+        while not self._closing.is_set():
+            port = await self._open()
+            if not started:
+                task_status.started()
+                started = True
+            if port is not None:
+                opened_at = trio.current_time()
+                await self._session(port)
+                if trio.current_time() - opened_at > self._backoff.cap:
+                    delays = self._backoff.delays()  # a long good session ends the outage streak
+            with trio.move_on_after(next(delays)):
+                await self._closing.wait()
+
+    async def _open(self) -> SerialPort | None:
+        try:
+            port = await trio.to_thread.run_sync(open_serial, self.device, self.settings)
+        except SerialOpenError as exc:
+            self._went_down(str(exc))
+            return None
+        # No checkpoint between the thread returning and this line: the port cannot leak.
+        self._port = port
+        return port
+
+    async def _session(self, port: SerialPort) -> None:
+        try:
+            self._came_up()
+            await self._read_until_lost(port)
+        except _DeviceLost as lost:
+            if not self._closing.is_set():
+                self._went_down(str(lost))
+        finally:
+            self._port = None
+            self._decoder.reset()  # a partial frame of the old session must not prefix the next
+            with trio.CancelScope(shield=True):
+                await port.aclose()
+
+    async def _read_until_lost(self, port: SerialPort) -> None:
+        while True:
+            with trio.move_on_after(self._path_check_interval):
+                while True:
+                    self._feed(await self._receive(port))
+            self._check_path(port)
+
+    async def _receive(self, port: SerialPort) -> bytes:
+        try:
+            chunk = await port.receive_some()
+        except trio.BrokenResourceError as exc:
+            raise _DeviceLost(str(exc)) from exc
+        except trio.ClosedResourceError as exc:
+            raise _DeviceLost("port closed") from exc
+        if not chunk:
+            raise _DeviceLost("device hung up")
+        return chunk
+
+    def _check_path(self, port: SerialPort) -> None:
+        # A USB adapter that vanished may leave the old fd silently dead; the path tells.
+        try:
+            same = os.stat(self.device).st_rdev == os.fstat(port.fd).st_rdev
+        except OSError:
+            same = False
+        if not same:
+            raise _DeviceLost(f"{self.device} disappeared or now names another device")
+
+    def _feed(self, chunk: bytes) -> None:
+        for frame in self._decoder.feed(chunk):
+            self._frames_in += 1
+            try:
+                reply = Envelope.from_bytes(frame.data)
+            except MalformedEnvelope as exc:
+                self._garbled += 1
+                log.warning(
+                    "serial %s: dropped a frame that is not an envelope: %s", self.device, exc
+                )
+                continue
+            self._route(reply)
+
+    def _went_down(self, why: str) -> None:
+        if self._state != "down":
+            log.warning("serial %s down: %s; reopening in the background", self.device, why)
+            self._down_since = trio.current_time()
+        else:
+            log.debug("serial %s still down: %s", self.device, why)
+        self._state = "down"
+
+    def _came_up(self) -> None:
+        self._opens += 1
+        if self._state == "down":
+            outage = trio.current_time() - self._down_since
+            log.info("serial %s up again after %.1f s", self.device, outage)
+        else:
+            log.info("serial %s opened", self.device)
+        self._state = "up"
+
+    async def aclose(self) -> None:
+        """Close the port, stop ``run`` and fail the exchanges still waiting."""
+        self._closing.set()
+        for waiter in self._waiters:
+            if waiter.pending:
+                waiter.fail(MaybeDelivered(f"serial link {self.device} closed before the reply"))
+        port, self._port = self._port, None
+        if port is not None:
+            await port.aclose()
+        self._state = "down"
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,374 @@
+"""RS232 link over real pty pairs: the link opens the slave path like a real tty device."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from ecrd.protocol.envelope import Envelope
+from ecrd.protocol.frames import FrameDecoder, encode_frame
+from ecrd.transport.backoff import Backoff
+from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.serial import SerialLink, SerialPortInUse, SerialSettings, open_serial
+
+FAST = Backoff(initial=0.01, cap=0.05)
+
+
+def envelope(action: str, data: str = "c2VhbGVk") -> Envelope:
+    return Envelope(action=action, data=data)
+
+
+class Pty:
+    """A pty pair; the test plays the terminal on the master side."""
+
+    def __init__(self) -> None:
+        master, self._slave = os.openpty()
+        self.path = os.ttyname(self._slave)
+        self.master = trio.lowlevel.FdStream(master)
+
+    async def send(self, reply: Envelope, garbage: bytes = b"") -> None:
+        await self.master.send_all(garbage + encode_frame(reply.to_bytes()))
+
+    async def aclose(self) -> None:
+        await self.master.aclose()
+        if self._slave >= 0:
+            os.close(self._slave)
+            self._slave = -1
+
+
+# How the fake terminal answers one request.
+Respond = Callable[[Pty, Envelope], Awaitable[None]]
+
+
+async def echo(pty: Pty, request: Envelope) -> None:
+    await pty.send(envelope(request.action, "cmVwbHk="))
+
+
+async def play_terminal(pty: Pty, respond: Respond, seen: list[Envelope] | None = None) -> None:
+    decoder = FrameDecoder()
+    while True:
+        for frame in decoder.feed(await pty.master.receive_some()):
+            request = Envelope.from_bytes(frame.data)
+            if seen is not None:
+                seen.append(request)
+            await respond(pty, request)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+@pytest.fixture
+async def pty() -> AsyncIterator[Pty]:
+    p = Pty()
+    yield p
+    await p.aclose()
+
+
+@pytest.fixture
+async def link(nursery: trio.Nursery, pty: Pty) -> AsyncIterator[SerialLink]:
+    serial_link = SerialLink(pty.path, backoff=FAST, path_check_interval=0.05)
+    await nursery.start(serial_link.run)
+    yield serial_link
+    await serial_link.aclose()
+
+
+async def test_exchange_sends_a_frame_and_returns_the_reply(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    seen: list[Envelope] = []
+    nursery.start_soon(play_terminal, pty, echo, seen)
+
+    reply = await link.exchange(envelope("Sale"), timeout=5)
+
+    assert reply == envelope("Sale", "cmVwbHk=")
+    assert seen == [envelope("Sale")]
+    assert link.state == "up"
+    stats = link.stats()
+    assert (stats.frames_out, stats.frames_in, stats.stale, stats.garbled) == (1, 1, 0, 0)
+
+
+async def test_garbage_before_the_reply_is_skipped(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    async def noisy(pty: Pty, request: Envelope) -> None:
+        await pty.send(envelope(request.action), garbage=b"\x00\xff line noise \x55\x55\x02")
+
+    nursery.start_soon(play_terminal, pty, noisy)
+
+    reply = await link.exchange(envelope("Sale"), timeout=5)
+
+    assert reply.action == "Sale"
+    assert link.stats().garbage_bytes > 0
+
+
+async def test_replies_are_routed_by_action(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    # The customer is still at the terminal when the Abort arrives: the terminal answers
+    # the Abort first, then the Sale, on the same line.
+    async def customer_then_abort(pty: Pty, request: Envelope) -> None:
+        if request.action == "Abort":
+            await pty.send(envelope("Abort", "YWJvcnRlZA=="))
+            await pty.send(envelope("Sale", "Y2FuY2VsbGVk"))
+
+    nursery.start_soon(play_terminal, pty, customer_then_abort)
+    replies: dict[str, Envelope] = {}
+
+    async def ask(action: str) -> None:
+        replies[action] = await link.exchange(envelope(action), timeout=5)
+
+    async with trio.open_nursery() as exchanges:
+        exchanges.start_soon(ask, "Sale")
+        await trio.sleep(0.05)
+        exchanges.start_soon(ask, "Abort")
+
+    assert replies == {
+        "Sale": envelope("Sale", "Y2FuY2VsbGVk"),
+        "Abort": envelope("Abort", "YWJvcnRlZA=="),
+    }
+
+
+async def test_connection_info_is_answered_by_device_info(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    async def device_info(pty: Pty, request: Envelope) -> None:
+        await pty.send(envelope("DeviceInfo"))
+
+    nursery.start_soon(play_terminal, pty, device_info)
+
+    assert link.reply_action("ConnectionInfo") == "DeviceInfo"
+    reply = await link.exchange(envelope("ConnectionInfo"), timeout=5)
+
+    assert reply.action == "DeviceInfo"
+
+
+async def test_a_lone_exchange_takes_a_reply_under_another_action(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    async def renamed(pty: Pty, request: Envelope) -> None:
+        await pty.send(envelope("SaleResult"))
+
+    nursery.start_soon(play_terminal, pty, renamed)
+
+    reply = await link.exchange(envelope("Sale"), timeout=5)
+
+    assert reply.action == "SaleResult"
+
+
+async def test_a_reply_nobody_waits_for_is_dropped_as_stale(
+    pty: Pty, nursery: trio.Nursery
+) -> None:
+    late: list[Envelope] = []
+    serial_link = SerialLink(pty.path, backoff=FAST, on_stale=late.append)
+    await nursery.start(serial_link.run)
+    try:
+        await pty.send(envelope("Sale", "bGF0ZQ=="))
+        await eventually(lambda: serial_link.stats().stale == 1)
+    finally:
+        await serial_link.aclose()
+
+    assert late == [envelope("Sale", "bGF0ZQ==")]
+
+
+async def test_a_frame_that_is_not_an_envelope_is_dropped(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    async def garbled_first(pty: Pty, request: Envelope) -> None:
+        await pty.master.send_all(encode_frame(b"\xffnot json"))
+        await pty.send(envelope(request.action))
+
+    nursery.start_soon(play_terminal, pty, garbled_first)
+
+    reply = await link.exchange(envelope("Sale"), timeout=5)
+
+    assert reply.action == "Sale"
+    assert link.stats().garbled == 1
+
+
+async def test_a_silent_terminal_times_out(pty: Pty, link: SerialLink) -> None:
+    start = trio.current_time()
+    with pytest.raises(ReplyTimeout):
+        await link.exchange(envelope("Sale"), timeout=0.2)
+
+    assert 0.2 <= trio.current_time() - start < 1.0
+    assert link.state == "up"
+
+
+async def test_exchange_on_a_missing_device_fails_at_once(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    serial_link = SerialLink(str(tmp_path / "ttyNONE"), backoff=FAST)
+    await nursery.start(serial_link.run)
+    try:
+        assert serial_link.state == "down"
+        with trio.fail_after(0.1), pytest.raises(NotDelivered) as caught:
+            await serial_link.exchange(envelope("Sale"), timeout=30)
+    finally:
+        await serial_link.aclose()
+
+    assert not isinstance(caught.value, MaybeDelivered)
+
+
+async def test_unplug_and_replug_recovers_without_restart(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ecrd.transport.serial")
+    device = tmp_path / "ttyWONDER"
+    first = Pty()
+    device.symlink_to(first.path)
+    serial_link = SerialLink(str(device), backoff=FAST, path_check_interval=0.05)
+    await nursery.start(serial_link.run)
+    try:
+        async with trio.open_nursery() as terminal:
+            terminal.start_soon(play_terminal, first, echo)
+            await serial_link.exchange(envelope("Sale"), timeout=5)
+            terminal.cancel_scope.cancel()
+
+        # Unplug: the adapter vanishes and udev removes its link.
+        await first.aclose()
+        device.unlink()
+        await eventually(lambda: serial_link.state == "down")
+        with trio.fail_after(0.1), pytest.raises(NotDelivered):
+            await serial_link.exchange(envelope("Sale"), timeout=30)
+        await trio.sleep(0.3)  # several reopen attempts, which must not log
+
+        # Replug: a new tty behind the same path.
+        second = Pty()
+        device.symlink_to(second.path)
+        async with trio.open_nursery() as terminal:
+            terminal.start_soon(play_terminal, second, echo)
+            await eventually(lambda: serial_link.state == "up")
+            reply = await serial_link.exchange(envelope("Refund"), timeout=5)
+            terminal.cancel_scope.cancel()
+    finally:
+        await serial_link.aclose()
+
+    assert reply.action == "Refund"
+    assert serial_link.stats().opens == 2
+    records = [r for r in caplog.records if r.name == "ecrd.transport.serial"]
+    assert [r.levelname for r in records] == ["INFO", "WARNING", "INFO"]
+    assert "up again" in records[-1].getMessage()
+    await second.aclose()
+
+
+async def test_the_device_is_opened_exclusively(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    with pytest.raises(SerialPortInUse, match="in use by another program"):
+        open_serial(pty.path, SerialSettings())
+
+    rival = SerialLink(pty.path, backoff=FAST)
+    await nursery.start(rival.run)
+    try:
+        assert rival.state == "down"
+        with pytest.raises(NotDelivered):
+            await rival.exchange(envelope("Sale"), timeout=5)
+    finally:
+        await rival.aclose()
+    assert link.state == "up"
+
+
+async def test_aclose_fails_waiting_exchanges(pty: Pty, nursery: trio.Nursery) -> None:
+    serial_link = SerialLink(pty.path, backoff=FAST)
+    await nursery.start(serial_link.run)
+    outcome: list[BaseException] = []
+
+    async def wait_for_sale() -> None:
+        try:
+            await serial_link.exchange(envelope("Sale"), timeout=30)
+        except MaybeDelivered as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as exchanges:
+        exchanges.start_soon(wait_for_sale)
+        await eventually(lambda: serial_link.stats().frames_out == 1)
+        await serial_link.aclose()
+
+    assert len(outcome) == 1
+    assert serial_link.state == "down"
+
+
+def test_bad_line_settings_are_rejected_up_front() -> None:
+    with pytest.raises(ValueError, match="parity"):
+        SerialLink("/dev/ttyS0", parity="X")
+    with pytest.raises(ValueError, match="bytesize"):
+        SerialLink("/dev/ttyS0", bytesize=9)
+
+
+async def test_a_vanished_device_path_takes_the_link_down(
+    nursery: trio.Nursery, pty: Pty, tmp_path: Path
+) -> None:
+    # Some adapters leave the old fd silent instead of hanging up; the path tells.
+    device = tmp_path / "ttyWONDER"
+    device.symlink_to(pty.path)
+    serial_link = SerialLink(str(device), backoff=FAST, path_check_interval=0.05)
+    await nursery.start(serial_link.run)
+    try:
+        assert serial_link.state == "up"
+        device.unlink()
+        await eventually(lambda: serial_link.state == "down")
+    finally:
+        await serial_link.aclose()
+
+
+async def test_a_reply_for_neither_of_two_waiting_exchanges_is_stale(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    async def refund_first(pty: Pty, request: Envelope) -> None:
+        if request.action == "Abort":
+            await pty.send(envelope("Refund"))
+            await pty.send(envelope("Abort"))
+            await pty.send(envelope("Sale"))
+
+    nursery.start_soon(play_terminal, pty, refund_first)
+
+    replies: list[str] = []
+
+    async def ask(action: str) -> None:
+        replies.append((await link.exchange(envelope(action), timeout=5)).action)
+
+    async with trio.open_nursery() as exchanges:
+        exchanges.start_soon(ask, "Sale")
+        await trio.sleep(0.05)
+        exchanges.start_soon(ask, "Abort")
+
+    assert replies == ["Abort", "Sale"]
+    assert link.stats().stale == 1
+
+
+BIG = envelope("Sale", "A" * 30_000)  # more than a pty buffers while nobody reads
+
+
+async def test_a_write_cut_short_may_have_been_delivered(pty: Pty, link: SerialLink) -> None:
+    with pytest.raises(ReplyTimeout):
+        await link.exchange(BIG, timeout=0.2)
+
+
+async def test_a_request_that_never_got_the_line_was_not_delivered(
+    pty: Pty, link: SerialLink
+) -> None:
+    outcome: list[BaseException] = []
+
+    async def stuck_writer() -> None:
+        try:
+            await link.exchange(BIG, timeout=30)
+        except MaybeDelivered as exc:
+            outcome.append(exc)
+
+    async with trio.open_nursery() as exchanges:
+        exchanges.start_soon(stuck_writer)
+        await trio.sleep(0.05)
+        with pytest.raises(NotDelivered) as caught:
+            await link.exchange(envelope("Abort"), timeout=0.1)
+        await link.aclose()  # wakes the stuck writer
+
+    assert not isinstance(caught.value, MaybeDelivered)
+    assert len(outcome) == 1
