@@ -1,0 +1,212 @@
+"""Fault injection for the simulated terminal: what can go wrong, and when it fires.
+
+A fault is armed by name (``FAULTS`` is the catalogue) and fires on a later request:
+
+* **one-shot** (the default): fires on the next request it applies to, then disarms;
+* **sticky**: fires on every request it applies to until cleared.
+
+Which requests a fault applies to is its *scope*: the customer faults (``delay``,
+``decline``, ``never_answer``) and ``drop`` apply to money actions (Sale, PreAuth, Refund,
+Void); the reply faults apply to any reply. Some only make sense on one kind of link
+(``garbage``/``bad_crc`` on serial, ``dribble`` on LAN and serial, ``business_mismatch`` on
+the cloud gateway); on other links they neither fire nor disarm. An explicit ``actions``
+list replaces the default scope.
+
+Invariants:
+
+* ``take`` is the only place a one-shot fault is consumed, so a fault never fires twice
+  and never fires for a request outside its scope.
+* Parameters are validated when the fault is armed, never when it fires: a bad control
+  API call fails at once with a message, not later inside a request.
+* Magic amounts (see ``MAGIC_CENTS``) produce the same ``Fault`` objects, one-shot, for
+  the one request that carries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ecrd.protocol.envelope import AmountError, parse_amount
+
+MONEY_ACTIONS: Final = frozenset({"Sale", "PreAuth", "Refund", "Void"})
+ALL_LINKS: Final = frozenset({"lan", "serial", "cloud"})
+
+
+@attrs.frozen
+class FaultKind:
+    """One entry of the catalogue: where a fault can fire and which parameters it takes."""
+
+    help: str
+    links: frozenset[str] = ALL_LINKS
+    money_only: bool = False
+    params: Mapping[str, float | str] = attrs.field(factory=dict)
+
+
+FAULTS: Final[Mapping[str, FaultKind]] = {
+    "delay": FaultKind(
+        "the customer takes `seconds` before the terminal answers; Abort ends it ABORTED",
+        money_only=True,
+        params={"seconds": 1.0},
+    ),
+    "decline": FaultKind(
+        "the card is declined: status Failed, not charged",
+        money_only=True,
+        params={"error_code": "DECLINED", "error_message": "Card declined"},
+    ),
+    "never_answer": FaultKind(
+        "the terminal holds the request until Abort, reboot, or the connection closes",
+        money_only=True,
+    ),
+    "drop": FaultKind(
+        "the charge is recorded, then no reply: LAN closes the TCP connection, serial "
+        "sends nothing, the cloud gateway answers 502",
+        money_only=True,
+    ),
+    "wrong_key": FaultKind("the reply is sealed under a key the client cannot have"),
+    "stale_response": FaultKind("the reply's responseID names an earlier request"),
+    "garbage": FaultKind(
+        "`bytes` bytes of noise (including a false 0x55 start) before the reply frame",
+        links=frozenset({"serial"}),
+        params={"bytes": 16.0},
+    ),
+    "bad_crc": FaultKind(
+        "the reply frame's data CRC is corrupted, so a receiver must drop it",
+        links=frozenset({"serial"}),
+    ),
+    "dribble": FaultKind(
+        "the reply is written at `bytes_per_s`",
+        links=frozenset({"lan", "serial"}),
+        params={"bytes_per_s": 200.0},
+    ),
+    "business_mismatch": FaultKind(
+        "the cloud gateway refuses: the terminal is bound to another business",
+        links=frozenset({"cloud"}),
+    ),
+}
+
+# Amounts whose cents select a fault for that one request (Sale, PreAuth, Refund).
+# .91-.98 rather than round numbers, so that ordinary prices (.00, .50, .99) stay ordinary.
+MAGIC_CENTS: Final[Mapping[int, str]] = {
+    91: "decline",
+    92: "delay",
+    93: "never_answer",
+    94: "drop",
+    95: "wrong_key",
+    96: "stale_response",
+    97: "garbage",
+    98: "bad_crc",
+}
+
+
+class FaultError(ValueError):
+    """A fault that cannot be armed (unknown name, bad parameter)."""
+
+
+@attrs.frozen
+class Fault:
+    name: str
+    params: Mapping[str, float | str]
+    sticky: bool = False
+    actions: frozenset[str] | None = None  # None: the kind's default scope
+
+    def applies(self, action: str, link: str) -> bool:
+        kind = FAULTS[self.name]
+        if link not in kind.links:
+            return False
+        if self.actions is not None:
+            return action in self.actions
+        return not kind.money_only or action in MONEY_ACTIONS
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": dict(self.params),
+            "sticky": self.sticky,
+            "actions": sorted(self.actions) if self.actions is not None else None,
+        }
+
+
+def make_fault(
+    name: str,
+    *,
+    sticky: bool = False,
+    actions: Iterable[str] | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Fault:
+    """Validate and build a fault; raises ``FaultError`` with a message for a person."""
+    kind = FAULTS.get(name)
+    if kind is None:
+        raise FaultError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
+    merged: dict[str, float | str] = dict(kind.params)
+    for key, value in (params or {}).items():
+        default = kind.params.get(key)
+        if default is None:
+            raise FaultError(f"fault {name!r} takes no parameter {key!r}")
+        if isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise FaultError(f"{name}.{key} must be a non-negative number")
+            merged[key] = float(value)
+        else:
+            if not isinstance(value, str):
+                raise FaultError(f"{name}.{key} must be a string")
+            merged[key] = value
+    if name == "dribble" and float(merged["bytes_per_s"]) <= 0:
+        raise FaultError("dribble.bytes_per_s must be greater than zero")
+    scope = None
+    if actions is not None:
+        scope = frozenset(actions)
+        if not all(isinstance(a, str) for a in scope):
+            raise FaultError("actions must be a list of action names")
+    return Fault(name, merged, sticky, scope)
+
+
+def magic_fault(amount: object, delay_s: float) -> Fault | None:
+    """The fault an amount's cents ask for, if any (see ``MAGIC_CENTS``)."""
+    try:
+        cents = int(parse_amount(amount) * 100 % 100)
+    except AmountError:
+        return None
+    name = MAGIC_CENTS.get(cents)
+    if name is None:
+        return None
+    return make_fault(name, params={"seconds": delay_s} if name == "delay" else None)
+
+
+class FaultBook:
+    """The faults armed on one terminal."""
+
+    def __init__(self) -> None:
+        self._armed: list[Fault] = []
+
+    def arm(self, fault: Fault) -> Fault:
+        """Arm ``fault``, replacing any armed fault of the same name."""
+        self.clear(fault.name)
+        self._armed.append(fault)
+        return fault
+
+    def clear(self, name: str | None = None) -> int:
+        """Disarm one fault by name, or all; returns how many were disarmed."""
+        before = len(self._armed)
+        self._armed = [f for f in self._armed if name is not None and f.name != name]
+        return before - len(self._armed)
+
+    def armed(self) -> list[Fault]:
+        return list(self._armed)
+
+    def take(self, action: str, link: str, names: Iterable[str]) -> dict[str, Fault]:
+        """The armed faults among ``names`` that fire for this request; one-shots disarm."""
+        wanted = set(names)
+        fired: dict[str, Fault] = {}
+        keep: list[Fault] = []
+        for fault in self._armed:
+            if fault.name in wanted and fault.applies(action, link):
+                fired[fault.name] = fault
+                if fault.sticky:
+                    keep.append(fault)
+            else:
+                keep.append(fault)
+        self._armed = keep
+        return fired

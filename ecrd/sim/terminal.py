@@ -1,0 +1,423 @@
+"""One simulated Wonder terminal, independent of the link that reaches it.
+
+``SimTerminal.handle(envelope, link)`` takes a request envelope and returns a ``Reply``: the
+sealed reply envelope (or none) plus what the link should do to the bytes (garbage, a bad
+CRC, a slow write). LAN, serial and cloud servers are thin shells around this call.
+
+Pairing (protocol.md §7), as the simulator models it:
+
+* The pairing page shows **pinCode1**. Under pinCode1 only DeviceInfo, ConnectionInfo and
+  Pair are served; anything else is answered ``NOT_PAIRED`` (unknown actions:
+  ``UNSUPPORTED_ACTION``).
+* Pair (under pinCode1) issues a new **pinCode2** and invalidates any older pinCode2.
+  pinCode1 stays valid until the first request that decrypts under pinCode2 (the
+  confirmation); from then on only pinCode2 works, until the pairing page is shown again
+  (``show_pairing_page``) or the terminal reboots (which forgets pinCode2).
+* Pair under pinCode2 is answered ``PAIRING_CLOSED``: re-pairing needs the code on screen.
+
+Invariants:
+
+* A request that does not decrypt under a currently valid PIN is never answered with
+  success: the reply (same action, body ``DECRYPT_FAILED``) is sealed under a key no
+  client has, so the client sees a wrong-key error.
+* Every reply carries ``responseID`` = the request's ``requestID`` (unless the
+  ``stale_response`` fault says otherwise), ``serverDeviceSN`` = this SN, and an RFC 3339
+  timestamp. v2 replies get a fresh random salt unless ``reply_salt_reuse`` is set.
+* Key derivations (~19 ms of CPU each) run in worker threads, never on the event loop.
+* PINs are never logged. Only pinCode1, which the real terminal shows on its screen, is
+  exposed (``pin1``, ``qr``, the control API).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any, Final, Literal, TypeVar, TypeVarTuple
+
+import attrs
+import trio
+
+from ecrd.protocol import crypto
+from ecrd.protocol.crypto import KeyCache, Scheme, Sealer
+from ecrd.protocol.envelope import (
+    Envelope,
+    MalformedMessage,
+    body_of,
+    request_header,
+    timestamp,
+)
+from ecrd.sim.faults import MONEY_ACTIONS, Fault, FaultBook, magic_fault, make_fault
+from ecrd.sim.payments import Body, Payments, failed
+
+log = logging.getLogger("ecrd.sim")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+LinkKind = Literal["lan", "serial", "cloud"]
+DEFAULT_SN: Final = "NEXGO-N96-1170270945"
+DEFAULT_BUSINESS_ID: Final = "411d6207-1470-4d35-a557-54852463844d"
+DEFAULT_PORT: Final = 8443  # the port in the seed's pairing QR example
+PIN1_ACTIONS: Final = frozenset({"DeviceInfo", "ConnectionInfo", "Pair"})
+PIN2_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
+# Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
+TERMINAL_FAULTS: Final = frozenset(
+    {"delay", "decline", "never_answer", "drop", "wrong_key", "stale_response", "garbage",
+     "bad_crc", "dribble"}
+)  # fmt: skip
+
+_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("ecrd_sim_crypto")
+
+
+def crypto_limiter() -> trio.CapacityLimiter:
+    """One limiter per Trio run, sized to the CPUs: derivations are pure CPU work."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(os.cpu_count() or 1)
+        _LIMITER.set(limiter)
+        return limiter
+
+
+async def in_thread(fn: Callable[[*Ts], T], *args: *Ts) -> T:
+    return await trio.to_thread.run_sync(fn, *args, limiter=crypto_limiter())
+
+
+def new_pin(*avoid: str | None) -> str:
+    while True:
+        pin = f"{secrets.randbelow(10**6):06d}"
+        if pin not in avoid:
+            return pin
+
+
+@attrs.frozen
+class Reply:
+    """What a link sends back for one request."""
+
+    envelope: Envelope | None  # None: say nothing (drop after charging, reboot)
+    garbage: bytes = b""  # serial: noise written before the frame
+    corrupt_crc: bool = False  # serial: break the frame's data CRC
+    bytes_per_s: float | None = None  # write the reply this slowly
+
+
+@attrs.define
+class Stats:
+    requests: int = 0
+    decrypt_failed: int = 0
+    replies: int = 0
+
+
+class SimTerminal:
+    """A Wonder terminal: pairing state, payments, faults. Shared by all its links."""
+
+    def __init__(
+        self,
+        sn: str = DEFAULT_SN,
+        *,
+        business_id: str = DEFAULT_BUSINESS_ID,
+        scheme: Scheme = "v2",
+        pin1: str | None = None,
+        pin2: str | None = None,
+        pin2_field: str = "pinCode2",
+        status_action: str | None = None,
+        ip: str = "127.0.0.1",
+        port: int | None = None,
+        customer_delay: float = 0.0,
+        magic_amounts: bool = True,
+        magic_delay: float = 3.0,
+        reply_salt_reuse: bool = False,
+        keys: KeyCache | None = None,
+    ) -> None:
+        if scheme not in crypto.SCHEMES:
+            raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
+        if pin2_field not in PIN2_FIELDS:
+            raise ValueError(f"pin2_field must be one of {PIN2_FIELDS}")
+        for pin in (pin1, pin2):
+            if pin is not None and not (len(pin) == 6 and pin.isdigit()):
+                raise ValueError("a pairing code is 6 digits")
+        self.sn = sn
+        self.business_id = business_id
+        self.scheme: Scheme = scheme
+        self.pin2_field = pin2_field
+        self.status_action = status_action
+        self.ip = ip
+        self.port = port
+        self.magic_amounts = magic_amounts
+        self.magic_delay = magic_delay
+        self._reply_salt_reuse = reply_salt_reuse
+        self.keys = keys if keys is not None else KeyCache()
+        self.faults = FaultBook()
+        self.payments = Payments(customer_delay=customer_delay)
+        self.stats = Stats()
+        self._fixed_pin2 = pin2
+        if pin1 is not None and pin1 == pin2:
+            raise ValueError("pinCode2 must differ from pinCode1")
+        self._pin1 = pin1 or new_pin()
+        self._pin1_valid = True
+        self._pin2: str | None = None
+        self._confirmed = False
+        self._sealers: dict[str, Sealer] = {}
+        # A secret no client can hold: not 6 digits, so it can never equal a pairing code.
+        self._alien = Sealer(secrets.token_hex(8), scheme, keys=KeyCache(4), max_age=1e12)
+        self._last_request_id: str | None = None
+        self._holds: set[trio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"<SimTerminal {self.sn} {self.pairing_state}>"
+
+    # -- what the screen shows -----------------------------------------------------------
+
+    @property
+    def pin1(self) -> str:
+        """The pairing code on the terminal's screen (not a secret on a real terminal)."""
+        return self._pin1
+
+    @property
+    def pin2(self) -> str | None:
+        """The current pinCode2, for tests in the same process. Never logged or served."""
+        return self._pin2
+
+    @property
+    def pairing_state(self) -> str:
+        if self._pin2 is None:
+            return "unpaired"
+        return "paired" if self._confirmed else "awaiting_confirmation"
+
+    @property
+    def reply_salt_reuse(self) -> bool:
+        """Reuse one salt per PIN for replies (benchmarks); off: a random salt per reply."""
+        return self._reply_salt_reuse
+
+    @reply_salt_reuse.setter
+    def reply_salt_reuse(self, value: bool) -> None:
+        self._reply_salt_reuse = value
+        self._sealers.clear()
+
+    @property
+    def advertised_port(self) -> int:
+        return self.port if self.port is not None else DEFAULT_PORT
+
+    def qr(self) -> dict[str, Any]:
+        """The pairing QR code's JSON, as in the seed document."""
+        return {
+            "deviceId": self.sn,
+            "ip": self.ip,
+            "pairCode": self._pin1,
+            "port": self.advertised_port,
+            "businessId": self.business_id,
+        }
+
+    def qr_json(self) -> str:
+        return json.dumps(self.qr(), separators=(",", ":"))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sn": self.sn,
+            "business_id": self.business_id,
+            "scheme": self.scheme,
+            "pairing": self.pairing_state,
+            "pin1": self._pin1,
+            "pin1_valid": self._pin1_valid,
+            "qr": self.qr_json(),
+            "busy": self.payments.busy,
+            "faults": [f.to_obj() for f in self.faults.armed()],
+            "status_action": self.status_action,
+            "pin2_field": self.pin2_field,
+            "magic_amounts": self.magic_amounts,
+            "stats": attrs.asdict(self.stats),
+        }
+
+    def _show_screen(self) -> None:
+        # The one place a PIN is printed: pinCode1 is what the real terminal displays.
+        log.warning("SCREEN %s: pairing code (pinCode1) %s", self.sn, self._pin1)
+
+    # -- operator actions ----------------------------------------------------------------
+
+    def arm(self, name: str, **kwargs: Any) -> Fault:
+        """Arm a fault: ``arm("delay", params={"seconds": 2}, sticky=True)``."""
+        return self.faults.arm(make_fault(name, **kwargs))
+
+    def show_pairing_page(self, pin1: str | None = None) -> str:
+        """Open the pairing page again: a new pinCode1 becomes valid. A current pinCode2
+        stays valid, and using it does not close the page; only a new Pair replaces it."""
+        self._pin1 = pin1 or new_pin(self._pin1, self._pin2)
+        self._pin1_valid = True
+        self._show_screen()
+        return self._pin1
+
+    def reboot(self, pin1: str | None = None) -> str:
+        """Forget the pairing and whatever is in flight; show a new pinCode1. The ledger stays."""
+        log.info("%s: rebooting", self.sn)
+        self.payments.reboot()
+        for scope in self._holds:
+            scope.cancel()
+        self._pin2 = None
+        self._confirmed = False
+        self._sealers.clear()
+        self._last_request_id = None
+        return self.show_pairing_page(pin1)
+
+    # -- crypto --------------------------------------------------------------------------
+
+    def _valid_pins(self) -> list[tuple[str, str]]:
+        pins = []
+        if self._pin2 is not None:
+            pins.append(("pin2", self._pin2))
+        if self._pin1_valid:
+            pins.append(("pin1", self._pin1))
+        return pins
+
+    def _open_sync(self, data: str, pins: list[tuple[str, str]]) -> tuple[dict[str, Any], str]:
+        for which, pin in pins:
+            try:
+                return crypto.open_(data, pin, self.scheme, keys=self.keys), which
+            except crypto.CryptoError:
+                continue
+        raise crypto.WrongKey("no valid PIN opens this request")
+
+    async def opens(self, envelope: Envelope) -> bool:
+        """Whether a currently valid PIN decrypts ``envelope`` (the cloud gateway asks)."""
+        try:
+            await in_thread(self._open_sync, envelope.data, self._valid_pins())
+        except crypto.CryptoError:
+            return False
+        return True
+
+    def _sealer(self, pin: str) -> Sealer:
+        sealer = self._sealers.get(pin)
+        if sealer is None:
+            # Without reply_salt_reuse every reply gets a fresh random salt (one derivation).
+            uses = 10**9 if self.reply_salt_reuse else 1
+            sealer = Sealer(pin, self.scheme, keys=self.keys, max_uses=uses, max_age=1e12)
+            self._sealers[pin] = sealer
+        return sealer
+
+    # -- the request path ----------------------------------------------------------------
+
+    async def handle(self, request: Envelope, link: LinkKind = "lan") -> Reply:
+        """Answer one request envelope arriving over ``link``."""
+        self.stats.requests += 1
+        reply_action = "DeviceInfo" if request.action == "ConnectionInfo" else request.action
+        try:
+            message, which = await in_thread(self._open_sync, request.data, self._valid_pins())
+        except crypto.CryptoError:
+            self.stats.decrypt_failed += 1
+            log.info("%s: %s does not decrypt under a valid PIN", self.sn, request.action)
+            refusal = failed("DECRYPT_FAILED", "cannot decrypt the request")
+            msg = _reply_message(str(uuid.uuid4()), refusal, self.sn)
+            return Reply(Envelope(reply_action, await in_thread(self._alien.seal, msg)))
+        pin = self._pin2 if which == "pin2" else self._pin1
+        assert pin is not None
+        try:
+            request_id = request_header(message)["requestID"]
+        except MalformedMessage as exc:
+            refusal = failed("INVALID_REQUEST", str(exc))
+            msg = _reply_message(str(uuid.uuid4()), refusal, self.sn)
+            return Reply(Envelope(reply_action, await in_thread(self._sealer(pin).seal, msg)))
+        if which == "pin2" and not self._confirmed:
+            # The first exchange under pinCode2 confirms the pairing (protocol.md §7 step 4).
+            self._confirmed, self._pin1_valid = True, False
+            log.info("%s: pairing confirmed", self.sn)
+        faults = self.faults.take(request.action, link, TERMINAL_FAULTS)
+        body_in = body_of(message)
+        if self.magic_amounts and request.action in MONEY_ACTIONS:
+            magic = magic_fault(body_in.get("amount"), self.magic_delay)
+            if magic is not None and magic.applies(request.action, link):
+                faults[magic.name] = magic
+        if faults:
+            log.info("%s: %s with faults %s", self.sn, request.action, ", ".join(faults))
+        body = await self._dispatch(request.action, body_in, which, faults)
+        if body is None or "drop" in faults:
+            log.info("%s: %s left unanswered", self.sn, request.action)
+            self._last_request_id = request_id
+            return Reply(None)
+        response_id = request_id
+        if "stale_response" in faults:
+            response_id = self._last_request_id or str(uuid.uuid4())
+        self._last_request_id = request_id
+        sealer = self._alien if "wrong_key" in faults else self._sealer(pin)
+        sealed = await in_thread(sealer.seal, _reply_message(response_id, body, self.sn))
+        self.stats.replies += 1
+        return _shape(Envelope(reply_action, sealed), faults)
+
+    async def _dispatch(
+        self, action: str, body: Body, which: str, faults: dict[str, Fault]
+    ) -> Body | None:
+        if action in ("DeviceInfo", "ConnectionInfo"):
+            await self._hold(faults)
+            return self._device_info(action, body)
+        if action == "Pair":
+            await self._hold(faults)
+            return self._pair(body, which)
+        known = MONEY_ACTIONS | {"Abort"} | ({self.status_action} - {None})
+        if action not in known:
+            await self._hold(faults)
+            return failed("UNSUPPORTED_ACTION", f"action {action!r} is not supported")
+        if which != "pin2":
+            return failed("NOT_PAIRED", "pair first: this action needs pinCode2")
+        if action in MONEY_ACTIONS:
+            return await self.payments.money(action, body, faults)
+        await self._hold(faults)
+        if action == "Abort":
+            return self.payments.abort(body)
+        return self.payments.status(body)
+
+    async def _hold(self, faults: dict[str, Fault]) -> None:
+        """Customer faults on non-money actions (only when armed with explicit actions)."""
+        if "never_answer" not in faults and "delay" not in faults:
+            return
+        scope = trio.CancelScope()
+        self._holds.add(scope)
+        try:
+            with scope:
+                if "never_answer" in faults:
+                    await trio.sleep_forever()
+                await trio.sleep(float(faults["delay"].params["seconds"]))
+        finally:
+            self._holds.discard(scope)
+
+    def _device_info(self, action: str, body: Body) -> Body:
+        wanted = body.get("businessID")
+        if action == "ConnectionInfo" and wanted is not None and wanted != self.business_id:
+            return failed("BUSINESS_MISMATCH", "this terminal belongs to another business")
+        return {
+            "deviceSn": self.sn,
+            "ip": self.ip,
+            "port": str(self.advertised_port),
+            "businessID": self.business_id,
+        }
+
+    def _pair(self, body: Body, which: str) -> Body:
+        if which != "pin1":
+            return failed("PAIRING_CLOSED", "open the pairing page and use its code")
+        if not isinstance(body.get("pairUuid"), str) or not body["pairUuid"]:
+            return failed("INVALID_REQUEST", "pairUuid is required")
+        self._pin2 = self._fixed_pin2 or new_pin(self._pin1, self._pin2)
+        self._confirmed = False
+        self._sealers = {p: s for p, s in self._sealers.items() if p == self._pin1}
+        log.info("%s: paired, awaiting confirmation under the new pinCode2", self.sn)
+        return {
+            "status": "Success",
+            "errorCode": "",
+            "errorMessage": "",
+            self.pin2_field: self._pin2,
+        }
+
+
+def _reply_message(response_id: str, body: Body, sn: str) -> dict[str, Any]:
+    header = {"responseID": response_id, "serverDeviceSN": sn, "timestamp": timestamp()}
+    return {"header": header, "body": body}
+
+
+def _shape(envelope: Envelope, faults: dict[str, Fault]) -> Reply:
+    garbage = b""
+    if "garbage" in faults:
+        n = max(2, int(float(faults["garbage"].params["bytes"])))
+        # A false start byte in the middle makes a receiver prove it resynchronises.
+        noise = secrets.token_bytes(n - 1)
+        garbage = noise[: n // 2] + b"\x55" + noise[n // 2 :]
+    rate = float(faults["dribble"].params["bytes_per_s"]) if "dribble" in faults else None
+    return Reply(envelope, garbage, "bad_crc" in faults, rate)
