@@ -262,7 +262,7 @@ async def test_set_address_moves_the_link(nursery: trio.Nursery, link: LanLink) 
 
     peer = await start_peer(nursery, link, echo_envelope)
 
-    assert link.address == ("127.0.0.1", peer.port)
+    assert link.address == (link.host, link.port) == ("127.0.0.1", peer.port)
     assert link.state == "unknown"
     await link.exchange(SALE, timeout=5)
     assert link.state == "up"

@@ -205,6 +205,14 @@ class LanLink:
         return self._url
 
     @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
     def address(self) -> tuple[str, int]:
         return self._host, self._port
 

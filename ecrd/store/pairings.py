@@ -1,0 +1,267 @@
+"""Pairing state: which terminal has which serial number and PIN (design.md §4).
+
+One TOML file, by default ``/var/lib/ecrd/pairings.toml``::
+
+    version = 1
+
+    [terminals.counter-1]
+    device_sn = "NEXGO-N96-1170270945"
+    pin = "654321"
+    scheme = "v2"
+    host = "192.168.1.50"
+    port = 8443
+    paired_at = "2025-11-12T10:11:04+00:00"
+
+Invariants:
+
+* The file holds PINs, so it is never readable by anyone but the daemon: the temp file it
+  is written through is created 0600 (``O_CREAT | O_EXCL``) before a byte goes in, and a
+  missing directory is created 0700.
+* Writes are atomic: temp file in the same directory, fsync, ``os.replace``, fsync of the
+  directory. A crash leaves the old file or the new one, never a mix; a failed write
+  leaves no temp file behind.
+* Every write re-reads the file first, so a file that does not load (hand-edited, truncated)
+  is never overwritten: ``put``/``remove`` raise the same ``PairingFileError`` as ``load``
+  until an admin fixes or removes it. The error names the file and the line or key.
+* No PIN appears in a ``repr``, a log line or an error message.
+* Synchronous by design: the daemon calls it from a worker thread. A lock serialises the
+  read-modify-write cycles of concurrent threads.
+
+Errors::
+
+    PairingStoreError                       reason "pairing_store_error"
+    ├── PairingFileError    the file does not load       "pairing_file_invalid"
+    └── PairingWriteError   the file could not be written "pairing_write_failed"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import threading
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import tomli_w
+
+from ecrd.protocol.crypto import SCHEMES, Scheme
+
+FORMAT_VERSION: Final = 1
+_HEADER: Final = (
+    "# Terminal pairings, written by ecrd. Holds PINs: keep it mode 0600.\n"
+    "# Stop ecrd before editing; it rewrites this file on pair/unpair.\n\n"
+)
+_FIELDS: Final[dict[str, type]] = {
+    "device_sn": str,
+    "pin": str,
+    "scheme": str,
+    "host": str,
+    "port": int,
+    "paired_at": str,
+}
+_REQUIRED: Final = ("device_sn", "pin", "scheme", "paired_at")
+
+
+class PairingStoreError(Exception):
+    reason = "pairing_store_error"
+
+
+class PairingFileError(PairingStoreError):
+    """The pairing file does not load; it names the file and the line or key at fault."""
+
+    reason = "pairing_file_invalid"
+
+    def __init__(self, path: Path, problem: str, *, line: int | None = None) -> None:
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+
+
+class PairingWriteError(PairingStoreError):
+    """The pairing file could not be written (disk full, permissions, fsync failure)."""
+
+    reason = "pairing_write_failed"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _text(_inst: object, attr: attrs.Attribute[str], value: object) -> None:
+    # The value is not echoed: for ``pin`` that would leak the secret into logs.
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{attr.name} must be a non-empty string")
+
+
+def _optional_port(_inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"{attr.name} must be a port number 1..65535, not {value!r}")
+
+
+def _rfc3339(_inst: object, attr: attrs.Attribute[str], value: object) -> None:
+    try:
+        aware = isinstance(value, str) and datetime.fromisoformat(value).utcoffset() is not None
+    except ValueError:
+        aware = False
+    if not aware:
+        raise ValueError(f"{attr.name} must be an RFC 3339 time with offset, not {value!r}")
+
+
+@attrs.frozen
+class Pairing:
+    """What pairing a terminal produced (protocol.md §7 step 5)."""
+
+    terminal_id: str = attrs.field(validator=_text)
+    device_sn: str = attrs.field(validator=_text)
+    pin: str = attrs.field(validator=_text, repr=False)
+    scheme: Scheme = attrs.field(validator=attrs.validators.in_(SCHEMES))
+    host: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
+    port: int | None = attrs.field(default=None, validator=_optional_port)
+    paired_at: str = attrs.field(factory=_now, validator=_rfc3339)
+
+
+class PairingStore:
+    """The pairing file. Reads are cheap enough to happen on every call: no stale cache."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<PairingStore {self.path}>"
+
+    def load(self) -> dict[str, Pairing]:
+        with self._lock:
+            return self._load()
+
+    def get(self, terminal_id: str) -> Pairing | None:
+        return self.load().get(terminal_id)
+
+    def put(self, pairing: Pairing) -> None:
+        with self._lock:
+            pairings = self._load()
+            pairings[pairing.terminal_id] = pairing
+            self._write(pairings)
+
+    def remove(self, terminal_id: str) -> bool:
+        """Forget a terminal's pairing; False if it was not paired."""
+        with self._lock:
+            pairings = self._load()
+            if pairings.pop(terminal_id, None) is None:
+                return False
+            self._write(pairings)
+            return True
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Pairing]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise PairingFileError(self.path, f"cannot read: {exc.strerror}") from exc
+        try:
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise PairingFileError(self.path, "not UTF-8 text") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise PairingFileError(self.path, f"not valid TOML: {exc}", line=_line(exc)) from exc
+        return self._parse(doc)
+
+    def _parse(self, doc: dict[str, Any]) -> dict[str, Pairing]:
+        version = doc.get("version", FORMAT_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise PairingFileError(self.path, "version must be a positive integer")
+        if version > FORMAT_VERSION:
+            raise PairingFileError(
+                self.path, f"written by a newer ecrd (format {version}, this one reads 1)"
+            )
+        unknown = set(doc) - {"version", "terminals"}
+        if unknown:
+            raise PairingFileError(self.path, f"unknown key {sorted(unknown)[0]!r}")
+        terminals = doc.get("terminals", {})
+        if not isinstance(terminals, dict):
+            raise PairingFileError(self.path, "terminals must be a table")
+        return {tid: self._pairing(tid, table) for tid, table in terminals.items()}
+
+    def _pairing(self, terminal_id: str, table: object) -> Pairing:
+        where = f"[terminals.{terminal_id}]"
+        if not isinstance(table, dict):
+            raise PairingFileError(self.path, f"{where} must be a table")
+        for key, value in table.items():
+            expected = _FIELDS.get(key)
+            if expected is None:
+                raise PairingFileError(self.path, f"{where} has unknown key {key!r}")
+            if isinstance(value, bool) or not isinstance(value, expected):
+                kind = "a string (in quotes)" if expected is str else "an integer"
+                raise PairingFileError(self.path, f"{where} {key} must be {kind}")
+        for key in _REQUIRED:
+            if key not in table:
+                raise PairingFileError(self.path, f"{where} lacks {key}")
+        try:
+            return Pairing(terminal_id=terminal_id, **table)
+        except ValueError as exc:
+            raise PairingFileError(self.path, f"{where} {exc}") from exc
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write(self, pairings: dict[str, Pairing]) -> None:
+        doc = {
+            "version": FORMAT_VERSION,
+            "terminals": {tid: _table(pairings[tid]) for tid in sorted(pairings)},
+        }
+        data = (_HEADER + tomli_w.dumps(doc)).encode("utf-8")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _replace_atomically(self.path, data)
+        except OSError as exc:
+            raise PairingWriteError(f"cannot write {self.path}: {exc}") from exc
+
+
+def _line(exc: tomllib.TOMLDecodeError) -> int | None:
+    # Python 3.14 has ``lineno``; before that the line is only in the message.
+    lineno = getattr(exc, "lineno", None)
+    if isinstance(lineno, int):
+        return lineno
+    found = re.search(r"at line (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _table(pairing: Pairing) -> dict[str, Any]:
+    """The TOML table of one pairing; TOML has no null, so unset fields are left out."""
+    return attrs.asdict(pairing, filter=lambda a, v: a.name != "terminal_id" and v is not None)
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, 0o600)  # secret from the first byte: never chmod afterwards
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
