@@ -42,7 +42,7 @@ import attrs
 import trio
 
 from ecrd.protocol import crypto
-from ecrd.protocol.crypto import KeyCache, Scheme, Sealer
+from ecrd.protocol.crypto import KeyCache, Scheme
 from ecrd.protocol.envelope import (
     Envelope,
     MalformedMessage,
@@ -54,6 +54,7 @@ from ecrd.sim.faults import MONEY_ACTIONS, Fault, FaultBook, magic_fault, make_f
 from ecrd.sim.payments import Body, Payments, failed
 
 log = logging.getLogger("ecrd.sim")
+screen = logging.getLogger("ecrd.sim.screen")  # what the terminal displays, pinCode1 included
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -69,6 +70,9 @@ TERMINAL_FAULTS: Final = frozenset(
      "bad_crc", "dribble"}
 )  # fmt: skip
 
+# A secret no client can hold: not 6 digits, so it never equals a pairing code.
+_ALIEN_PIN: Final = secrets.token_hex(8)
+_REUSED_SALTS: dict[str, bytes] = {}  # with reply_salt_reuse: one salt per PIN
 _LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("ecrd_sim_crypto")
 
 
@@ -159,9 +163,6 @@ class SimTerminal:
         self._pin1_valid = True
         self._pin2: str | None = None
         self._confirmed = False
-        self._sealers: dict[str, Sealer] = {}
-        # A secret no client can hold: not 6 digits, so it can never equal a pairing code.
-        self._alien = Sealer(secrets.token_hex(8), scheme, keys=KeyCache(4), max_age=1e12)
         self._last_request_id: str | None = None
         self._holds: set[trio.CancelScope] = set()
 
@@ -194,7 +195,6 @@ class SimTerminal:
     @reply_salt_reuse.setter
     def reply_salt_reuse(self, value: bool) -> None:
         self._reply_salt_reuse = value
-        self._sealers.clear()
 
     @property
     def advertised_port(self) -> int:
@@ -230,9 +230,9 @@ class SimTerminal:
             "stats": attrs.asdict(self.stats),
         }
 
-    def _show_screen(self) -> None:
+    def show_screen(self) -> None:
         # The one place a PIN is printed: pinCode1 is what the real terminal displays.
-        log.warning("SCREEN %s: pairing code (pinCode1) %s", self.sn, self._pin1)
+        screen.info("%s shows pairing code (pinCode1) %s", self.sn, self._pin1)
 
     # -- operator actions ----------------------------------------------------------------
 
@@ -245,7 +245,7 @@ class SimTerminal:
         stays valid, and using it does not close the page; only a new Pair replaces it."""
         self._pin1 = pin1 or new_pin(self._pin1, self._pin2)
         self._pin1_valid = True
-        self._show_screen()
+        self.show_screen()
         return self._pin1
 
     def reboot(self, pin1: str | None = None) -> str:
@@ -256,7 +256,6 @@ class SimTerminal:
             scope.cancel()
         self._pin2 = None
         self._confirmed = False
-        self._sealers.clear()
         self._last_request_id = None
         return self.show_pairing_page(pin1)
 
@@ -286,14 +285,21 @@ class SimTerminal:
             return False
         return True
 
-    def _sealer(self, pin: str) -> Sealer:
-        sealer = self._sealers.get(pin)
-        if sealer is None:
-            # Without reply_salt_reuse every reply gets a fresh random salt (one derivation).
-            uses = 10**9 if self.reply_salt_reuse else 1
-            sealer = Sealer(pin, self.scheme, keys=self.keys, max_uses=uses, max_age=1e12)
-            self._sealers[pin] = sealer
-        return sealer
+    def _seal_sync(self, pin: str, message: dict[str, Any], reuse: bool) -> str:
+        plaintext = crypto.dumps(message)
+        if self.scheme == "legacy":
+            return crypto.seal_legacy(plaintext, pin)
+        # A fresh random salt costs one derivation per reply; reuse costs one per PIN and
+        # process (the IV stays random per message either way, protocol.md §3).
+        salt = _REUSED_SALTS.setdefault(pin, os.urandom(crypto.SALT_LEN)) if reuse else None
+        salt = salt or os.urandom(crypto.SALT_LEN)
+        return crypto.seal_v2(plaintext, self.keys.get(pin, salt), salt)
+
+    async def _seal(self, pin: str, message: dict[str, Any]) -> str:
+        return await in_thread(self._seal_sync, pin, message, self.reply_salt_reuse)
+
+    async def _seal_alien(self, message: dict[str, Any]) -> str:
+        return await in_thread(self._seal_sync, _ALIEN_PIN, message, True)
 
     # -- the request path ----------------------------------------------------------------
 
@@ -308,7 +314,7 @@ class SimTerminal:
             log.info("%s: %s does not decrypt under a valid PIN", self.sn, request.action)
             refusal = failed("DECRYPT_FAILED", "cannot decrypt the request")
             msg = _reply_message(str(uuid.uuid4()), refusal, self.sn)
-            return Reply(Envelope(reply_action, await in_thread(self._alien.seal, msg)))
+            return Reply(Envelope(reply_action, await self._seal_alien(msg)))
         pin = self._pin2 if which == "pin2" else self._pin1
         assert pin is not None
         try:
@@ -316,7 +322,7 @@ class SimTerminal:
         except MalformedMessage as exc:
             refusal = failed("INVALID_REQUEST", str(exc))
             msg = _reply_message(str(uuid.uuid4()), refusal, self.sn)
-            return Reply(Envelope(reply_action, await in_thread(self._sealer(pin).seal, msg)))
+            return Reply(Envelope(reply_action, await self._seal(pin, msg)))
         if which == "pin2" and not self._confirmed:
             # The first exchange under pinCode2 confirms the pairing (protocol.md §7 step 4).
             self._confirmed, self._pin1_valid = True, False
@@ -338,8 +344,9 @@ class SimTerminal:
         if "stale_response" in faults:
             response_id = self._last_request_id or str(uuid.uuid4())
         self._last_request_id = request_id
-        sealer = self._alien if "wrong_key" in faults else self._sealer(pin)
-        sealed = await in_thread(sealer.seal, _reply_message(response_id, body, self.sn))
+        message = _reply_message(response_id, body, self.sn)
+        wrong = "wrong_key" in faults
+        sealed = await (self._seal_alien(message) if wrong else self._seal(pin, message))
         self.stats.replies += 1
         return _shape(Envelope(reply_action, sealed), faults)
 
@@ -397,7 +404,6 @@ class SimTerminal:
             return failed("INVALID_REQUEST", "pairUuid is required")
         self._pin2 = self._fixed_pin2 or new_pin(self._pin1, self._pin2)
         self._confirmed = False
-        self._sealers = {p: s for p, s in self._sealers.items() if p == self._pin1}
         log.info("%s: paired, awaiting confirmation under the new pinCode2", self.sn)
         return {
             "status": "Success",
