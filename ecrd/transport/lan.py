@@ -136,7 +136,9 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> HttpReply:
                     code=response.status_code,
                 )
     finally:
-        await response.aclose()
+        # Shielded: a deadline landing here must not throw away a reply already read.
+        with trio.CancelScope(shield=True):
+            await response.aclose()
     return HttpReply(response.status_code, bytes(body))
 
 
@@ -253,7 +255,7 @@ class LanLink:
     def _set_state(self, state: LinkState, why: LinkError | None = None) -> None:
         # Log transitions only, so a dead terminal does not flood the journal.
         if state == "down" and self._state != "down":
-            log.warning("LAN link to %s down: %s", self._url, why)
+            log.warning("LAN link down: %s", why)
         elif state == "up" and self._state == "down":
             log.info("LAN link to %s up again", self._url)
         self._state = state

@@ -353,6 +353,8 @@ class SerialLink:
                 return await waiter.wait()
         finally:
             self._waiters.remove(waiter)
+        if waiter.reply is not None:
+            return waiter.reply  # arrived in the same instant as the deadline: still good
         if written.count == 0:
             raise NotDelivered(
                 f"serial port {self.device} did not take the request in {timeout:g} s"
