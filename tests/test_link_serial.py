@@ -372,3 +372,12 @@ async def test_a_request_that_never_got_the_line_was_not_delivered(
 
     assert not isinstance(caught.value, MaybeDelivered)
     assert len(outcome) == 1
+
+
+def test_reconnect_delays_grow_to_the_cap_with_jitter_below_it() -> None:
+    backoff = Backoff(initial=0.2, cap=10.0, jitter=0.5, rng=lambda: 1.0)
+    delays = backoff.delays()
+    assert [next(delays) for _ in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+
+    no_jitter = Backoff(initial=0.2, cap=10.0, rng=lambda: 0.0).delays()
+    assert max(next(no_jitter) for _ in range(20)) == 10.0

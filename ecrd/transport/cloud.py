@@ -27,6 +27,7 @@ import uuid
 from typing import Final
 
 import httpx
+import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.transport.base import BadReply, LinkError, LinkState, NotDelivered
@@ -144,6 +145,7 @@ class CloudLink:
         self.device_sn = device_sn
 
     async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
+        await trio.lowlevel.checkpoint()  # even when refusing at once
         if self.command_url is None:
             raise CloudNotConfigured(
                 "the cloud link has no send-command URL: set command_url in the [cloud] table "

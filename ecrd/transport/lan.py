@@ -235,6 +235,7 @@ class LanLink:
 
     async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
         if self._closed:
+            await trio.lowlevel.checkpoint()
             raise NotDelivered(f"LAN link to {self._url} is closed")
         url = self._url
         try:

@@ -341,6 +341,7 @@ class SerialLink:
     async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
         port = self._port
         if port is None:
+            await trio.lowlevel.checkpoint()  # fail fast, but stay a checkpoint for retry loops
             raise NotDelivered(f"serial port {self.device} is not open")
         frame = self._encode(request)
         waiter = _Waiter(self.reply_action(request.action))
