@@ -1,7 +1,7 @@
 """The LAN link: one HTTP POST per exchange to the terminal (protocol.md §1).
 
 ``POST http(s)://<host>:<port><path>`` with the envelope as the JSON body; the reply body is
-the terminal's envelope. The helpers at the top (``http_client``, ``post_once``) are shared
+the terminal's envelope. The functions at the top (``http_client``, ``post_once``) are shared
 with the cloud link, which classifies failures the same way.
 
 Invariants:
