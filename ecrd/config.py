@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
 
 T = TypeVar("T")
@@ -64,7 +65,7 @@ class CloudConfig:
 class TerminalConfig:
     id: str
     transport: str
-    crypto: str = "v2"
+    crypto: Scheme = "v2"
     device_sn: str | None = None
     timeout_s: float = 180.0
     status_action: str | None = None
@@ -136,7 +137,7 @@ class _Table:
             raise self.fail(key, expected)
         return value
 
-    def str(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
+    def text(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
         value = self.get(key, str, default, "a string")
         if choices and value is not None and value not in choices:
             raise self.fail(key, "one of " + ", ".join(repr(c) for c in choices))
@@ -148,13 +149,13 @@ class _Table:
             raise self.fail(key, f"between {low:g} and {high:g}")
         return float(value)
 
-    def int(self, key: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
+    def integer(self, key: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
         value = self.get(key, int, default, "an integer")
         if not low <= value <= high:
             raise self.fail(key, f"an integer between {low} and {high}")
         return int(value)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         return bool(self.get(key, bool, default, "true or false"))
 
     def check_unknown(self) -> None:
@@ -168,37 +169,37 @@ class _Table:
 
 def _daemon(t: _Table) -> DaemonConfig:
     d = DaemonConfig()
-    group = t.str("socket_group")
+    group = t.text("socket_group")
     if group is not None:
         try:
             grp.getgrnam(group)
         except KeyError:
             raise t.fail("socket_group", "an existing group on this machine") from None
     return DaemonConfig(
-        socket=t.str("socket", d.socket),
+        socket=t.text("socket", d.socket),
         socket_group=group,
-        state_dir=t.str("state_dir", d.state_dir),
-        client_device_sn=t.str("client_device_sn", d.client_device_sn),
-        log_level=t.str("log_level", d.log_level, choices=LOG_LEVELS),
-        max_line_bytes=t.int("max_line_bytes", d.max_line_bytes, low=1024, high=16 * 2**20),
-        block_on_unknown=t.bool("block_on_unknown", d.block_on_unknown),
+        state_dir=t.text("state_dir", d.state_dir),
+        client_device_sn=t.text("client_device_sn", d.client_device_sn),
+        log_level=t.text("log_level", d.log_level, choices=LOG_LEVELS),
+        max_line_bytes=t.integer("max_line_bytes", d.max_line_bytes, low=1024, high=16 * 2**20),
+        block_on_unknown=t.flag("block_on_unknown", d.block_on_unknown),
         shutdown_grace_s=t.number("shutdown_grace_s", d.shutdown_grace_s, high=3600),
-        max_clients=t.int("max_clients", d.max_clients, low=1, high=10000),
+        max_clients=t.integer("max_clients", d.max_clients, low=1, high=10000),
     )
 
 
 def _cloud(t: _Table) -> CloudConfig:
     c = CloudConfig()
-    business_id = t.str("business_id")
+    business_id = t.text("business_id")
     if business_id is not None and not _UUID_RE.match(business_id):
         raise t.fail("business_id", "a UUID like 411d6207-1470-4d35-a557-54852463844d")
     cfg = CloudConfig(
-        environment=t.str("environment", c.environment, choices=("production", "staging")),
-        base_url=t.str("base_url"),
+        environment=t.text("environment", c.environment, choices=("production", "staging")),
+        base_url=t.text("base_url"),
         business_id=business_id,
-        command_url=t.str("command_url"),
-        info_url=t.str("info_url"),
-        ca_file=t.str("ca_file"),
+        command_url=t.text("command_url"),
+        info_url=t.text("info_url"),
+        ca_file=t.text("ca_file"),
         timeout_s=t.number("timeout_s", c.timeout_s, low=1, high=600),
     )
     for key in ("base_url", "command_url", "info_url"):
@@ -210,10 +211,10 @@ def _cloud(t: _Table) -> CloudConfig:
 
 def _terminal(t: _Table) -> TerminalConfig:
     d = TerminalConfig(id="-", transport="lan")
-    tid = t.str("id")
+    tid = t.text("id")
     if tid is None or not _ID_RE.match(tid):
         raise t.fail("id", "a name of letters, digits, '.', '_' or '-' (max 64)")
-    transport = t.str("transport", choices=TRANSPORTS)
+    transport = t.text("transport", choices=TRANSPORTS)
     if transport is None:
         raise t.fail("transport", "one of 'lan', 'serial', 'cloud'")
     pin_fields = t.get("pin_fields", list, list(d.pin_fields), "a list of field names")
@@ -222,30 +223,30 @@ def _terminal(t: _Table) -> TerminalConfig:
     cfg = TerminalConfig(
         id=tid,
         transport=transport,
-        crypto=t.str("crypto", d.crypto, choices=("v2", "legacy")),
-        device_sn=t.str("device_sn"),
+        crypto=t.text("crypto", d.crypto, choices=("v2", "legacy")),
+        device_sn=t.text("device_sn"),
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
-        status_action=t.str("status_action"),
-        pair_confirm_action=t.str("pair_confirm_action", d.pair_confirm_action),
+        status_action=t.text("status_action"),
+        pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=tuple(pin_fields),
-        fallback=t.str("fallback", choices=("cloud",)),
+        fallback=t.text("fallback", choices=("cloud",)),
         probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
         info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
-        host=t.str("host"),
-        port=t.int("port", d.port, low=1, high=65535),
-        path=t.str("path", d.path),
-        tls=t.bool("tls", d.tls),
-        ca_file=t.str("ca_file"),
+        host=t.text("host"),
+        port=t.integer("port", d.port, low=1, high=65535),
+        path=t.text("path", d.path),
+        tls=t.flag("tls", d.tls),
+        ca_file=t.text("ca_file"),
         connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, low=0.1, high=120),
-        device=t.str("device"),
-        baudrate=t.int("baudrate", d.baudrate, low=50, high=4_000_000),
-        bytesize=t.int("bytesize", d.bytesize, low=5, high=8),
-        parity=t.str("parity", d.parity, choices=("N", "E", "O", "M", "S")),
+        device=t.text("device"),
+        baudrate=t.integer("baudrate", d.baudrate, low=50, high=4_000_000),
+        bytesize=t.integer("bytesize", d.bytesize, low=5, high=8),
+        parity=t.text("parity", d.parity, choices=("N", "E", "O", "M", "S")),
         stopbits=t.number("stopbits", d.stopbits, low=1, high=2),
-        rtscts=t.bool("rtscts", d.rtscts),
-        frame_cmd=t.int("frame_cmd", d.frame_cmd, low=0, high=0xFFFF),
-        frame_byteorder=t.str("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
-        frame_crc=t.str("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
+        rtscts=t.flag("rtscts", d.rtscts),
+        frame_cmd=t.integer("frame_cmd", d.frame_cmd, low=0, high=0xFFFF),
+        frame_byteorder=t.text("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
+        frame_crc=t.text("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
     )
     if cfg.stopbits not in (1, 1.5, 2):
         raise t.fail("stopbits", "1, 1.5 or 2")

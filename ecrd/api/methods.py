@@ -47,7 +47,7 @@ class Params:
             )
         self.raw = raw
 
-    def str(self, name: str, *, required: bool = False, max_len: int = 128) -> Any:
+    def text(self, name: str, *, required: bool = False, max_len: int = 128) -> Any:
         value = self.raw.get(name)
         if value is None:
             if required:
@@ -60,7 +60,7 @@ class Params:
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
-        value = self.str(name, required=required)
+        value = self.text(name, required=required)
         if value is not None and value not in choices:
             raise errors.InvalidParams(f"{name} must be one of {', '.join(choices)}", field=name)
         return value
@@ -79,7 +79,7 @@ class Params:
             )
         return float(value)
 
-    def bool(self, name: str) -> bool:
+    def flag(self, name: str) -> bool:
         value = self.raw.get(name, False)
         if not isinstance(value, bool):
             raise errors.InvalidParams(f"{name} must be true or false", field=name)
@@ -94,7 +94,7 @@ class Params:
         return value
 
     def terminal(self, daemon: Daemon) -> Terminal:
-        tid = self.str("terminal", required=True)
+        tid = self.text("terminal", required=True)
         term = daemon.terminals.get(tid)
         if term is None:
             raise errors.TerminalNotFound(
@@ -201,7 +201,7 @@ async def terminal_info(daemon: Daemon, conn: Connection, p: Params) -> Any:
 def _money_params(p: Params, action: str) -> dict[str, Any]:
     if action == "Void":
         return {
-            "original_reference_id": p.str("original_reference_id", required=True),
+            "original_reference_id": p.text("original_reference_id", required=True),
             "extra": p.obj("extra"),
         }
     try:
@@ -213,13 +213,13 @@ def _money_params(p: Params, action: str) -> dict[str, Any]:
     params = {
         "amount": amount,
         "currency": currency,
-        "customer_order_id": p.str("customer_order_id"),
+        "customer_order_id": p.text("customer_order_id"),
         "payment_method": p.choice("payment_method", PAYMENT_METHODS),
         "print": p.choice("print", ("YES", "NO")),
         "extra": p.obj("extra"),
     }
     if action == "Refund":
-        params["original_reference_id"] = p.str("original_reference_id", required=True)
+        params["original_reference_id"] = p.text("original_reference_id", required=True)
     return params
 
 
@@ -230,9 +230,9 @@ def money(name: str) -> Method:
         term = p.terminal(daemon)
         params = _money_params(p, action)
         params = {k: v for k, v in params.items() if v is not None}
-        ref = p.str("reference_id") or str(uuid.uuid4())
+        ref = p.text("reference_id") or str(uuid.uuid4())
         timeout = p.number("timeout_s", 1, 3600)
-        wait = p.bool("wait")
+        wait = p.flag("wait")
         daemon.log_peer(name, term.id, conn.peer, ref=ref)
         record = await daemon.payments.money(
             term.id, action, ref, params, peer=conn.peer, wait=wait, timeout_s=timeout
@@ -245,7 +245,7 @@ def money(name: str) -> Method:
 
 async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
     term = p.terminal(daemon)
-    ref = p.str("reference_id") or term.busy_with
+    ref = p.text("reference_id") or term.busy_with
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
         _, body = await term.exchange(
@@ -257,7 +257,7 @@ async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
 
 
 async def transaction_get(daemon: Daemon, conn: Connection, p: Params) -> Any:
-    ref = p.str("reference_id", required=True)
+    ref = p.text("reference_id", required=True)
     record = await daemon.payments.db(daemon.payments.journal.get, ref)
     if record is None:
         raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
@@ -269,9 +269,9 @@ async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
     try:
         records = await daemon.payments.db(
             daemon.payments.journal.list,
-            terminal=p.str("terminal"),
+            terminal=p.text("terminal"),
             state=p.choice("state", STATES),
-            since=p.str("since", max_len=40),
+            since=p.text("since", max_len=40),
             limit=int(limit or 100),
         )
     except ValueError as exc:
@@ -282,16 +282,16 @@ async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
 
 
 async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> Any:
-    ref = p.str("reference_id", required=True)
+    ref = p.text("reference_id", required=True)
     outcome = p.choice("outcome", ("succeeded", "failed"), required=True)
-    note = p.str("note", max_len=1000) or ""
+    note = p.text("note", max_len=1000) or ""
     record = await daemon.payments.resolve(ref, outcome, note, who=conn.peer)
     return record.to_api()
 
 
 async def terminal_send(daemon: Daemon, conn: Connection, p: Params) -> Any:
     term = p.terminal(daemon)
-    action = p.str("action", required=True, max_len=64)
+    action = p.text("action", required=True, max_len=64)
     money_like = set(MONEY_ACTIONS.values()) | {"Pair", "ConnectionInfo"}
     if action in money_like:
         raise errors.MoneyActionRefused(

@@ -26,7 +26,7 @@ import trio
 from ecrd import errors
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
-from ecrd.protocol.envelope import ProtocolError
+from ecrd.protocol.envelope import ProtocolError, new_request_id
 from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord, same_params
 from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
@@ -178,6 +178,7 @@ class Payments:
         # From here to the registration there is no checkpoint: admission is atomic.
         term.busy_with = reference_id
         placeholder = _InFlight(record=_placeholder(terminal_id, action, reference_id, params))
+        request_id = new_request_id()
         self._inflight[reference_id] = placeholder
         try:
             record = await self.db(
@@ -189,6 +190,8 @@ class Payments:
                 amount=params.get("amount"),
                 currency=params.get("currency"),
                 who=peer or "ecrd",
+                request_id=request_id,
+                link=term.cfg.transport,
             )
         except BaseException as exc:
             self._release(term, reference_id)
@@ -265,7 +268,8 @@ class Payments:
 
         async def on_sending(request_id: str, link: str) -> None:
             nonlocal sent
-            await self.db(self.journal.mark_sending, ref, request_id=request_id, link=link)
+            if link != rec.link:  # begin() journaled the primary link already
+                await self.db(self.journal.mark_sending, ref, request_id=request_id, link=link)
             sent = True
             self._publish(ref, term.id, "waiting_for_customer", link=link)
 
@@ -276,6 +280,7 @@ class Payments:
                 terminal_body(rec.action, ref, rec.params),
                 timeout=timeout_s,
                 on_sending=on_sending,
+                request_id=rec.request_id,
             )
         except (NotDelivered, NotPairedYet) as exc:
             flight.record = await self._finish(ref, "failed", exc, NOTE_NOT_SENT)

@@ -203,7 +203,7 @@ class Terminal:
         sealer = self._sealers.get(pin)
         if sealer is None:
             scheme = self.pairing.scheme if self.pairing else self.cfg.crypto
-            sealer = crypto.Sealer(pin, scheme, keys=self.shared.keys)  # type: ignore[arg-type]
+            sealer = crypto.Sealer(pin, scheme, keys=self.shared.keys)
             self._sealers[pin] = sealer
         return sealer
 
@@ -217,7 +217,7 @@ class Terminal:
 
     async def _open(self, pin: str, data: str) -> dict[str, Any]:
         scheme = self.pairing.scheme if self.pairing else self.cfg.crypto
-        opener = partial(crypto.open_, data, pin, scheme, keys=self.shared.keys, fallback=True)  # type: ignore[arg-type]
+        opener = partial(crypto.open_, data, pin, scheme, keys=self.shared.keys, fallback=True)
         return await trio.to_thread.run_sync(opener, limiter=self.shared.crypto_limiter)
 
     # -- one exchange ------------------------------------------------------------------------
@@ -232,6 +232,7 @@ class Terminal:
         links: tuple[str, ...] | None = None,
         expect_sn: str | None = None,
         on_sending: OnSending | None = None,
+        request_id: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One request/reply. Returns ``(reply_header, reply_body)``.
 
@@ -244,7 +245,7 @@ class Terminal:
             pin = self.pairing.pin
         if expect_sn is None and self.pairing is not None:
             expect_sn = self.pairing.device_sn
-        message = request_message(body, self.shared.client_sn)
+        message = request_message(body, self.shared.client_sn, request_id=request_id)
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
@@ -365,7 +366,9 @@ class Terminal:
                 + ", ".join(self.cfg.pin_fields)
                 + " (set pin_fields in the config)"
             )
-        confirm_body = None if self.cfg.pair_confirm_action == "DeviceInfo" else {}
+        confirm_body: dict[str, Any] | None = (
+            None if self.cfg.pair_confirm_action == "DeviceInfo" else {}
+        )
         _, confirmed = await self.exchange(
             self.cfg.pair_confirm_action,
             confirm_body,
