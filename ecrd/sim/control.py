@@ -107,7 +107,7 @@ class Control:
             return 200, t.payments.ledger
         if what == "faults":
             return self._faults(method, slot, rest[1:], body)
-        if len(rest) != 1:
+        if len(rest) != 1 or what not in ("reboot", "pairing-page", "unplug", "replug"):
             raise ControlError(404, "no such path")
         _allow(method, "POST")
         pin1 = body.get("pin1")
@@ -117,12 +117,12 @@ class Control:
             t.reboot(pin1)
         elif what == "pairing-page":
             t.show_pairing_page(pin1)
-        elif what in ("unplug", "replug"):
-            if slot.serial is None:
-                raise ControlError(409, f"terminal {t.sn} has no serial line")
-            await (slot.serial.unplug() if what == "unplug" else slot.serial.replug())
+        elif slot.serial is None:
+            raise ControlError(409, f"terminal {t.sn} has no serial line")
+        elif what == "unplug":
+            await slot.serial.unplug()
         else:
-            raise ControlError(404, "no such path")
+            await slot.serial.replug()
         return 200, state(slot, self.sim.host)
 
     def _faults(
