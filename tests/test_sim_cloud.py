@@ -190,3 +190,25 @@ async def test_unknown_path_and_method(base: str) -> None:
     async with httpx.AsyncClient() as client:
         assert (await client.post(base + "/nope")).json()["code"] == 40400
         assert (await client.get(base + COMMAND_PATH)).status_code == 405
+
+
+async def test_abort_through_the_gateway_while_the_sale_waits(
+    base: str, terminals: list[SimTerminal]
+) -> None:
+    ex = command(base, terminals[0].sn)
+    probe = await pair(ex, "111111", keys=KEYS)
+    terminals[0].arm("delay", params={"seconds": 0.4})  # under the gateway's 0.5 s timeout
+    results: list[Any] = []
+
+    async def sell() -> None:
+        body = {"referenceID": "c-ab", "amount": "2.00", "currency": "HKD"}
+        results.append(await call(ex, probe, "Sale", body))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sell)
+        with trio.fail_after(5):
+            while not terminals[0].payments.busy:
+                await trio.sleep(0.001)
+        assert (await call(ex, probe, "Abort", {}))["status"] == "Success"
+    assert results[0]["errorCode"] == "ABORTED"
+    assert terminals[0].payments.charges("c-ab") == 0
