@@ -147,16 +147,40 @@ async def test_unplug_removes_the_device_and_replug_brings_a_new_one(
     assert body["deviceSn"] == terminal.sn
 
 
-async def test_unplug_cancels_a_held_sale(port: SerialPort, terminal: SimTerminal) -> None:
+async def test_reply_due_after_replug_goes_out_on_the_new_line(
+    port: SerialPort, terminal: SimTerminal
+) -> None:
     async with SerialProbe(port.path) as line:
         probe = await pair(serial_exchange(line), PIN1, keys=KEYS)
-        terminal.arm("never_answer")
-        await line.send((await probe.seal("Sale", sale("r-held"))).envelope)
+        terminal.arm("delay", params={"seconds": 0.3})
+        sent = await probe.seal("Sale", sale("r-replug"))
+        await line.send(sent.envelope)
         await _until(lambda: terminal.payments.busy)
         await port.unplug()
-    assert not terminal.payments.busy
-    assert terminal.payments.ledger[-1]["errorCode"] == "CONNECTION_CLOSED"
     await port.replug()
+    async with SerialProbe(port.path) as line:
+        with trio.fail_after(5):
+            reply = await line.receive()
+    assert (await probe.open(reply, sent))["status"] == "Success"
+    assert terminal.payments.charges("r-replug") == 1
+
+
+async def test_reply_due_while_unplugged_is_lost_but_charged(
+    port: SerialPort, terminal: SimTerminal
+) -> None:
+    async with SerialProbe(port.path) as line:
+        probe = await pair(serial_exchange(line), PIN1, keys=KEYS)
+        terminal.arm("delay", params={"seconds": 0.05})
+        await line.send((await probe.seal("Sale", sale("r-lost"))).envelope)
+        await _until(lambda: terminal.payments.busy)
+        await port.unplug()
+    await _until(lambda: port.replies_lost == 1)
+    assert terminal.payments.charges("r-lost") == 1
+    await port.replug()
+    async with SerialProbe(port.path) as line:
+        with trio.move_on_after(0.1):
+            await line.receive()
+            pytest.fail("a lost reply came back")
 
 
 async def test_pacing_limits_the_reply_rate(nursery: trio.Nursery, terminal: SimTerminal) -> None:

@@ -13,8 +13,11 @@ Invariants:
   answered while a Sale still waits for the customer. Replies are written whole, one at a
   time (a lock), never interleaved.
 * ``unplug`` closes both sides and removes the symlink: the daemon's open fd fails (EOF
-  or EIO) and the path disappears. Requests in flight on the line are cancelled (not
-  charged). ``replug`` opens a new pair (a new ``/dev/pts/N``) and re-points the symlink.
+  or EIO) and the path disappears. ``replug`` opens a new pair (a new ``/dev/pts/N``) and
+  re-points the symlink.
+* Like a real terminal, the simulator does not notice the cable: a request in flight
+  goes on (the customer pays), and its reply is written to whatever line is plugged in
+  when it is due; if none is, the reply is lost (``replies_lost``), the charge stands.
 * A reply frame echoes the request frame's ``cmd``. Frames whose payload is not an
   envelope are dropped (logged): the terminal has nobody to answer.
 """
@@ -45,6 +48,7 @@ class SerialPort:
         self.slave_path: str | None = None
         self.frames_in = 0
         self.frames_dropped = 0
+        self.replies_lost = 0
         self._want_plugged = True
         self._changed = trio.Event()
         self._settled = trio.Event()
@@ -111,86 +115,91 @@ async def serve_serial(
     if one was asked for, else the slave). ``pace_bps`` limits the reply write rate
     (11520 bytes/s mimics 115200 baud 8N1)."""
     port = SerialPort(symlink)
-    fmt = fmt or FrameFormat()
-    started = False
     try:
-        while True:
-            if not port._want_plugged:
-                await port._wait_for_change()
-                continue
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            stream = trio.lowlevel.FdStream(master)
-            try:
-                port._publish(os.ttyname(slave))
-                log.info("%s: serial line at %s", terminal.sn, port.path)
-                if not started:
-                    task_status.started(port)
-                    started = True
-                async with trio.open_nursery() as line:
-                    line.start_soon(_read_frames, terminal, port, stream, fmt, pace_bps)
-                    while port._want_plugged:
-                        await port._wait_for_change()
-                    line.cancel_scope.cancel()
-            finally:
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
-                os.close(slave)
-                if not port._want_plugged:
-                    log.info("%s: serial line unplugged", terminal.sn)
-                port._publish(None)
+        await _Line(terminal, port, fmt or FrameFormat(), pace_bps).run(task_status)
     finally:
         port._want_plugged = False
 
 
-async def _read_frames(
-    terminal: SimTerminal,
-    port: SerialPort,
-    stream: trio.lowlevel.FdStream,
-    fmt: FrameFormat,
-    pace_bps: float | None,
-) -> None:
-    decoder = FrameDecoder(fmt)
-    write_lock = trio.Lock()
-    async with trio.open_nursery() as requests:
+class _Line:
+    def __init__(
+        self, terminal: SimTerminal, port: SerialPort, fmt: FrameFormat, pace_bps: float | None
+    ) -> None:
+        self.terminal = terminal
+        self.port = port
+        self.fmt = fmt
+        self.pace_bps = pace_bps
+        self.stream: trio.lowlevel.FdStream | None = None  # the pty plugged in now, if any
+        self.write_lock = trio.Lock()
+
+    async def run(self, task_status: trio.TaskStatus[SerialPort]) -> None:
+        port, started = self.port, False
+        # Requests outlive the pty they came on: the customer goes on paying while the
+        # cable is out, and the reply goes to whatever line is plugged in when it is due.
+        async with trio.open_nursery() as requests:
+            while True:
+                if not port._want_plugged:
+                    await port._wait_for_change()
+                    continue
+                master, slave = os.openpty()
+                tty.setraw(slave)
+                stream = self.stream = trio.lowlevel.FdStream(master)
+                try:
+                    port._publish(os.ttyname(slave))
+                    log.info("%s: serial line at %s", self.terminal.sn, port.path)
+                    if not started:
+                        task_status.started(port)
+                        started = True
+                    async with trio.open_nursery() as session:
+                        session.start_soon(self._read, stream, requests)
+                        while port._want_plugged:
+                            await port._wait_for_change()
+                        session.cancel_scope.cancel()
+                finally:
+                    self.stream = None
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    os.close(slave)
+                    if not port._want_plugged:
+                        log.info("%s: serial line unplugged", self.terminal.sn)
+                    port._publish(None)
+
+    async def _read(self, stream: trio.lowlevel.FdStream, requests: trio.Nursery) -> None:
+        decoder = FrameDecoder(self.fmt)
         while True:
             try:
                 chunk = await stream.receive_some(4096)
             except trio.BrokenResourceError as exc:  # EIO: not while we hold the slave open
-                log.error("%s: serial line failed: %s", terminal.sn, exc)
+                log.error("%s: serial line failed: %s", self.terminal.sn, exc)
                 return
             if not chunk:
                 await trio.sleep(0.05)  # likewise: no EOF while the slave is held
                 continue
             for frame in decoder.feed(chunk):
-                port.frames_in += 1
-                requests.start_soon(
-                    _answer, terminal, port, stream, write_lock, frame, fmt, pace_bps
-                )
+                self.port.frames_in += 1
+                requests.start_soon(self._answer, frame)
 
-
-async def _answer(
-    terminal: SimTerminal,
-    port: SerialPort,
-    stream: trio.lowlevel.FdStream,
-    write_lock: trio.Lock,
-    frame: Frame,
-    fmt: FrameFormat,
-    pace_bps: float | None,
-) -> None:
-    try:
-        request = Envelope.from_bytes(frame.data)
-    except MalformedEnvelope as exc:
-        port.frames_dropped += 1
-        log.warning("%s: dropped a frame that is not an envelope: %s", terminal.sn, exc)
-        return
-    reply = await terminal.handle(request, "serial")
-    if reply.envelope is None:
-        return
-    data = bytearray(encode_frame(reply.envelope.to_bytes(), fmt, cmd=frame.cmd))
-    if reply.corrupt_crc:
-        data[-1] ^= 0xFF
-    async with write_lock:
-        await write_paced(
-            stream.send_all, reply.garbage + bytes(data), reply.bytes_per_s or pace_bps
-        )
+    async def _answer(self, frame: Frame) -> None:
+        sn = self.terminal.sn
+        try:
+            request = Envelope.from_bytes(frame.data)
+        except MalformedEnvelope as exc:
+            self.port.frames_dropped += 1
+            log.warning("%s: dropped a frame that is not an envelope: %s", sn, exc)
+            return
+        reply = await self.terminal.handle(request, "serial")
+        if reply.envelope is None:
+            return
+        data = bytearray(encode_frame(reply.envelope.to_bytes(), self.fmt, cmd=frame.cmd))
+        if reply.corrupt_crc:
+            data[-1] ^= 0xFF
+        async with self.write_lock:
+            stream = self.stream
+            try:
+                if stream is None:
+                    raise trio.ClosedResourceError("unplugged")
+                rate = reply.bytes_per_s or self.pace_bps
+                await write_paced(stream.send_all, reply.garbage + bytes(data), rate)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.port.replies_lost += 1
+                log.info("%s: %s reply lost, the line is unplugged", sn, request.action)
