@@ -225,7 +225,12 @@ class Daemon:
         for tid in removed + changed:
             if self.terminals[tid].busy_with is not None:
                 deferred.append(tid)
-            self._nursery.start_soon(self._replace, tid, fresh.get(tid))
+            moved = (
+                tid in old
+                and tid in fresh
+                and ((old[tid].host, old[tid].port) != (fresh[tid].host, fresh[tid].port))
+            )
+            self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
         for tid in added:
             self._add(fresh[tid])
         log.info(
@@ -244,13 +249,17 @@ class Daemon:
             "needs_restart": ignored,
         }
 
-    def _add(self, cfg: TerminalConfig) -> None:
+    def _add(self, cfg: TerminalConfig, *, address_changed: bool = False) -> None:
         pairing = self.pairing_store.get(cfg.id)
+        if pairing is not None and address_changed and pairing.host is not None:
+            # The admin gave a new address: it replaces the last known one.
+            pairing = attrs.evolve(pairing, host=None, port=None)
+            self.pairing_store.put(pairing)
         term = Terminal(cfg, self.shared, pairing)
         self.terminals[cfg.id] = term
         self._start_terminal(term)
 
-    async def _replace(self, tid: str, cfg: TerminalConfig | None) -> None:
+    async def _replace(self, tid: str, cfg: TerminalConfig | None, moved: bool = False) -> None:
         """Stop a terminal's tree (a busy one first finishes its payment), then start
         its new configuration, if any."""
         term = self.terminals[tid]
@@ -261,7 +270,7 @@ class Daemon:
             scope.cancel()
         await term.aclose()
         if cfg is not None:
-            self._add(cfg)
+            self._add(cfg, address_changed=moved)
 
 
 async def main(config: Config) -> None:

@@ -118,9 +118,20 @@ class Terminal:
     def _make_link(self, kind: str) -> Link:
         cfg = self.cfg
         if kind == "lan":
+            # The last known address (QR code, or found through the cloud) wins over the
+            # config's; a config change of host/port clears it (Daemon.reload).
             host = (self.pairing.host if self.pairing else None) or cfg.host
             port = (self.pairing.port if self.pairing else None) or cfg.port
             assert host is not None
+            if (host, port) != (cfg.host, cfg.port):
+                log.info(
+                    "terminal=%s using its last known address %s:%s (config: %s:%s)",
+                    self.id,
+                    host,
+                    port,
+                    cfg.host,
+                    cfg.port,
+                )
             return LanLink(
                 host,
                 port,

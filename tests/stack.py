@@ -1,0 +1,112 @@
+"""An in-process stack for integration tests: the simulator (LAN over HTTP on loopback,
+serial over a real pty, cloud gateway) and the daemon on a real Unix socket, in one Trio
+loop. End-to-end tests with real subprocesses live in test_e2e_*.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from ecrd.client import EcrdError, TrioClient
+from ecrd.config import Config, parse
+from ecrd.daemon import Daemon
+from ecrd.protocol.crypto import KeyCache
+from ecrd.sim.simulator import Simulator
+from ecrd.sim.terminal import SimTerminal
+
+BUSINESS = "411d6207-1470-4d35-a557-54852463844d"
+# Shared by every simulated terminal of the test session: a key derivation is ~20 ms.
+SIM_KEYS = KeyCache(size=4096)
+SN = {
+    "lan": "NEXGO-N96-1170000001",
+    "serial": "PAX-A930-1170000002",
+    "cloud": "NEXGO-N62-1170000003",
+}
+PIN1 = {"lan": "111111", "serial": "222222", "cloud": "333333"}
+
+
+@attrs.define
+class Stack:
+    sim: Simulator
+    daemon: Daemon
+    socket: str
+    description: dict[str, Any]
+    tmp: Path
+
+    def terminal(self, link: str) -> SimTerminal:
+        return self.sim.terminal(SN[link])
+
+    def charges(self, link: str, ref: str) -> int:
+        return self.terminal(link).payments.charges(ref)
+
+    def requests(self, link: str, ref: str) -> int:
+        """Money requests the terminal received for ``ref`` (charged or not)."""
+        return sum(1 for e in self.terminal(link).payments.ledger if e["referenceID"] == ref)
+
+
+def make_sim(tmp: Path, *, reuse_salt: bool = True, **terminal_kw: Any) -> Simulator:
+    sim = Simulator(state_dir=tmp / "sim", business_id=BUSINESS, control_port=None)
+    for link in ("lan", "serial", "cloud"):
+        term = SimTerminal(
+            SN[link], business_id=BUSINESS, pin1=PIN1[link], keys=SIM_KEYS,
+            reply_salt_reuse=reuse_salt, magic_delay=0.3, **terminal_kw,
+        )  # fmt: skip
+        getattr(sim, f"add_{link}")(term)
+    return sim
+
+
+def config_for(desc: dict[str, Any], tmp: Path, **terminal_extra: Any) -> Config:
+    by_link = {t["link"]: t for t in desc["terminals"]}
+    common = {"timeout_s": 5, "info_timeout_s": 3, "probe_interval_s": 0, **terminal_extra}
+    data: dict[str, Any] = {
+        "daemon": {
+            "socket": str(tmp / "run" / "ecrd.sock"),
+            "state_dir": str(tmp / "state"),
+            "client_device_sn": "POS-TEST",
+            "shutdown_grace_s": 2,
+        },
+        "cloud": {
+            "base_url": desc["cloud"]["base_url"],
+            "command_url": desc["cloud"]["command_url"],
+            "business_id": BUSINESS,
+            "timeout_s": 5,
+        },
+        "terminal": [
+            {"id": "lan-1", "transport": "lan", "host": by_link["lan"]["host"],
+             "port": by_link["lan"]["port"], **common},
+            {"id": "serial-1", "transport": "serial", "device": by_link["serial"]["device"],
+             **common},
+            {"id": "cloud-1", "transport": "cloud", **common},
+        ],
+    }  # fmt: skip
+    return parse(data, str(tmp / "ecrd.toml"))
+
+
+async def start_stack(
+    nursery: trio.Nursery, tmp: Path, *, reuse_salt: bool = True, **terminal_extra: Any
+) -> Stack:
+    sim = make_sim(tmp, reuse_salt=reuse_salt)
+    desc = await nursery.start(sim.run)
+    cfg = config_for(desc, tmp, **terminal_extra)
+    daemon = Daemon(cfg)
+    await nursery.start(daemon.run)
+    return Stack(sim, daemon, cfg.daemon.socket, desc, tmp)
+
+
+async def pair(client: TrioClient, stack: Stack, link: str) -> dict[str, Any]:
+    tid = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}[link]
+    result: dict[str, Any] = await client.call(
+        "terminal.pair", terminal=tid, code=stack.terminal(link).pin1
+    )
+    return result
+
+
+async def call_error(client: TrioClient, method: str, **params: Any) -> EcrdError:
+    try:
+        await client.call(method, **params)
+    except EcrdError as exc:
+        return exc
+    raise AssertionError(f"{method} did not fail")

@@ -1,0 +1,360 @@
+"""The daemon against the simulator over real links (HTTP on loopback, a pty, the cloud
+gateway), through the real Unix socket — in one process, so each test is quick.
+
+Each money-safety test names the rule of design.md §3 it proves.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from stack import Stack, call_error, pair, start_stack
+
+from ecrd.client import open_trio_client
+
+
+@pytest.fixture
+async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
+    return await start_stack(nursery, tmp_path)
+
+
+@pytest.mark.parametrize("link", ["lan", "serial", "cloud"])
+async def test_pair_then_sale_on_each_link(stack: Stack, link: str) -> None:
+    tid = f"{link}-1"
+    async with open_trio_client(stack.socket) as c:
+        paired = await pair(c, stack, link)
+        assert paired["device_sn"] == stack.terminal(link).sn
+        tx = await c.call(
+            "sale", terminal=tid, amount="10.20", currency="HKD", reference_id=f"s-{link}"
+        )
+    assert tx["state"] == "succeeded"
+    assert tx["reply"]["status"] == "Success" and tx["reply"]["referenceID"] == f"s-{link}"
+    assert tx["link"] == link
+    assert stack.charges(link, f"s-{link}") == 1
+    pairings = stack.tmp / "state" / "pairings.toml"
+    assert stat.S_IMODE(pairings.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pairings.parent.stat().st_mode) == 0o700
+    saved = tomllib.loads(pairings.read_text())
+    entry = saved["terminals"][tid]
+    assert entry["device_sn"] == stack.terminal(link).sn
+    assert entry["pin"] == stack.terminal(link).pin2
+
+
+async def test_pairing_accepts_the_qr_json(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        res = await c.call("terminal.pair", terminal="lan-1", code=stack.terminal("lan").qr_json())
+    assert res["device_sn"] == stack.terminal("lan").sn
+
+
+async def test_wrong_pairing_code_is_a_clear_error(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        err = await call_error(c, "terminal.pair", terminal="lan-1", code="999999")
+        assert err.reason == "wrong_key"
+        assert "pairing page" in err.message
+        rows = await c.call("terminal.list")
+    assert not next(r for r in rows if r["id"] == "lan-1")["paired"]
+
+
+async def test_refund_and_void(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        await c.call("sale", terminal="lan-1", amount="30.00", currency="HKD", reference_id="o1")
+        r = await c.call(
+            "refund", terminal="lan-1", amount="10.00", currency="HKD",
+            reference_id="o1-r", original_reference_id="o1",
+        )  # fmt: skip
+        assert r["state"] == "succeeded" and r["reply"]["transactionType"] == "Refund"
+        await c.call("sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="o2")
+        v = await c.call("void", terminal="lan-1", reference_id="o2-v", original_reference_id="o2")
+        assert v["state"] == "succeeded"
+        # The terminal refuses a refund above what is left: a result, not an error.
+        r2 = await c.call(
+            "refund", terminal="lan-1", amount="25.00", currency="HKD",
+            reference_id="o1-r2", original_reference_id="o1",
+        )  # fmt: skip
+        assert r2["state"] == "failed" and r2["reply"]["status"] == "Failed"
+
+
+async def test_a_declined_card_is_a_result_not_an_error(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        tx = await c.call(
+            "sale", terminal="lan-1", amount="10.91", currency="HKD", reference_id="d"
+        )
+    assert tx["state"] == "failed"
+    assert tx["reply"]["errorCode"] == "DECLINED"
+    assert stack.charges("lan", "d") == 0
+
+
+async def test_rule2_same_reference_replays_the_stored_record(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        first = await c.call(
+            "sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="r"
+        )
+        again = await c.call(
+            "sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="r"
+        )
+    assert again == first
+    assert stack.charges("lan", "r") == 1
+
+
+async def test_rule2_same_reference_while_in_flight_attaches(stack: Stack) -> None:
+    stack.terminal("lan").arm("delay", params={"seconds": 0.5})
+    results = []
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+
+        async def sale() -> None:
+            results.append(
+                await c.call(
+                    "sale", terminal="lan-1", amount="2.00", currency="HKD", reference_id="a"
+                )
+            )
+
+        async with trio.open_nursery() as n:
+            n.start_soon(sale)
+            n.start_soon(sale)
+            n.start_soon(sale)
+    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert results[0]["state"] == "succeeded"
+    assert stack.charges("lan", "a") == 1
+
+
+async def test_rule2_same_reference_other_parameters_is_refused(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="m")
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="2.00", currency="HKD", reference_id="m"
+        )
+    assert err.reason == "duplicate_reference_mismatch"
+    assert err.data["transaction"]["amount"] == "1.00"
+    assert stack.charges("lan", "m") == 1
+
+
+@pytest.mark.parametrize("link", ["lan", "serial", "cloud"])
+async def test_rule3_lost_reply_is_unknown_and_never_resent(stack: Stack, link: str) -> None:
+    tid = f"{link}-1"
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, link)
+        stack.terminal(link).arm("drop")
+        err = await call_error(
+            c, "sale", terminal=tid, amount="7.00", currency="HKD", reference_id="lost", timeout_s=2
+        )
+        assert err.reason == "timeout_outcome_unknown"
+        assert err.data["transaction"]["state"] == "unknown"
+        assert "ecrctl resolve" in err.data["transaction"]["note"]
+        # The POS retries with the same reference: the stored outcome, no second charge.
+        again = await call_error(
+            c, "sale", terminal=tid, amount="7.00", currency="HKD", reference_id="lost", timeout_s=2
+        )
+        assert again.reason == "timeout_outcome_unknown"
+    assert stack.charges(link, "lost") == 1
+    assert stack.requests(link, "lost") == 1
+
+
+async def test_rule4_unknown_blocks_the_terminal_until_resolved(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").arm("drop")
+        await call_error(
+            c, "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id="u"
+        )
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="4.00", currency="HKD", reference_id="next"
+        )
+        assert err.reason == "unresolved_transaction"
+        assert err.data["reference_ids"] == ["u"]
+        assert stack.charges("lan", "next") == 0
+        # Read-only traffic still works while blocked.
+        assert (await c.call("terminal.info", terminal="lan-1"))["deviceSn"]
+        settled = await c.call(
+            "transaction.resolve", reference_id="u", outcome="succeeded", note="seen on screen"
+        )
+        assert settled["state"] == "resolved_succeeded"
+        assert settled["resolved_by"].startswith(f"uid={os.getuid()} ")
+        tx = await c.call(
+            "sale", terminal="lan-1", amount="4.00", currency="HKD", reference_id="next"
+        )
+    assert tx["state"] == "succeeded"
+
+
+async def test_rule4_status_action_settles_an_unknown_by_itself(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path, status_action="TransactionStatus")
+    stack.terminal("lan").status_action = "TransactionStatus"
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").arm("drop")
+        await call_error(
+            c, "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id="s"
+        )
+        with trio.fail_after(10):
+            while (await c.call("transaction.get", reference_id="s"))["state"] == "unknown":
+                await trio.sleep(0.05)
+        tx = await c.call("transaction.get", reference_id="s")
+    assert tx["state"] == "succeeded"
+    assert stack.charges("lan", "s") == 1
+
+
+async def test_rule5_one_payment_per_terminal_and_abort_gets_through(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c, open_trio_client(stack.socket) as other:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").arm("never_answer")
+        result = {}
+
+        async def slow_sale() -> None:
+            result["tx"] = await c.call(
+                "sale", terminal="lan-1", amount="9.00", currency="HKD", reference_id="slow"
+            )
+
+        async with trio.open_nursery() as n:
+            n.start_soon(slow_sale)
+            await trio.sleep(0.3)
+            busy = await call_error(
+                other, "sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="b"
+            )
+            assert busy.reason == "terminal_busy" and busy.data["busy_with"] == "slow"
+            assert (await other.call("ping"))["protocol"] == 1
+            await other.call("abort", terminal="lan-1")
+    assert result["tx"]["state"] == "failed"
+    assert result["tx"]["reply"]["errorCode"] == "ABORTED"
+    assert stack.charges("lan", "slow") == 0 and stack.charges("lan", "b") == 0
+
+
+async def test_rule5_wait_queues_behind_the_payment_in_progress(stack: Stack) -> None:
+    stack.terminal("lan").arm("delay", params={"seconds": 0.4})
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        out = []
+
+        async def sale(ref: str, wait: bool) -> None:
+            out.append(
+                await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
+                             reference_id=ref, wait=wait)
+            )  # fmt: skip
+
+        async with trio.open_nursery() as n:
+            n.start_soon(sale, "w1", False)
+            await trio.sleep(0.1)
+            n.start_soon(sale, "w2", True)
+    assert [t["state"] for t in out] == ["succeeded", "succeeded"]
+
+
+async def test_rule7_a_client_that_disconnects_does_not_cancel_the_payment(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+    stack.terminal("lan").arm("delay", params={"seconds": 0.5})
+    async with open_trio_client(stack.socket) as c:
+        with trio.move_on_after(0.2):
+            await c.call(
+                "sale", terminal="lan-1", amount="6.00", currency="HKD", reference_id="gone"
+            )
+    async with open_trio_client(stack.socket) as c:
+        with trio.fail_after(5):
+            while (await c.call("transaction.get", reference_id="gone"))["state"] == "pending":
+                await trio.sleep(0.05)
+        tx = await c.call("transaction.get", reference_id="gone")
+    assert tx["state"] == "succeeded"
+    assert stack.charges("lan", "gone") == 1
+
+
+async def test_a_rebooted_terminal_gives_wrong_key_not_a_hang(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").reboot()
+        with trio.fail_after(5):
+            err = await call_error(c, "terminal.info", terminal="lan-1")
+    assert err.reason == "wrong_key"
+    assert "pair" in err.message
+
+
+async def test_a_stale_response_id_is_rejected(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").arm("stale_response")
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="8.00", currency="HKD", reference_id="st"
+        )
+    assert err.reason == "timeout_outcome_unknown"
+    assert err.data["cause"] == "stale_response"
+
+
+async def test_serial_garbage_before_the_reply_is_survived(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "serial")
+        stack.terminal("serial").arm("garbage", params={"bytes": 64})
+        tx = await c.call(
+            "sale", terminal="serial-1", amount="10.00", currency="HKD", reference_id="g"
+        )
+    assert tx["state"] == "succeeded"
+
+
+async def test_never_delivered_falls_back_to_the_cloud(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        # The terminal's LAN port now refuses connections (and terminal-info reports that
+        # same address, so no new one is found); the cloud still reaches it.
+        term = stack.daemon.terminals["lan-1"]
+        term.cfg = attrs.evolve(term.cfg, fallback="cloud")
+        term._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+        stack.terminal("lan").port = 1
+        tx = await c.call(
+            "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="fb"
+        )
+    assert tx["state"] == "succeeded" and tx["link"] == "cloud"
+    assert stack.charges("lan", "fb") == 1
+
+
+async def test_maybe_delivered_never_falls_back(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        term = stack.daemon.terminals["lan-1"]
+        term.cfg = attrs.evolve(term.cfg, fallback="cloud")
+        stack.terminal("lan").arm("drop")
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="nf"
+        )
+    assert err.reason == "timeout_outcome_unknown"
+    assert err.data["transaction"]["link"] == "lan"
+    assert stack.requests("lan", "nf") == 1
+
+
+async def test_never_delivered_without_fallback_is_link_down_and_nothing_charged(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path)
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+    stack.daemon.terminals["lan-1"]._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+    stack.daemon.shared.cloud = stack.daemon.shared.cloud.__class__()  # no cloud to ask
+    async with open_trio_client(stack.socket) as c:
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="ld"
+        )
+        assert err.reason == "link_down"
+        assert err.data["transaction"]["state"] == "failed"
+        # Not unknown: the terminal is not blocked.
+        assert await c.call("transaction.list", state="unknown") == []
+
+
+async def test_a_lan_terminal_that_moved_is_found_through_terminal_info(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        real_port = stack.daemon.terminals["lan-1"]._links["lan"].port  # type: ignore[attr-defined]
+        stack.daemon.terminals["lan-1"]._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+        stack.terminal("lan").port = real_port  # what the terminal reports as its address
+        tx = await c.call(
+            "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="mv"
+        )
+    assert tx["state"] == "succeeded" and tx["link"] == "lan"
+    saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
+    assert saved["terminals"]["lan-1"]["port"] == real_port
