@@ -54,7 +54,11 @@ class Client:
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
-        self._sock.connect(path)
+        try:
+            self._sock.connect(path)
+        except OSError:
+            self._sock.close()
+            raise
         self._file = self._sock.makefile("rb")
         self._ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []  # notifications received while waiting
@@ -157,10 +161,18 @@ class TrioClient:
 async def open_trio_client(path: str = DEFAULT_SOCKET) -> AsyncIterator[TrioClient]:
     stream = await trio.open_unix_socket(path)
     client = TrioClient(stream)
+    # The caller's exception is re-raised as itself, not wrapped in the nursery's
+    # ExceptionGroup, so ``except EcrdError`` works around ``async with``.
+    error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client._reader)
         try:
             yield client
+        except BaseException as exc:
+            error = exc
         finally:
             nursery.cancel_scope.cancel()
-            await stream.aclose()
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+    if error is not None:
+        raise error

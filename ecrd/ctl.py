@@ -88,12 +88,17 @@ async def _pay(
         if waiting and show:
             print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
 
+    failure: EcrdError | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(indicator)
         try:
             tx = await client.call(method, **params)
+        except EcrdError as exc:
+            failure = exc  # raised below, outside the nursery, unwrapped
         finally:
             done.set()
+    if failure is not None:
+        raise failure
     _print(args, tx, _tx_text(tx))
     return EXIT_OK if tx["state"] in ("succeeded", "resolved_succeeded") else EXIT_DECLINED
 
