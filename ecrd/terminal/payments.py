@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import trio
 
-from ecrd import errors
+from ecrd import errors, failpoints
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, new_request_id
@@ -202,6 +202,7 @@ class Payments:
                 return exc.existing
             raise
         placeholder.record = record
+        await failpoints.hit("after_begin")
         log.info(
             "terminal=%s ref=%s %s %s %s accepted from %s",
             terminal_id,
@@ -300,9 +301,11 @@ class Payments:
                 flight.record = await self._finish(ref, state, err, note)
             raise
         else:
+            await failpoints.hit("before_finish")
             state = "succeeded" if body.get("status") == "Success" else "failed"
             flight.record = await self.db(self.journal.finish, ref, state=state, reply=body)
             self._publish(ref, term.id, state)
+            await failpoints.hit("after_finish")
         finally:
             self._release(term, ref)
             flight.done.set()
