@@ -26,6 +26,7 @@ import trio
 from ecrd import __version__, logs
 from ecrd.api import server
 from ecrd.config import Config, ConfigError, TerminalConfig, load
+from ecrd.errors import ConfigProblem
 from ecrd.events import EventBus
 from ecrd.sdnotify import Notifier, watchdog_interval
 from ecrd.store.journal import Journal
@@ -70,6 +71,7 @@ class Daemon:
         self.reload_error: str | None = None
         self.stopping = False
         self._unknown_count = 0
+        self.connections: set[server.Connection] = set()
 
     # -- running -------------------------------------------------------------------------
 
@@ -127,7 +129,9 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
             async for signum in sigs:
                 if signum == signal.SIGHUP:
-                    await self.reload()
+                    # A bad file is logged and shown in STATUS=; the daemon carries on.
+                    with contextlib.suppress(ConfigProblem):
+                        await self.reload()
                     continue
                 await self.shutdown(nursery)
                 return
@@ -140,6 +144,10 @@ class Daemon:
         )
         self.notifier.stopping("stopping: finishing in-flight payments")
         await self.payments.drain(grace)
+        # Let the clients of the payments that just finished get their replies.
+        with trio.move_on_after(2):
+            while any(c.busy for c in self.connections):  # noqa: ASYNC110 - bounded poll
+                await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
 
     async def _status_loop(self) -> None:
@@ -200,8 +208,6 @@ class Daemon:
             self.reload_error = str(exc)
             log.error("config reload failed, keeping the old config: %s", exc)
             self.notifier.status(self.status_line())
-            from ecrd.errors import ConfigProblem
-
             raise ConfigProblem(f"reload failed, the old config stays in force: {exc}") from exc
         self.reload_error = None
         old = {t.id: t for t in self.config.terminals}

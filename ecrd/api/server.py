@@ -57,6 +57,12 @@ class Connection:
         self._subscription: Subscription | None = None
         self._nursery: trio.Nursery | None = None
         self.dropped = False
+        self._handling = 0
+
+    @property
+    def busy(self) -> bool:
+        """Requests still running, or replies not yet written (used at shutdown)."""
+        return self._handling > 0 or self._out_recv.statistics().current_buffer_used > 0
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -87,6 +93,7 @@ class Connection:
             self._drop("its event queue overflowed")
 
     async def serve(self) -> None:
+        self.daemon.connections.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -94,6 +101,7 @@ class Connection:
                 await self._reader(nursery)
                 nursery.cancel_scope.cancel()
         finally:
+            self.daemon.connections.discard(self)
             if self._subscription is not None:
                 self._subscription.close()
             with trio.CancelScope(shield=True):
@@ -133,9 +141,13 @@ class Connection:
                     nursery.start_soon(self._handle, parsed)
 
     async def _handle(self, req: jsonrpc.Request) -> None:
-        reply = await dispatch(self.daemon, self, req)
-        if not req.is_notification:
-            self.send(reply)
+        self._handling += 1
+        try:
+            reply = await dispatch(self.daemon, self, req)
+            if not req.is_notification:
+                self.send(reply)
+        finally:
+            self._handling -= 1
 
 
 async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
