@@ -206,10 +206,12 @@ def _money_params(p: Params, action: str) -> dict[str, Any]:
         }
     try:
         amount = str(parse_amount(p.raw.get("amount")))
+    except AmountError as exc:
+        raise errors.InvalidParams(str(exc), field="amount") from None
+    try:
         currency = check_currency(p.raw.get("currency"))
     except AmountError as exc:
-        field = "amount" if "amount" in str(exc) else "currency"
-        raise errors.InvalidParams(str(exc), field=field) from None
+        raise errors.InvalidParams(str(exc), field="currency") from None
     params = {
         "amount": amount,
         "currency": currency,
