@@ -463,3 +463,15 @@ async def _until(predicate: Any) -> None:
     with trio.fail_after(5):
         while not predicate():
             await trio.sleep(0.001)
+
+
+async def test_held_device_info_is_forgotten_on_reboot() -> None:
+    t = terminal()
+    t.arm("never_answer", actions=["DeviceInfo"])
+    sent = await Probe(PIN1, keys=KEYS).seal("DeviceInfo")
+    replies: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _collect(replies, t.handle(sent.envelope, "lan")))
+        await _until(lambda: t.held_requests == 1)
+        t.reboot()
+    assert replies[0].envelope is None

@@ -62,7 +62,6 @@ LinkKind = Literal["lan", "serial", "cloud"]
 DEFAULT_SN: Final = "NEXGO-N96-1170270945"
 DEFAULT_BUSINESS_ID: Final = "411d6207-1470-4d35-a557-54852463844d"
 DEFAULT_PORT: Final = 8443  # the port in the seed's pairing QR example
-PIN1_ACTIONS: Final = frozenset({"DeviceInfo", "ConnectionInfo", "Pair"})
 PIN2_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
@@ -197,6 +196,11 @@ class SimTerminal:
         self._reply_salt_reuse = value
 
     @property
+    def held_requests(self) -> int:
+        """Requests other than money ones that a fault is holding right now."""
+        return len(self._holds)
+
+    @property
     def advertised_port(self) -> int:
         return self.port if self.port is not None else DEFAULT_PORT
 
@@ -223,6 +227,7 @@ class SimTerminal:
             "pin1_valid": self._pin1_valid,
             "qr": self.qr_json(),
             "busy": self.payments.busy,
+            "held_requests": self.held_requests,
             "faults": [f.to_obj() for f in self.faults.armed()],
             "status_action": self.status_action,
             "pin2_field": self.pin2_field,
@@ -353,29 +358,30 @@ class SimTerminal:
     async def _dispatch(
         self, action: str, body: Body, which: str, faults: dict[str, Fault]
     ) -> Body | None:
+        if action in MONEY_ACTIONS:
+            if which != "pin2":
+                return failed("NOT_PAIRED", "pair first: this action needs pinCode2")
+            return await self.payments.money(action, body, faults)
+        if not await self._hold(faults):
+            return None  # rebooted meanwhile: the request is forgotten
         if action in ("DeviceInfo", "ConnectionInfo"):
-            await self._hold(faults)
             return self._device_info(action, body)
         if action == "Pair":
-            await self._hold(faults)
             return self._pair(body, which)
         known = MONEY_ACTIONS | {"Abort"} | ({self.status_action} - {None})
         if action not in known:
-            await self._hold(faults)
             return failed("UNSUPPORTED_ACTION", f"action {action!r} is not supported")
         if which != "pin2":
             return failed("NOT_PAIRED", "pair first: this action needs pinCode2")
-        if action in MONEY_ACTIONS:
-            return await self.payments.money(action, body, faults)
-        await self._hold(faults)
         if action == "Abort":
             return self.payments.abort(body)
         return self.payments.status(body)
 
-    async def _hold(self, faults: dict[str, Fault]) -> None:
-        """Customer faults on non-money actions (only when armed with explicit actions)."""
+    async def _hold(self, faults: dict[str, Fault]) -> bool:
+        """Customer faults on other than money actions (armed with explicit ``actions``).
+        False when a reboot ended the hold."""
         if "never_answer" not in faults and "delay" not in faults:
-            return
+            return True
         scope = trio.CancelScope()
         self._holds.add(scope)
         try:
@@ -385,6 +391,7 @@ class SimTerminal:
                 await trio.sleep(float(faults["delay"].params["seconds"]))
         finally:
             self._holds.discard(scope)
+        return not scope.cancelled_caught
 
     def _device_info(self, action: str, body: Body) -> Body:
         wanted = body.get("businessID")
