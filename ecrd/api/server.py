@@ -8,7 +8,9 @@ Invariants:
 * Requests on one connection run concurrently (a ``ping`` is answered while a ``sale``
   waits for the customer); replies carry the request's ``id``.
 * A request that outlives its client keeps running: money commands live in the payments
-  nursery (design.md §3 rule 7), so closing the connection cancels only the wait.
+  nursery (design.md §3 rule 7). At end of input the requests already read are answered
+  and their replies flushed before the connection closes (a client that only shut down its
+  sending side still gets them); a reply that cannot be written drops the connection.
 * Every line gets exactly one reply (notifications none); bad input gets a JSON-RPC error
   and the connection stays open.
 """
@@ -98,8 +100,13 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
-                await self._reader(nursery)
-                nursery.cancel_scope.cancel()
+                async with trio.open_nursery() as requests:
+                    await self._reader(requests)
+                # End of input (`echo REQUEST | socat - UNIX-CONNECT:...` shuts down its
+                # sending side): the requests read have been answered; flush, then close.
+                if self._subscription is not None:
+                    self._subscription.close()
+                self._out_send.close()
         finally:
             self.daemon.connections.discard(self)
             if self._subscription is not None:
@@ -208,9 +215,13 @@ async def serve(
 
     async def handle(stream: trio.SocketStream) -> None:
         if limit.available_tokens == 0:
-            await stream.send_all(
-                jsonrpc.encode(jsonrpc.error(None, -32000, "too many clients", "too_many_clients"))
-            )
+            # The client may be gone already: that must not end the server.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(
+                    jsonrpc.encode(
+                        jsonrpc.error(None, -32000, "too many clients", "too_many_clients")
+                    )
+                )
             await stream.aclose()
             return
         async with limit:
