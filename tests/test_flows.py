@@ -358,3 +358,22 @@ async def test_a_lan_terminal_that_moved_is_found_through_terminal_info(stack: S
     assert tx["state"] == "succeeded" and tx["link"] == "lan"
     saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
     assert saved["terminals"]["lan-1"]["port"] == real_port
+
+
+async def test_the_liveness_probe_reports_link_state_and_a_needed_re_pair(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path, probe_interval_s=0.1)
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        with trio.fail_after(5):
+            while (await c.call("terminal.list"))[0]["link"] != "up":
+                await trio.sleep(0.05)
+        stack.terminal("lan").reboot()
+        with trio.fail_after(5):
+            while (await c.call("terminal.list"))[0]["last_error"] != "wrong_key":
+                await trio.sleep(0.05)
+        await c.call("terminal.pair", terminal="lan-1", code=stack.terminal("lan").pin1)
+        with trio.fail_after(5):
+            while (await c.call("terminal.list"))[0]["last_error"] is not None:
+                await trio.sleep(0.05)
