@@ -1,0 +1,110 @@
+"""Socket fuzz at scale: ``ecrd run`` and ``ecrd-sim`` as real subprocesses, and 100 000
+random and mutated JSON-RPC lines over a few raw connections (the generator and the checks
+of ``tests/test_reliability.py``, which runs a few thousand of them in CI).
+
+Prints requests/s, the error-code histogram and the daemon's VmRSS before and after.
+
+Acceptance lines:
+
+* the daemon is alive at the end, and every line got its one well-formed reply;
+* no ``internal_error`` (-32603) reply: one would be a bug in ecrd;
+* VmRSS after the run is at most 32 MiB above VmRSS after a warm-up of 2 000 lines.
+
+Run: ``bench/run fuzz`` (or ``python -m bench.fuzz [--count N] [--seconds S] [--seed N]``
+inside the venv). The run stops at ``--count`` lines or after ``--seconds``, whichever
+comes first. Exit status 1 if an acceptance line fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from e2e import running
+from test_reliability import rss_kib, run_fuzz
+
+CHUNK = 5000
+WARM_UP = 2000
+RSS_LIMIT_KIB = 32 * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.fuzz", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100_000, help="lines to send")
+    parser.add_argument("--seconds", type=float, default=300.0, help="time budget")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args(argv)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, seed {args.seed}")
+
+    failures: list[str] = []
+    codes: Counter[str] = Counter()
+    sent = replies = events = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="ecrd-fuzz-") as tmp,
+        running(Path(tmp)) as (
+            sim,
+            daemon,
+        ),
+    ):
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        run_fuzz(daemon.socket, WARM_UP, args.seed - 1, connections=args.connections)
+        before = peak = rss_kib(pid)
+        start = time.monotonic()
+        seed = args.seed
+        try:
+            while sent < args.count and time.monotonic() - start < args.seconds:
+                n = min(CHUNK, args.count - sent)
+                stats = run_fuzz(daemon.socket, n, seed, connections=args.connections)
+                seed += 1
+                sent += stats.sent
+                replies += stats.replies
+                events += stats.events
+                codes.update(stats.codes)
+                peak = max(peak, rss_kib(pid))
+                rate = sent / (time.monotonic() - start)
+                print(f"  {sent:>7} lines  {rate:7.0f}/s  VmRSS {peak / 1024:.1f} MiB", flush=True)
+        except AssertionError as exc:
+            failures.append(f"a reply broke the contract (seed {seed}): {exc}")
+        elapsed = time.monotonic() - start
+        alive = daemon.proc.poll() is None
+        after = rss_kib(pid) if alive else 0
+        money = sum(len(sim.ledger(link)) for link in ("lan", "serial", "cloud")) if alive else 0
+
+    print()
+    print(f"{'lines sent':<28}{sent:>12}")
+    print(f"{'replies':<28}{replies:>12}")
+    print(f"{'event notifications':<28}{events:>12}")
+    print(f"{'time':<28}{elapsed:>11.1f}s")
+    print(f"{'lines/s':<28}{sent / elapsed if elapsed else 0:>12.0f}")
+    print(f"{'VmRSS after warm-up':<28}{before / 1024:>10.1f} MiB")
+    print(f"{'VmRSS peak':<28}{peak / 1024:>10.1f} MiB")
+    print(f"{'VmRSS at the end':<28}{after / 1024:>10.1f} MiB")
+    print("\nreplies by code:")
+    for code, count in codes.most_common():
+        print(f"  {count:>8}  {code}")
+    print()
+
+    if not alive:
+        failures.append("ecrd died")
+    if codes["-32603 internal_error"]:
+        failures.append(f"{codes['-32603 internal_error']} internal_error replies")
+    if alive and after - before > RSS_LIMIT_KIB:
+        failures.append(f"VmRSS grew by {(after - before) / 1024:.1f} MiB (limit 32)")
+    if money:
+        failures.append(f"{money} money requests reached a terminal")
+    print("FAIL: " + "; ".join(failures) if failures else "all acceptance lines PASS")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
