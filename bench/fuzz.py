@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {sent:>7} lines  {rate:7.0f}/s  VmRSS {peak / 1024:.1f} MiB", flush=True)
         except AssertionError as exc:
             failures.append(f"a reply broke the contract (seed {seed}): {exc}")
+        except OSError as exc:
+            failures.append(f"a fuzz connection broke (seed {seed}): {exc!r}")
         elapsed = time.monotonic() - start
         alive = daemon.proc.poll() is None
         after = rss_kib(pid) if alive else 0
