@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ecrd import __version__, errors
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
-from ecrd.store.journal import TxRecord
+from ecrd.store.journal import STATES, TxRecord
 from ecrd.terminal.payments import MONEY_ACTIONS
 from ecrd.terminal.terminal import NotPairedYet, PairingCodeError, PairingStepError, Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
@@ -24,14 +24,6 @@ if TYPE_CHECKING:
     from ecrd.daemon import Daemon
 
 PROTOCOL_VERSION: Final = 1
-STATES: Final = (
-    "pending",
-    "succeeded",
-    "failed",
-    "unknown",
-    "resolved_succeeded",
-    "resolved_failed",
-)
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
 Method = Callable[["Daemon", "Connection", "Params"], Awaitable[Any]]
 
