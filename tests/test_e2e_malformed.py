@@ -413,6 +413,7 @@ CASES: list[Case] = [
     call("subscribe-topics-numbers", "subscribe", {"topics": [1, 2]}, PARAMS, "topics"),
     call("subscribe-topics-object", "subscribe", {"topics": {"a": 1}}, PARAMS, "topics"),
     call("subscribe-topics-bool", "subscribe", {"topics": True}, PARAMS, "topics"),
+    call("subscribe-topic-unknown", "subscribe", {"topics": ["sales"]}, PARAMS, "topics"),
     # -- notifications: no id, no reply (even when the method fails) ------------------------------
     raw("notification-ping", enc(PING) + b"\n"),
     raw("notification-unknown-method", enc({**PING, "method": "nope"}) + b"\n"),

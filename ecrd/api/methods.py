@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ecrd.daemon import Daemon
 
 PROTOCOL_VERSION: Final = 1
+TOPICS: Final = ("transaction.state", "terminal")
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
 Method = Callable[["Daemon", "Connection", "Params"], Awaitable[Any]]
 
@@ -108,6 +109,11 @@ def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
         return errors.PairingFailed(str(exc))
     if isinstance(exc, NotDelivered):
         return errors.LinkDown(f"the terminal could not be reached: {exc}", reason=exc.reason)
+    if isinstance(exc, MaybeDelivered) and pairing:
+        return errors.PairingFailed(
+            f"pairing failed: {exc} (check the code on the terminal's pairing page)",
+            cause=exc.reason,
+        )
     if isinstance(exc, MaybeDelivered):
         return errors.TerminalError(f"no usable reply from the terminal: {exc}", reason=exc.reason)
     if isinstance(exc, CryptoError):
@@ -306,6 +312,11 @@ async def subscribe(daemon: Daemon, conn: Connection, p: Params) -> Any:
         not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
     ):
         raise errors.InvalidParams("topics must be a list of strings", field="topics")
+    unknown = sorted(set(topics or ()) - set(TOPICS))
+    if unknown:
+        raise errors.InvalidParams(
+            f"unknown topic {unknown[0]!r}; topics: {', '.join(TOPICS)}", field="topics"
+        )
     chosen = frozenset(topics) if topics else None
     conn.subscribe(chosen)
     return {"subscribed": sorted(chosen) if chosen else "all"}

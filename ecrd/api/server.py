@@ -60,15 +60,19 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self.dropped = False
         self._handling = 0
+        # Counted from send() until written: a message handed straight to a waiting
+        # writer is in no buffer, yet not on the wire either.
+        self._unwritten = 0
 
     @property
     def busy(self) -> bool:
         """Requests still running, or replies not yet written (used at shutdown)."""
-        return self._handling > 0 or self._out_recv.statistics().current_buffer_used > 0
+        return self._handling > 0 or self._unwritten > 0
 
     def send(self, message: dict[str, Any]) -> None:
         try:
             self._out_send.send_nowait(jsonrpc.encode(message))
+            self._unwritten += 1
         except trio.WouldBlock:
             self._drop("it does not read its replies")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -118,6 +122,7 @@ class Connection:
         try:
             async for data in self._out_recv:
                 await self.stream.send_all(data)
+                self._unwritten -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._drop("the connection broke")
 
@@ -225,7 +230,11 @@ async def serve(
             await stream.aclose()
             return
         async with limit:
-            await Connection(daemon, stream).serve()
+            try:
+                await Connection(daemon, stream).serve()
+            except Exception:
+                # A bug in one connection must not stop the server for everyone else.
+                log.exception("connection failed; closing it")
 
     task_status.started()
     await trio.serve_listeners(handle, [listener])

@@ -45,6 +45,15 @@ _PIN_RE = re.compile(r"^[0-9]{6}$")
 OnSending = Callable[[str, str], Awaitable[None]]
 
 
+def port_number(value: object) -> int | None:
+    """A TCP port from a terminal's JSON (an int, or a string such as ``"8858"``)."""
+    text = str(value)
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
 class PairingCodeError(ValueError):
     """The code is neither 6 digits nor the pairing page's QR JSON."""
 
@@ -77,7 +86,7 @@ def parse_pairing_code(code: object) -> PairingCode:
         pin=str(qr["pairCode"]),
         device_id=qr.get("deviceId") if isinstance(qr.get("deviceId"), str) else None,
         ip=qr.get("ip") if isinstance(qr.get("ip"), str) else None,
-        port=int(port) if isinstance(port, int | str) and str(port).isdigit() else None,
+        port=port_number(port) if isinstance(port, int | str) else None,
         business_id=qr.get("businessId") if isinstance(qr.get("businessId"), str) else None,
     )
 
@@ -306,12 +315,12 @@ class Terminal:
         except Exception as exc:  # any failure just means: no new address
             log.info("terminal=%s address lookup through the cloud failed: %s", self.id, exc)
             return False
-        host, port = info.get("ip"), info.get("port")
-        if not isinstance(host, str) or not str(port).isdigit():
+        host, port = info.get("ip"), port_number(info.get("port"))
+        if not isinstance(host, str) or not host or port is None:
             return False
         lan = self._links["lan"]
         assert isinstance(lan, LanLink)
-        if (host, int(str(port))) == (lan.host, lan.port):
+        if (host, port) == (lan.host, lan.port):
             return False
         log.warning(
             "terminal=%s moved from %s:%s to %s:%s (found through the cloud)",
@@ -321,8 +330,8 @@ class Terminal:
             host,
             port,
         )
-        lan.set_address(host, int(str(port)))
-        self.pairing = attrs.evolve(self.pairing, host=host, port=int(str(port)))
+        lan.set_address(host, port)
+        self.pairing = attrs.evolve(self.pairing, host=host, port=port)
         await self._store(self.shared.pairings.put, self.pairing)
         return True
 
@@ -369,7 +378,12 @@ class Terminal:
             "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links, expect_sn=sn
         )
         pin2 = next(
-            (str(reply[f]) for f in self.cfg.pin_fields if str(reply.get(f, "")).isdigit()), None
+            (
+                str(reply[f])
+                for f in self.cfg.pin_fields
+                if re.fullmatch(r"[0-9]{4,12}", str(reply.get(f, "")))
+            ),
+            None,
         )
         if pin2 is None:
             raise PairingStepError(
