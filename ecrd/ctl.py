@@ -124,107 +124,126 @@ def _money_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-async def _run(args: argparse.Namespace) -> int:
-    async with open_trio_client(args.socket) as client:
-        cmd = args.command
-        if cmd == "status":
-            st = await client.call("status")
-            text = (
-                f"ecrd {st['version']} pid {st['pid']} up {st['uptime_s']}s"
-                f"  config {st['config']}\n"
-                f"journal: {st['journal']}  in flight: {st['in_flight']}"
-                + (
-                    f"\nRELOAD FAILED (old config in force): {st['reload_error']}"
-                    if st.get("reload_error")
-                    else ""
-                )
-                + "\n\n"
-                + _table(
-                    st["terminals"],
-                    ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"],
-                )
-            )
-            _print(args, st, text)
-        elif cmd == "terminals":
-            rows = await client.call("terminal.list")
-            _print(
-                args,
-                rows,
-                _table(
-                    rows, ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
-                ),
-            )
-        elif cmd == "pair":
-            print(f"pairing {args.terminal}…", file=sys.stderr)
-            res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
-            _print(args, res, f"paired {res['terminal']} with terminal {res['device_sn']}")
-        elif cmd == "unpair":
-            res = await client.call("terminal.unpair", terminal=args.terminal)
-            _print(args, res, f"{args.terminal} unpaired")
-        elif cmd == "info":
-            res = await client.call("terminal.info", terminal=args.terminal)
-            _print(args, res, "\n".join(f"{k:<12} {v}" for k, v in res.items()))
-        elif cmd in ("sale", "preauth", "refund", "void"):
-            return await _pay(args, client, cmd, _money_params(args))
-        elif cmd == "abort":
-            params = {"terminal": args.terminal}
-            if args.ref:
-                params["reference_id"] = args.ref
-            res = await client.call("abort", **params)
-            _print(
-                args, res, f"abort sent: {res.get('status', '?')} {res.get('errorMessage') or ''}"
-            )
-        elif cmd == "tx":
-            if args.ref:
-                tx = await client.call("transaction.get", reference_id=args.ref)
-                _print(args, tx, _tx_text(tx))
-            else:
-                params = {"limit": args.limit}
-                if args.state:
-                    params["state"] = args.state
-                if args.terminal:
-                    params["terminal"] = args.terminal
-                rows = await client.call("transaction.list", **params)
-                _print(
-                    args,
-                    rows,
-                    _table(
-                        rows,
-                        [
-                            "reference_id",
-                            "terminal",
-                            "action",
-                            "amount",
-                            "currency",
-                            "state",
-                            "updated_at",
-                        ],
-                    ),
-                )
-        elif cmd == "resolve":
-            tx = await client.call(
-                "transaction.resolve",
-                reference_id=args.ref,
-                outcome=args.outcome,
-                note=args.note or "",
-            )
-            _print(args, tx, _tx_text(tx))
-        elif cmd == "reload":
-            res = await client.call("config.reload")
-            _print(args, res, f"reloaded: {res}")
-        elif cmd == "watch":
-            await client.call("subscribe")
-            async for event in client.events:
-                print(
-                    json.dumps(event)
-                    if args.json
-                    else " ".join(f"{k}={v}" for k, v in event.items()),
-                    flush=True,
-                )
-        elif cmd == "ping":
-            res = await client.call("ping")
-            _print(args, res, f"ecrd {res['version']} (protocol {res['protocol']})")
+TERMINAL_COLUMNS = ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
+TX_COLUMNS = ["reference_id", "terminal", "action", "amount", "currency", "state", "updated_at"]
+Args = argparse.Namespace
+
+
+async def cmd_status(args: Args, client: TrioClient) -> int:
+    st = await client.call("status")
+    lines = [
+        f"ecrd {st['version']} pid {st['pid']} up {st['uptime_s']}s  config {st['config']}",
+        f"journal: {st['journal']}  in flight: {st['in_flight']}",
+    ]
+    if st.get("reload_error"):
+        lines.append(f"RELOAD FAILED (old config in force): {st['reload_error']}")
+    _print(args, st, "\n".join(lines) + "\n\n" + _table(st["terminals"], TERMINAL_COLUMNS))
     return EXIT_OK
+
+
+async def cmd_terminals(args: Args, client: TrioClient) -> int:
+    rows = await client.call("terminal.list")
+    _print(args, rows, _table(rows, TERMINAL_COLUMNS))
+    return EXIT_OK
+
+
+async def cmd_pair(args: Args, client: TrioClient) -> int:
+    print(f"pairing {args.terminal}…", file=sys.stderr)
+    res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
+    _print(args, res, f"paired {res['terminal']} with terminal {res['device_sn']}")
+    return EXIT_OK
+
+
+async def cmd_unpair(args: Args, client: TrioClient) -> int:
+    res = await client.call("terminal.unpair", terminal=args.terminal)
+    _print(args, res, f"{args.terminal} unpaired")
+    return EXIT_OK
+
+
+async def cmd_info(args: Args, client: TrioClient) -> int:
+    res = await client.call("terminal.info", terminal=args.terminal)
+    _print(args, res, "\n".join(f"{k:<12} {v}" for k, v in res.items()))
+    return EXIT_OK
+
+
+async def cmd_money(args: Args, client: TrioClient) -> int:
+    return await _pay(args, client, args.command, _money_params(args))
+
+
+async def cmd_abort(args: Args, client: TrioClient) -> int:
+    params = {"terminal": args.terminal}
+    if args.ref:
+        params["reference_id"] = args.ref
+    res = await client.call("abort", **params)
+    _print(args, res, f"abort sent: {res.get('status', '?')} {res.get('errorMessage') or ''}")
+    return EXIT_OK
+
+
+async def cmd_tx(args: Args, client: TrioClient) -> int:
+    if args.ref:
+        tx = await client.call("transaction.get", reference_id=args.ref)
+        _print(args, tx, _tx_text(tx))
+        return EXIT_OK
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.state:
+        params["state"] = args.state
+    if args.terminal:
+        params["terminal"] = args.terminal
+    rows = await client.call("transaction.list", **params)
+    _print(args, rows, _table(rows, TX_COLUMNS))
+    return EXIT_OK
+
+
+async def cmd_resolve(args: Args, client: TrioClient) -> int:
+    tx = await client.call(
+        "transaction.resolve", reference_id=args.ref, outcome=args.outcome, note=args.note or ""
+    )
+    _print(args, tx, _tx_text(tx))
+    return EXIT_OK
+
+
+async def cmd_reload(args: Args, client: TrioClient) -> int:
+    res = await client.call("config.reload")
+    _print(args, res, f"reloaded: {res}")
+    return EXIT_OK
+
+
+async def cmd_watch(args: Args, client: TrioClient) -> int:
+    await client.call("subscribe")
+    async for event in client.events:
+        text = " ".join(f"{k}={v}" for k, v in event.items())
+        print(json.dumps(event) if args.json else text, flush=True)
+    return EXIT_OK
+
+
+async def cmd_ping(args: Args, client: TrioClient) -> int:
+    res = await client.call("ping")
+    _print(args, res, f"ecrd {res['version']} (protocol {res['protocol']})")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "terminals": cmd_terminals,
+    "pair": cmd_pair,
+    "unpair": cmd_unpair,
+    "info": cmd_info,
+    "sale": cmd_money,
+    "preauth": cmd_money,
+    "refund": cmd_money,
+    "void": cmd_money,
+    "abort": cmd_abort,
+    "tx": cmd_tx,
+    "resolve": cmd_resolve,
+    "reload": cmd_reload,
+    "watch": cmd_watch,
+    "ping": cmd_ping,
+}
+
+
+async def _run(args: Args) -> int:
+    async with open_trio_client(args.socket) as client:
+        return await COMMANDS[args.command](args, client)
 
 
 def _parser() -> argparse.ArgumentParser:
