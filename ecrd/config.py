@@ -59,6 +59,9 @@ class CloudConfig:
     info_url: str | None = None
     ca_file: str | None = None
     timeout_s: float = 30.0
+    # [ASSUMED] HTTP statuses with which the gateway proves it did NOT relay a call (so a
+    # payment is failed, not unknown). Empty: every refusal counts as maybe delivered.
+    refusal_statuses: tuple[int, ...] = ()
 
 
 @attrs.frozen
@@ -201,12 +204,20 @@ def _cloud(t: _Table) -> CloudConfig:
         info_url=t.text("info_url"),
         ca_file=t.text("ca_file"),
         timeout_s=t.number("timeout_s", c.timeout_s, low=1, high=600),
+        refusal_statuses=_statuses(t),
     )
     for key in ("base_url", "command_url", "info_url"):
         url = getattr(cfg, key)
         if url is not None and not url.startswith(("http://", "https://")):
             raise t.fail(key, "an http:// or https:// URL")
     return cfg
+
+
+def _statuses(t: _Table) -> tuple[int, ...]:
+    value = t.get("refusal_statuses", list, [], "a list of HTTP statuses")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 499 for v in value):
+        raise t.fail("refusal_statuses", "a list of HTTP 4xx statuses, e.g. [400, 403, 404]")
+    return tuple(value)
 
 
 def _terminal(t: _Table) -> TerminalConfig:

@@ -377,3 +377,26 @@ async def test_the_liveness_probe_reports_link_state_and_a_needed_re_pair(
         with trio.fail_after(5):
             while (await c.call("terminal.list"))[0]["last_error"] is not None:
                 await trio.sleep(0.05)
+
+
+async def test_a_cloud_refusal_is_unknown_unless_declared_not_delivered(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "cloud")
+        stack.terminal("cloud").arm("business_mismatch")
+        err = await call_error(
+            c, "sale", terminal="cloud-1", amount="1.00", currency="HKD", reference_id="bm1"
+        )
+        assert err.reason == "timeout_outcome_unknown"  # safe default: refusal is ambiguous
+        await c.call("transaction.resolve", reference_id="bm1", outcome="failed", note="test")
+        # The admin declares 403 a proof of "not relayed": then it is failed, not unknown.
+        term = stack.daemon.terminals["cloud-1"]
+        stack.daemon.shared.cloud = attrs.evolve(stack.daemon.shared.cloud, refusal_statuses=(403,))
+        term._links["cloud"] = term._cloud_link()
+        stack.terminal("cloud").arm("business_mismatch")
+        err = await call_error(
+            c, "sale", terminal="cloud-1", amount="1.00", currency="HKD", reference_id="bm2"
+        )
+        assert err.reason == "cloud_refused"
+        assert err.data["transaction"]["state"] == "failed"
+        assert await c.call("transaction.list", state="unknown") == []
+    assert stack.requests("cloud", "bm1") == 0 and stack.requests("cloud", "bm2") == 0

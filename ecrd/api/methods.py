@@ -141,6 +141,7 @@ def money_result(record: TxRecord) -> dict[str, Any]:
     if record.state == "failed" and (record.error or {}).get("reason") in (
         "link_down",
         "cloud_not_configured",
+        "cloud_refused",
     ):
         raise errors.LinkDown(
             record.note or "the terminal could not be reached",

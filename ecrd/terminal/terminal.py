@@ -171,6 +171,7 @@ class Terminal:
             c.business_id or "",
             self.device_sn,
             ca_file=c.ca_file,
+            refusal_statuses=frozenset(c.refusal_statuses),
         )
 
     @property

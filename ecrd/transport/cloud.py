@@ -47,6 +47,13 @@ class CloudNotConfigured(NotDelivered):
     reason = "cloud_not_configured"
 
 
+class CloudRefused(NotDelivered):
+    """The gateway refused the call with an HTTP status the admin declared to mean "not
+    relayed to the terminal" (``[cloud].refusal_statuses``, [ASSUMED], empty by default)."""
+
+    reason = "cloud_refused"
+
+
 def cloud_urls(
     environment: str = "production",
     base_url: str | None = None,
@@ -69,8 +76,14 @@ def cloud_urls(
     return info_url, command_url
 
 
-def unwrap(reply: HttpReply, url: str) -> Envelope:
-    """The terminal's envelope inside a gateway reply, else ``BadReply`` (code, message)."""
+def unwrap(reply: HttpReply, url: str, refusal_statuses: frozenset[int] = frozenset()) -> Envelope:
+    """The terminal's envelope inside a gateway reply, else ``BadReply`` (code, message), or
+    ``CloudRefused`` for a status in ``refusal_statuses``."""
+    if reply.status in refusal_statuses and _envelope_in(_json_or_none(reply.body)) is None:
+        raise CloudRefused(
+            f"cloud gateway refused the call with HTTP {reply.status}: "
+            f"{reply.body[:200].decode('utf-8', 'replace')}"
+        )
     try:
         wrapper = json.loads(reply.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -88,6 +101,14 @@ def unwrap(reply: HttpReply, url: str) -> Envelope:
         code=code,
         detail=detail,
     )
+
+
+def _json_or_none(body: bytes) -> object:
+    try:
+        wrapper = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return wrapper.get("data") if isinstance(wrapper, dict) else None
 
 
 def _envelope_in(data: object) -> Envelope | None:
@@ -118,6 +139,7 @@ class CloudLink:
         ca_file: str | None = None,
         *,
         proxy: str | None = None,
+        refusal_statuses: frozenset[int] = frozenset(),
     ) -> None:
         for name, url in (("command_url", command_url), ("info_url", info_url)):
             if url is not None and httpx.URL(url).scheme not in ("http", "https"):
@@ -129,6 +151,7 @@ class CloudLink:
         self.business_id = business_id
         self.device_sn = device_sn
         self._connect_timeout = connect_timeout
+        self._refusal_statuses = refusal_statuses
         self._client = http_client(ca_file=ca_file, proxy=proxy)
         self._state: LinkState = "unknown"
         self._closed = False
@@ -180,7 +203,7 @@ class CloudLink:
                 connect_timeout=self._connect_timeout,
                 headers=headers,
             )
-            result = unwrap(reply, url)
+            result = unwrap(reply, url, self._refusal_statuses)
         except LinkError as exc:
             # The request id is what Wonder support asks for.
             exc.add_note(f"x-request-id: {request_id}")
