@@ -1,0 +1,445 @@
+"""Soak: many sales against the simulator on all three links, with simulator faults, daemon
+crashes and client retries; then the journal is compared with what the terminals charged.
+
+Not part of the tests (it takes minutes). Run: ``bench/run soak`` or
+``python -m bench.soak [SALES]`` inside the venv.
+
+What happens:
+
+* ``ecrd-sim`` (one LAN, one serial over a pty, one cloud terminal) and ``ecrd run`` as real
+  subprocesses (the harness of tests/e2e.py), ``block_on_unknown = false`` so that an
+  ``unknown`` does not stop the run, no ``status_action`` (nothing is settled
+  automatically), a short ``timeout_s``.
+* SALES sales (default 200; argv[1] or ``ECRD_SOAK_SALES``) spread over the three terminals,
+  two POS clients per terminal. Each sale's amount picks a simulator fault through its
+  cents (docs/simulator.md, "Magic amounts"): decline, delay, never_answer (another client
+  then sends ``abort``), drop, wrong_key, stale_response, and on serial garbage and bad_crc.
+  Some sales are sent by two clients at once with the same reference_id.
+* Every few seconds the daemon is SIGKILLed (sometimes SIGTERMed) and restarted.
+* A client retries with the same reference_id until it gets a final record or an
+  ``unknown`` (after a dropped connection, ``terminal_busy``, ``shutting_down``); some
+  clients ask again after their answer, which must not change.
+
+At the end nothing is settled; the ledger comparison is printed:
+``lost results: 0, double charges: 0, unknown: N (all listed)``. A lost result is a
+reference the terminal charged while the journal says failed or has no record; a double
+charge is a reference charged more than once. Exit status 1 if either is non-zero, or if
+another check fails (a success the terminal never charged, a request sent to the terminal
+twice, a client told something other than the journal says, a PIN in the daemon's log, a
+client that never got an answer).
+
+Environment: ``ECRD_SOAK_SALES``, ``ECRD_SOAK_SEED``, ``ECRD_SOAK_MAX_S`` (stop issuing
+sales after this many seconds; default 900), ``ECRD_SOAK_KEEP=1`` (keep the temporary
+directory with the logs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from e2e import Daemon, Sim, pair, write_config
+
+from ecrd.client import Client, EcrdError
+
+LINKS = ("lan", "serial", "cloud")
+WORKERS_PER_TERMINAL = 2
+TIMEOUT_S = 3  # the terminals' timeout_s: a held request becomes unknown after this
+# fault name -> (cents, weight); ordinary cents are never magic (.91-.98).
+FAULTS: dict[str, tuple[str, int]] = {
+    "none": ("", 40),
+    "decline": ("91", 8),
+    "delay": ("92", 10),
+    "never_answer": ("93", 8),
+    "drop": ("94", 7),
+    "wrong_key": ("95", 6),
+    "stale_response": ("96", 6),
+    "garbage": ("97", 8),  # serial only
+    "bad_crc": ("98", 7),  # serial only
+}
+SERIAL_ONLY = {"garbage", "bad_crc"}
+ORDINARY_CENTS = ("00", "10", "20", "50", "75", "99")
+RETRY_REASONS = {"connection_lost", "terminal_busy", "shutting_down", "too_many_clients"}
+
+
+@dataclass
+class SaleJob:
+    ref: str
+    link: str
+    amount: str
+    fault: str
+    wait: bool
+    twin: bool  # a second client sends the same reference at the same time
+    replay: bool  # the client asks again after its answer
+    outcome: str | None = None  # succeeded | failed | unknown | link_down (failed)
+    outcomes: list[str] = field(default_factory=list)  # every final answer any client got
+    attempts: int = 0
+    problems: list[str] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def terminal(self) -> str:
+        return f"{self.link}-1"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "terminal": self.terminal,
+            "amount": self.amount,
+            "currency": "HKD",
+            "reference_id": self.ref,
+        }
+
+
+def plan(count: int, seed: int) -> list[SaleJob]:
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(count):
+        link = LINKS[i % len(LINKS)]
+        names = [n for n in FAULTS if link == "serial" or n not in SERIAL_ONLY]
+        fault = rng.choices(names, weights=[FAULTS[n][1] for n in names])[0]
+        cents = FAULTS[fault][0] or rng.choice(ORDINARY_CENTS)
+        jobs.append(
+            SaleJob(
+                ref=f"soak-{link}-{i:04d}",
+                link=link,
+                amount=f"{rng.randint(1, 300)}.{cents}",
+                fault=fault,
+                wait=rng.random() < 0.5,
+                twin=rng.random() < 0.1,
+                replay=rng.random() < 0.3,
+            )
+        )
+    return jobs
+
+
+class Soak:
+    def __init__(self, tmp: Path, jobs: list[SaleJob], seed: int, max_s: float) -> None:
+        self.tmp = tmp
+        self.jobs = jobs
+        self.rng = random.Random(seed + 1)
+        self.issue_until = time.monotonic() + max_s
+        self.give_up_at = self.issue_until + 120
+        self.stop = threading.Event()
+        self.kills = 0
+        self.terms = 0
+        self.aborts = 0
+        self.problems: list[str] = []
+        self.lock = threading.Lock()
+        self.sim = Sim(
+            tmp, "--lan", "1", "--serial", "1", "--cloud", "1", "--reply-salt-reuse",
+            "--magic-delay", "1.0", "--cloud-timeout", "30",
+        )  # fmt: skip
+        config = write_config(tmp, self.sim, timeout_s=TIMEOUT_S, info_timeout_s=3)
+        data = tomllib.loads(config.read_text())
+        data["daemon"].update(block_on_unknown=False, shutdown_grace_s=1, log_level="info")
+        config.write_bytes(tomli_w.dumps(data).encode())
+        self.daemon = Daemon(tmp, config)
+        self.socket = self.daemon.socket
+        self.control = self.sim.desc["control_url"]
+
+    # -- the simulator's ledger (one HTTP client per call: threads share nothing) ---------
+
+    def ledger(self, link: str) -> list[dict[str, Any]]:
+        url = f"{self.control}/terminals/{self.sim.sn(link)}/ledger"
+        with httpx.Client(timeout=10, trust_env=False) as http:
+            return list(http.get(url).json())
+
+    def status_on_terminal(self, link: str, ref: str) -> str | None:
+        found = [e["status"] for e in self.ledger(link) if e["referenceID"] == ref]
+        return found[-1] if found else None
+
+    # -- POS clients --------------------------------------------------------------------
+
+    def call(self, method: str, **params: Any) -> Any:
+        with Client(self.socket, timeout=30) as client:
+            return client.call(method, **params)
+
+    def attempt(self, job: SaleJob) -> str | None:
+        """Send the sale until a final answer; None when the soak's time is up."""
+        while time.monotonic() < self.give_up_at:
+            with self.lock:
+                job.attempts += 1
+            try:
+                tx = self.call("sale", **job.params(), wait=job.wait)
+            except EcrdError as exc:
+                if exc.reason == "timeout_outcome_unknown":
+                    return "unknown"
+                if exc.reason == "link_down":
+                    return "failed"
+                if exc.reason in RETRY_REASONS:
+                    time.sleep(0.1)
+                    continue
+                job.problems.append(f"unexpected error {exc.reason}: {exc.message}")
+                return f"error:{exc.reason}"
+            except OSError:  # the daemon is down or restarting
+                time.sleep(0.1)
+                continue
+            return str(tx["state"])
+        return None
+
+    def run_sale(self, job: SaleJob) -> None:
+        threads = []
+        if job.fault == "never_answer":
+            threads.append(threading.Thread(target=self.aborter, args=(job,)))
+        if job.twin:
+            threads.append(threading.Thread(target=self.twin, args=(job,)))
+        for t in threads:
+            t.start()
+        job.outcome = self.attempt(job)
+        if job.outcome is not None:
+            job.outcomes.append(job.outcome)
+            if job.replay:
+                again = self.attempt(job)
+                if again is not None:
+                    job.outcomes.append(again)
+        job.done.set()
+        for t in threads:
+            t.join()
+
+    def twin(self, job: SaleJob) -> None:
+        time.sleep(self.rng.uniform(0, 0.3))
+        outcome = self.attempt(job)
+        if outcome is not None:
+            job.outcomes.append(outcome)
+
+    def aborter(self, job: SaleJob) -> None:
+        """Another client (the cashier) aborts a sale the customer never finishes."""
+        time.sleep(self.rng.uniform(0.3, 1.5))
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            try:
+                status = self.status_on_terminal(job.link, job.ref)
+            except httpx.HTTPError:
+                status = "?"
+            if status in ("Success", "Failed") or (status is None and job.done.is_set()):
+                return
+            if status == "InProgress":
+                try:
+                    self.call("abort", terminal=job.terminal, reference_id=job.ref)
+                    with self.lock:
+                        self.aborts += 1
+                except (EcrdError, OSError):
+                    pass
+            time.sleep(0.3)
+
+    def worker(self, jobs: queue.Queue[SaleJob]) -> None:
+        while time.monotonic() < self.issue_until:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                return
+            self.run_sale(job)
+
+    # -- the daemon's bad days ----------------------------------------------------------
+
+    def killer(self) -> None:
+        while not self.stop.wait(self.rng.uniform(1.0, 4.0)):
+            if self.rng.random() < 0.15:
+                self.daemon.terminate(timeout=30)
+                self.terms += 1
+            else:
+                self.daemon.kill()
+                self.kills += 1
+            time.sleep(self.rng.uniform(0, 0.5))
+            for _ in range(3):
+                try:
+                    self.daemon.start()
+                    break
+                except RuntimeError as exc:
+                    self.problems.append(f"restart failed: {str(exc)[:200]}")
+            else:
+                return
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for link in LINKS:
+            pair(self.daemon, self.sim, link)
+        queues: dict[str, queue.Queue[SaleJob]] = {link: queue.Queue() for link in LINKS}
+        for job in self.jobs:
+            queues[job.link].put(job)
+        workers = [
+            threading.Thread(target=self.worker, args=(queues[link],), name=f"pos-{link}-{n}")
+            for link in LINKS
+            for n in range(WORKERS_PER_TERMINAL)
+        ]
+        killer = threading.Thread(target=self.killer, name="killer")
+        killer.start()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        self.stop.set()
+        killer.join()
+
+    def settle_down(self) -> None:
+        """Let the terminals finish with their customers (nothing is resolved)."""
+        end = time.monotonic() + 40
+        while time.monotonic() < end:
+            busy = [
+                (link, e["referenceID"])
+                for link in LINKS
+                for e in self.ledger(link)
+                if e["status"] == "InProgress"
+            ]
+            if not busy:
+                return
+            for link, ref in busy:  # a held request whose abort was lost in a crash
+                with contextlib.suppress(EcrdError, OSError):
+                    self.call("abort", terminal=f"{link}-1", reference_id=ref)
+            time.sleep(0.5)
+
+    def close(self) -> str | None:
+        """Stop both processes; returns a problem if a PIN appears in the daemon's log."""
+        problem = None
+        try:
+            self.daemon.stop(self.sim)
+        except AssertionError as exc:
+            problem = str(exc)
+        finally:
+            self.sim.stop()
+        return problem
+
+
+def report(soak: Soak, elapsed: float) -> bool:
+    """Print the comparison; True if a money check failed."""
+    jobs = soak.jobs
+    records = {r["reference_id"]: r for r in soak.call("transaction.list", limit=10000)}
+    ledgers = {link: soak.ledger(link) for link in LINKS}
+    issued = [j for j in jobs if j.outcome is not None or j.attempts]
+    charges: Counter[str] = Counter()
+    requests: Counter[str] = Counter()
+    for entries in ledgers.values():
+        for e in entries:
+            requests[e["referenceID"]] += 1
+            charges[e["referenceID"]] += bool(e["charged"])
+
+    lost: list[SaleJob] = []
+    double: list[SaleJob] = []
+    phantom: list[SaleJob] = []
+    resent: list[SaleJob] = []
+    disagree: list[SaleJob] = []
+    unfinished: list[SaleJob] = []
+    unknown: list[SaleJob] = []
+    errors: list[str] = []
+    for job in jobs:
+        rec = records.get(job.ref)
+        state = rec["state"] if rec else None
+        if charges[job.ref] and state in (None, "failed", "resolved_failed"):
+            lost.append(job)
+        if charges[job.ref] > 1:
+            double.append(job)
+        if state == "succeeded" and not charges[job.ref]:
+            phantom.append(job)
+        if requests[job.ref] > 1:
+            resent.append(job)
+        if state == "unknown":
+            unknown.append(job)
+        if job in issued and job.outcome is None:
+            unfinished.append(job)
+        if any(o != state for o in job.outcomes):
+            disagree.append(job)
+        errors.extend(f"{job.ref}: {p}" for p in job.problems)
+    pending = [r for r in records.values() if r["state"] == "pending"]
+
+    states = Counter(r["state"] for r in records.values())
+    print(
+        f"soak: {len(issued)} of {len(jobs)} sales on {', '.join(LINKS)} in {elapsed:.0f} s; "
+        f"daemon SIGKILLed {soak.kills}x, SIGTERMed {soak.terms}x"
+    )
+    print(
+        f"clients: {sum(j.attempts for j in jobs)} attempts, "
+        f"{sum(j.twin for j in issued)} sent twice at once, "
+        f"{sum(j.replay for j in issued)} asked again after the answer, "
+        f"{soak.aborts} aborts"
+    )
+    asked = Counter(j.fault for j in issued)
+    print("faults: " + ", ".join(f"{name} {asked[name]}" for name in FAULTS if asked[name]))
+    print("journal: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
+    per_link = ", ".join(f"{k} {sum(e['charged'] for e in es)}" for k, es in ledgers.items())
+    print(
+        f"terminals: {sum(requests.values())} requests, {sum(charges.values())} charged "
+        f"({per_link})"
+    )
+    print()
+    print(
+        f"lost results: {len(lost)}, double charges: {len(double)}, "
+        f"unknown: {len(unknown)}" + (" (all listed)" if unknown else "")
+    )
+    if unknown:
+        print(f"  {'reference':<18} {'terminal':<9} {'amount':>7}  {'fault':<15} "
+              f"{'reached':<8} {'charged':<8} cause")  # fmt: skip
+        for job in unknown:
+            cause = (records[job.ref].get("error") or {}).get("reason", "")
+            reached = "yes" if requests[job.ref] else "no"
+            charged = "yes" if charges[job.ref] else "no"
+            print(
+                f"  {job.ref:<18} {job.terminal:<9} {job.amount:>7}  {job.fault:<15} "
+                f"{reached:<8} {charged:<8} {cause}"
+            )
+    for title, bad in (("LOST", lost), ("DOUBLE", double)):
+        for job in bad:
+            rec = records.get(job.ref) or {}
+            said = f"{rec.get('state')} ({(rec.get('error') or {}).get('reason', '-')})"
+            print(f"  {title} {job.ref}: charged {charges[job.ref]}x, journal says {said}")
+    print()
+    checks = {
+        "successes the terminal never charged": [j.ref for j in phantom],
+        "references sent to a terminal twice": [j.ref for j in resent],
+        "clients told other than the journal": [
+            f"{j.ref} {j.outcomes} vs {records.get(j.ref, {}).get('state')}" for j in disagree
+        ],
+        "records still pending": [r["reference_id"] for r in pending],
+        "clients without a final answer": [j.ref for j in unfinished],
+        "unexpected errors": errors + soak.problems,
+    }
+    for name, items in checks.items():
+        print(f"{name}: {len(items)}" + (f"  {items[:10]}" if items else ""))
+    return bool(lost or double or any(checks.values()))
+
+
+def main() -> int:
+    count = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ECRD_SOAK_SALES", "200"))
+    seed = int(os.environ.get("ECRD_SOAK_SEED", str(random.randrange(1 << 30))))
+    max_s = float(os.environ.get("ECRD_SOAK_MAX_S", "900"))
+    tmp = Path(tempfile.mkdtemp(prefix="ecrd-soak-"))
+    print(f"soak: {count} sales, seed {seed} (ECRD_SOAK_SEED to repeat the plan), dir {tmp}")
+    started = time.monotonic()
+    soak = Soak(tmp, plan(count, seed), seed, max_s)
+    failed = True
+    try:
+        soak.run()
+        soak.settle_down()
+        failed = report(soak, time.monotonic() - started)
+    finally:
+        pin_problem = soak.close()
+        print(f"PIN in the daemon's logs: {pin_problem or 'none'}")
+        failed = failed or pin_problem is not None
+        print("RESULT: " + ("FAIL" if failed else "ok"))
+        status = 1 if failed else 0
+        if status == 0 and not os.environ.get("ECRD_SOAK_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"logs kept in {tmp}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
