@@ -33,6 +33,7 @@ from ecrd.store.journal import Journal
 from ecrd.store.pairings import PairingStore
 from ecrd.terminal.payments import Payments
 from ecrd.terminal.terminal import Shared, Terminal
+from ecrd.transport.lan import tls_context
 
 log = logging.getLogger("ecrd")
 
@@ -55,7 +56,6 @@ class Daemon:
             cloud=config.cloud,
             pairings=self.pairing_store,
             events=self.events,
-            crypto_limiter=trio.CapacityLimiter(os.cpu_count() or 2),
         )
         self.terminals: dict[str, Terminal] = {
             t.id: Terminal(t, self.shared, pairings.get(t.id)) for t in config.terminals
@@ -102,6 +102,7 @@ class Daemon:
                     await term.aclose()
                 await trio.to_thread.run_sync(self.journal.close)
             self.notifier.close()
+            self.shared.workers.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.config.daemon.socket)
 
@@ -210,6 +211,7 @@ class Daemon:
             self.notifier.status(self.status_line())
             raise ConfigProblem(f"reload failed, the old config stays in force: {exc}") from exc
         self.reload_error = None
+        tls_context.cache_clear()  # CA files may have changed too
         old = {t.id: t for t in self.config.terminals}
         fresh = {t.id: t for t in new.terminals}
         added = sorted(set(fresh) - set(old))

@@ -131,6 +131,10 @@ class KeyCache:
                 self._keys.popitem(last=False)
         return key
 
+    def has(self, pin: str, salt: bytes) -> bool:
+        with self._lock:
+            return (pin, salt) in self._keys
+
     def forget(self, pin: str) -> None:
         """Drop every key of one PIN (after unpairing)."""
         with self._lock:
@@ -217,6 +221,18 @@ def open_(
             first = first or exc
     assert first is not None
     raise first
+
+
+def opening_needs_derivation(data: str, pin: str, scheme: Scheme, keys: KeyCache) -> bool:
+    """Whether ``open_`` will run PBKDF2 (so a caller can move it off its event loop).
+    Malformed data answers False: ``open_`` then fails at once, without deriving."""
+    if scheme != "v2":
+        return False
+    try:
+        salt = base64.b64decode(data[:24], validate=True)[:SALT_LEN]
+    except (binascii.Error, ValueError):
+        return False
+    return len(salt) == SALT_LEN and not keys.has(pin, salt)
 
 
 def dumps(obj: dict[str, Any]) -> bytes:

@@ -36,6 +36,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final, Literal, TypeVar, TypeVarTuple
 
 import attrs
@@ -52,6 +53,7 @@ from ecrd.protocol.envelope import (
 )
 from ecrd.sim.faults import MONEY_ACTIONS, Fault, FaultBook, magic_fault, make_fault
 from ecrd.sim.payments import Body, Payments, failed
+from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.sim")
 screen = logging.getLogger("ecrd.sim.screen")  # what the terminal displays, pinCode1 included
@@ -72,21 +74,14 @@ TERMINAL_FAULTS: Final = frozenset(
 # A secret no client can hold: not 6 digits, so it never equals a pairing code.
 _ALIEN_PIN: Final = secrets.token_hex(8)
 _REUSED_SALTS: dict[str, bytes] = {}  # with reply_salt_reuse: one salt per PIN
-_LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("ecrd_sim_crypto")
-
-
-def crypto_limiter() -> trio.CapacityLimiter:
-    """One limiter per Trio run, sized to the CPUs: derivations are pure CPU work."""
-    try:
-        return _LIMITER.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(os.cpu_count() or 1)
-        _LIMITER.set(limiter)
-        return limiter
+# The simulator stands in for separate hardware: its derivations run on low-priority
+# threads so that, sharing a machine with ecrd in tests and benchmarks, it does not take
+# the CPU from ecrd's event loop (see ecrd/workers.py).
+_WORKERS = Workers()
 
 
 async def in_thread(fn: Callable[[*Ts], T], *args: *Ts) -> T:
-    return await trio.to_thread.run_sync(fn, *args, limiter=crypto_limiter())
+    return await _WORKERS.run(partial(fn, *args))
 
 
 def new_pin(*avoid: str | None) -> str:

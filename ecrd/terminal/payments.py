@@ -149,14 +149,13 @@ class Payments:
         if term is None:
             raise errors.TerminalNotFound(f"no terminal {terminal_id!r} in the configuration")
         while True:
-            attached = await self._existing(terminal_id, action, reference_id, params)
+            attached, blocking = await self._existing(terminal_id, action, reference_id, params)
             if attached is not None:
                 return attached
             if not self.accepting:
                 raise errors.ShuttingDown("ecrd is stopping and takes no new payments")
             if not term.paired:
                 raise errors.NotPaired(str(NotPairedYet(terminal_id)))
-            blocking = await self.db(self.journal.unknown, terminal_id)
             if blocking and self.block_on_unknown:
                 refs = [r.reference_id for r in blocking]
                 raise errors.UnresolvedTransaction(
@@ -219,19 +218,25 @@ class Payments:
 
     async def _existing(
         self, terminal_id: str, action: str, reference_id: str, params: dict[str, Any]
-    ) -> TxRecord | None:
+    ) -> tuple[TxRecord | None, list[TxRecord]]:
+        """The record this request attaches to (rule 2), if any, and else the terminal's
+        unknown records (rule 4) — read in one journal call."""
         flight = self._inflight.get(reference_id)
         if flight is not None:
             self._check_same(flight.record, terminal_id, action, params)
             await flight.done.wait()
             if not flight.record.created_at:  # begin() itself failed: nothing was journaled
                 raise errors.JournalFailure(f"reference_id {reference_id!r} could not be journaled")
-            return flight.record
-        record = await self.db(self.journal.get, reference_id)
-        if record is None:
-            return None
-        self._check_same(record, terminal_id, action, params)
-        return record
+            return flight.record, []
+
+        def lookup() -> tuple[TxRecord | None, list[TxRecord]]:
+            record = self.journal.get(reference_id)
+            return record, [] if record is not None else self.journal.unknown(terminal_id)
+
+        record, blocking = await self.db(lookup)
+        if record is not None:
+            self._check_same(record, terminal_id, action, params)
+        return record, blocking
 
     @staticmethod
     def _check_same(

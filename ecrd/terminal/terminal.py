@@ -6,7 +6,7 @@ money rules live in ``payments.py`` on top of it.
 
 Invariants:
 
-* Key derivation runs in worker threads (``Shared.crypto_limiter``), never on the loop.
+* Key derivation runs on low-priority worker threads (``Shared.workers``), never on the loop.
 * Every reply is checked: ``responseID`` = our ``requestID``, and once paired the
   ``serverDeviceSN`` = the paired SN (protocol.md §4).
 * A request is moved to the fallback link only after ``NotDelivered`` (design.md §3 rule
@@ -38,6 +38,7 @@ from ecrd.transport.base import Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink, cloud_urls
 from ecrd.transport.lan import LanLink
 from ecrd.transport.serial import SerialLink
+from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
 
@@ -100,7 +101,7 @@ class Shared:
     pairings: PairingStore
     events: EventBus
     keys: crypto.KeyCache = attrs.field(factory=lambda: crypto.KeyCache(size=1024))
-    crypto_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(2))
+    workers: Workers = attrs.field(factory=Workers)
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
 
 
@@ -116,6 +117,7 @@ class Terminal:
         self._links: dict[str, Link] = {}
         self._serial_scope: trio.CancelScope | None = None
         self._last_state: LinkState = "unknown"
+        self._info_link: CloudLink | None = None  # terminal-info for a non-cloud terminal
         for kind in cfg.links:
             self._links[kind] = self._make_link(kind)
 
@@ -217,6 +219,8 @@ class Terminal:
     async def aclose(self) -> None:
         for link in self._links.values():
             await link.aclose()
+        if self._info_link is not None:
+            await self._info_link.aclose()
 
     # -- crypto off the event loop ---------------------------------------------------------
 
@@ -231,15 +235,20 @@ class Terminal:
     async def _seal(self, pin: str, message: dict[str, Any]) -> str:
         sealer = self._sealer(pin)
         if sealer.needs_derivation():
-            return await trio.to_thread.run_sync(
-                sealer.seal, message, limiter=self.shared.crypto_limiter
-            )
-        return sealer.seal(message)
+            return await self.shared.workers.run(partial(sealer.seal, message))
+        return sealer.seal(message)  # AES only: ~25 µs, cheaper than a thread hop
 
     async def _open(self, pin: str, data: str) -> dict[str, Any]:
         scheme = self.pairing.scheme if self.pairing else self.cfg.crypto
-        opener = partial(crypto.open_, data, pin, scheme, keys=self.shared.keys, fallback=True)
-        return await trio.to_thread.run_sync(opener, limiter=self.shared.crypto_limiter)
+        keys = self.shared.keys
+        opener = partial(crypto.open_, data, pin, scheme, keys=keys, fallback=True)
+        if crypto.opening_needs_derivation(data, pin, scheme, keys):
+            return await self.shared.workers.run(opener)
+        try:
+            return opener()
+        except crypto.CryptoError:
+            # The fallback scheme may derive: let a worker retry it, off the loop.
+            return await self.shared.workers.run(opener)
 
     # -- one exchange ------------------------------------------------------------------------
 
@@ -338,9 +347,9 @@ class Terminal:
 
     async def terminal_info(self, pin: str) -> dict[str, Any]:
         """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5)."""
-        cloud = self._links.get("cloud")
+        cloud = self._links.get("cloud") or self._info_link
         if not isinstance(cloud, CloudLink):
-            cloud = self._cloud_link()
+            cloud = self._info_link = self._cloud_link()  # kept: one client, not one per call
         message = request_message(
             {"businessID": self.shared.cloud.business_id}, self.shared.client_sn
         )
