@@ -216,7 +216,10 @@ class Daemon:
         fresh = {t.id: t for t in new.terminals}
         added = sorted(set(fresh) - set(old))
         removed = sorted(set(old) - set(fresh))
-        changed = sorted(k for k in set(old) & set(fresh) if old[k] != fresh[k])
+        # A changed [cloud] table changes every terminal's cloud client (link or address
+        # lookup), so they are all rebuilt.
+        cloud_changed = new.cloud != self.config.cloud
+        changed = sorted(k for k in set(old) & set(fresh) if old[k] != fresh[k] or cloud_changed)
         ignored = [
             key
             for key in ("socket", "socket_group", "state_dir")
