@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import attrs
@@ -243,7 +244,7 @@ class Daemon:
             )
             self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
         for tid in added:
-            self._add(fresh[tid])
+            await self._add(fresh[tid])
         log.info(
             "config reloaded: added=%s removed=%s changed=%s (after their payment: %s)",
             added,
@@ -260,12 +261,13 @@ class Daemon:
             "needs_restart": ignored,
         }
 
-    def _add(self, cfg: TerminalConfig, *, address_changed: bool = False) -> None:
-        pairing = self.pairing_store.get(cfg.id)
+    async def _add(self, cfg: TerminalConfig, *, address_changed: bool = False) -> None:
+        store = partial(trio.to_thread.run_sync, limiter=self.shared.store_limiter)
+        pairing = await store(self.pairing_store.get, cfg.id)
         if pairing is not None and address_changed and pairing.host is not None:
             # The admin gave a new address: it replaces the last known one.
             pairing = attrs.evolve(pairing, host=None, port=None)
-            self.pairing_store.put(pairing)
+            await store(self.pairing_store.put, pairing)
         term = Terminal(cfg, self.shared, pairing)
         self.terminals[cfg.id] = term
         self._start_terminal(term)
@@ -281,7 +283,7 @@ class Daemon:
             scope.cancel()
         await term.aclose()
         if cfg is not None:
-            self._add(cfg, address_changed=moved)
+            await self._add(cfg, address_changed=moved)
 
 
 async def main(config: Config) -> None:

@@ -59,6 +59,10 @@ def make_sim(tmp: Path, *, reuse_salt: bool = True, **terminal_kw: Any) -> Simul
 
 
 def config_for(desc: dict[str, Any], tmp: Path, **terminal_extra: Any) -> Config:
+    return parse(config_data(desc, tmp, **terminal_extra), str(tmp / "ecrd.toml"))
+
+
+def config_data(desc: dict[str, Any], tmp: Path, **terminal_extra: Any) -> dict[str, Any]:
     by_link = {t["link"]: t for t in desc["terminals"]}
     common = {"timeout_s": 5, "info_timeout_s": 3, "probe_interval_s": 0, **terminal_extra}
     data: dict[str, Any] = {
@@ -82,7 +86,7 @@ def config_for(desc: dict[str, Any], tmp: Path, **terminal_extra: Any) -> Config
             {"id": "cloud-1", "transport": "cloud", **common},
         ],
     }  # fmt: skip
-    return parse(data, str(tmp / "ecrd.toml"))
+    return data
 
 
 async def start_stack(

@@ -400,3 +400,29 @@ async def test_a_cloud_refusal_is_unknown_unless_declared_not_delivered(stack: S
         assert err.data["transaction"]["state"] == "failed"
         assert await c.call("transaction.list", state="unknown") == []
     assert stack.requests("cloud", "bm1") == 0 and stack.requests("cloud", "bm2") == 0
+
+
+async def test_reload_applies_a_new_address_and_a_new_cloud_url(stack: Stack) -> None:
+    import tomli_w
+    from stack import config_data
+
+    async with open_trio_client(stack.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=stack.terminal("lan").qr_json())
+    saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
+    assert saved["terminals"]["lan-1"]["port"]  # the QR code's address, remembered
+    data = config_data(stack.description, stack.tmp)
+    data["terminal"][0]["port"] = 9  # the admin moved the terminal
+    data["cloud"]["command_url"] = data["cloud"]["base_url"] + "/elsewhere"
+    (stack.tmp / "ecrd.toml").write_text(tomli_w.dumps(data))
+    before = dict(stack.daemon.terminals)
+    async with open_trio_client(stack.socket) as c:
+        result = await c.call("config.reload")
+    assert result["changed"] == ["cloud-1", "lan-1", "serial-1"]
+    with trio.fail_after(5):  # terminals are replaced in the background, one by one
+        while any(stack.daemon.terminals.get(t) in (None, before[t]) for t in before):
+            await trio.sleep(0.01)
+    assert stack.daemon.terminals["lan-1"]._links["lan"].port == 9  # type: ignore[attr-defined]
+    cloud = stack.daemon.terminals["cloud-1"]._links["cloud"]
+    assert cloud.command_url.endswith("/elsewhere")  # type: ignore[attr-defined]
+    saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
+    assert "port" not in saved["terminals"]["lan-1"]  # the admin's address wins
