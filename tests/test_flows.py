@@ -426,3 +426,31 @@ async def test_reload_applies_a_new_address_and_a_new_cloud_url(stack: Stack) ->
     assert cloud.command_url.endswith("/elsewhere")  # type: ignore[attr-defined]
     saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
     assert "port" not in saved["terminals"]["lan-1"]  # the admin's address wins
+
+
+async def test_a_journal_that_cannot_record_the_outcome_is_reported_not_fatal(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ecrd.store.journal import JournalError
+
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise JournalError("database or disk is full")
+
+        monkeypatch.setattr(stack.daemon.journal, "finish", disk_full)
+        err = await call_error(
+            c, "sale", terminal="lan-1", amount="2.00", currency="HKD", reference_id="df"
+        )
+        assert err.reason == "journal_error"
+        assert err.data["reply"]["status"] == "Success"  # the terminal's word is not lost
+        assert (await c.call("ping"))["protocol"] == 1  # the daemon keeps serving
+        monkeypatch.undo()
+        record = await c.call("transaction.get", reference_id="df")
+        blocked = await call_error(
+            c, "sale", terminal="lan-1", amount="2.00", currency="HKD", reference_id="df2"
+        )
+    assert record["state"] == "pending"  # not half-written; unknown after a restart
+    assert blocked.reason == "unresolved_transaction" and blocked.data["reference_ids"] == ["df"]
+    assert stack.charges("lan", "df") == 1

@@ -53,6 +53,8 @@ NOTE_NOT_SENT: Final = "The request never reached the terminal; nothing was char
 class _InFlight:
     record: TxRecord
     done: trio.Event = attrs.field(factory=trio.Event)
+    # Set when the outcome could not be journaled (disk full): every waiter gets it.
+    error: errors.ApiError | None = None
 
 
 def terminal_body(action: str, reference_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +216,8 @@ class Payments:
         assert self._nursery is not None
         self._nursery.start_soon(self._execute, term, placeholder, timeout_s)
         await placeholder.done.wait()
+        if placeholder.error is not None:
+            raise placeholder.error
         return placeholder.record
 
     async def _existing(
@@ -225,15 +229,23 @@ class Payments:
         if flight is not None:
             self._check_same(flight.record, terminal_id, action, params)
             await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
             if not flight.record.created_at:  # begin() itself failed: nothing was journaled
                 raise errors.JournalFailure(f"reference_id {reference_id!r} could not be journaled")
             return flight.record, []
 
         def lookup() -> tuple[TxRecord | None, list[TxRecord]]:
             record = self.journal.get(reference_id)
-            return record, [] if record is not None else self.journal.unknown(terminal_id)
+            if record is not None:
+                return record, []
+            pending = [r for r in self.journal.pending() if r.terminal == terminal_id]
+            return None, self.journal.unknown(terminal_id) + pending
 
         record, blocking = await self.db(lookup)
+        # A pending row with no payment in flight is one whose outcome could not be
+        # journaled (disk full): as unresolved as an unknown one.
+        blocking = [r for r in blocking if r.reference_id not in self._inflight]
         if record is not None:
             self._check_same(record, terminal_id, action, params)
         return record, blocking
@@ -268,6 +280,22 @@ class Payments:
     # -- rule 1, 3: execution -----------------------------------------------------------------
 
     async def _execute(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
+        ref = flight.record.reference_id
+        try:
+            await self._exchange(term, flight, timeout_s)
+        except errors.JournalFailure as exc:
+            # The outcome is not on disk (the row stays pending: unknown after a restart).
+            # Tell every waiter, with the terminal's reply if there was one; keep serving.
+            log.error("terminal=%s ref=%s outcome NOT JOURNALED: %s", term.id, ref, exc)
+            flight.error = exc
+        finally:
+            self._release(term, ref)
+            flight.done.set()
+        if flight.record.state == "unknown" and term.cfg.status_action:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._settle_later, term, ref)
+
+    async def _exchange(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
         rec = flight.record
         ref = rec.reference_id
         sent = False
@@ -308,15 +336,13 @@ class Payments:
         else:
             await failpoints.hit("before_finish")
             state = "succeeded" if body.get("status") == "Success" else "failed"
-            flight.record = await self.db(self.journal.finish, ref, state=state, reply=body)
+            try:
+                flight.record = await self.db(self.journal.finish, ref, state=state, reply=body)
+            except errors.JournalFailure as exc:
+                exc.data["reply"] = body  # what the terminal said, so nobody has to guess
+                raise
             self._publish(ref, term.id, state)
             await failpoints.hit("after_finish")
-        finally:
-            self._release(term, ref)
-            flight.done.set()
-        if flight.record.state == "unknown" and term.cfg.status_action:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._settle_later, term, ref)
 
     async def _finish(self, ref: str, state: str, exc: BaseException, note: str) -> TxRecord:
         reason = getattr(exc, "reason", None) or type(exc).__name__
