@@ -202,8 +202,9 @@ class Payments:
                 self._check_same(exc.existing, terminal_id, action, params)
                 return exc.existing
             raise
+        # No checkpoint from begin() to start_soon(): a caller cancelled now (its client
+        # hung up) cannot leave a journaled payment that nobody sends (rule 7).
         placeholder.record = record
-        await failpoints.hit("after_begin")
         log.info(
             "terminal=%s ref=%s %s %s %s accepted from %s",
             terminal_id,
@@ -308,6 +309,7 @@ class Payments:
             self._publish(ref, term.id, "waiting_for_customer", link=link)
 
         self._publish(ref, term.id, "pending")
+        await failpoints.hit("after_begin")
         try:
             _, body = await term.exchange(
                 rec.action,
