@@ -381,3 +381,36 @@ def test_reconnect_delays_grow_to_the_cap_with_jitter_below_it() -> None:
 
     no_jitter = Backoff(initial=0.2, cap=10.0, rng=lambda: 0.0).delays()
     assert max(next(no_jitter) for _ in range(20)) == 10.0
+
+
+async def test_a_rejected_late_reply_is_dropped_and_the_exchange_waits_for_its_own(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    # The terminal first sends a late reply to an earlier Sale, then the real one.
+    async def late_then_real(pty: Pty, request: Envelope) -> None:
+        await pty.send(envelope("Sale", "bGF0ZQ=="))
+        await trio.sleep(0.05)
+        await pty.send(envelope("Sale", "cmVhbA=="))
+
+    nursery.start_soon(play_terminal, pty, late_then_real)
+    offered: list[str] = []
+
+    async def accept(reply: Envelope) -> bool:
+        offered.append(reply.data)
+        return reply.data == "cmVhbA=="  # the caller recognises its own (by responseID)
+
+    reply = await link.exchange(envelope("Sale"), timeout=5, accept=accept)
+    assert reply.data == "cmVhbA=="
+    assert offered == ["bGF0ZQ==", "cmVhbA=="]
+
+
+async def test_an_exchange_that_rejects_every_reply_times_out_as_maybe_delivered(
+    nursery: trio.Nursery, pty: Pty, link: SerialLink
+) -> None:
+    nursery.start_soon(play_terminal, pty, echo)
+
+    async def reject(reply: Envelope) -> bool:
+        return False
+
+    with pytest.raises(ReplyTimeout):
+        await link.exchange(envelope("Sale"), timeout=0.5, accept=reject)

@@ -32,12 +32,12 @@ import trio
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
-from ecrd.protocol.envelope import Envelope, check_response, request_message
+from ecrd.protocol.envelope import Envelope, StaleResponse, check_response, request_message
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.transport.base import Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink, cloud_urls
 from ecrd.transport.lan import LanLink
-from ecrd.transport.serial import SerialLink
+from ecrd.transport.serial import Accept, SerialLink
 from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
@@ -263,6 +263,7 @@ class Terminal:
         expect_sn: str | None = None,
         on_sending: OnSending | None = None,
         request_id: str | None = None,
+        check_sn: bool = True,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One request/reply. Returns ``(reply_header, reply_body)``.
 
@@ -279,12 +280,33 @@ class Terminal:
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
+        checked: list[tuple[dict[str, Any], dict[str, Any]] | Exception] = []
+
+        async def accept(reply: Envelope) -> bool:
+            """Decrypt and check a reply; a late one to an earlier request (possible on a
+            serial line) is dropped so the exchange waits on for its own."""
+            try:
+                plain = await self._open(pin, reply.data)
+                body = check_response(plain, request_id, expect_sn if check_sn else None)
+            except StaleResponse as exc:
+                log.warning("terminal=%s dropped a late reply: %s", self.id, exc)
+                return False
+            except Exception as exc:  # final: raised to the caller below
+                checked.append(exc)
+                return True
+            checked.append((plain["header"], body))
+            return True
+
         reply = await self._deliver(
-            envelope, links or self.cfg.links, timeout, request_id, on_sending
+            envelope, links or self.cfg.links, timeout, request_id, on_sending, accept
         )
-        plain = await self._open(pin, reply.data)
-        reply_body = check_response(plain, request_id, expect_sn)
-        return plain["header"], reply_body
+        if not checked and not await accept(reply):
+            # One reply per request on LAN and cloud: a stale one is all there will be.
+            raise StaleResponse(f"the terminal answered another request, not {request_id}")
+        outcome = checked[-1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def _deliver(
         self,
@@ -293,6 +315,7 @@ class Terminal:
         timeout: float,
         request_id: str,
         on_sending: OnSending | None,
+        accept: Accept,
     ) -> Envelope:
         not_delivered: NotDelivered | None = None
         for kind in links:
@@ -300,6 +323,8 @@ class Terminal:
             if on_sending is not None:
                 await on_sending(request_id, kind)
             try:
+                if isinstance(link, SerialLink):
+                    return await link.exchange(envelope, timeout=timeout, accept=accept)
                 try:
                     return await link.exchange(envelope, timeout=timeout)
                 except NotDelivered:
@@ -377,7 +402,10 @@ class Terminal:
                 lan = self._links["lan"]
                 assert isinstance(lan, LanLink)
                 lan.set_address(parsed.ip, parsed.port or lan.port)
-            header, info = await self._discover(pin1, links, t)
+            # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
+            header, info = await self.exchange(
+                "DeviceInfo", None, pin=pin1, timeout=t, links=links, check_sn=False
+            )
             sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
         if not sn:
             raise PairingStepError("the terminal did not tell its serial number")
@@ -434,18 +462,6 @@ class Terminal:
         self.shared.events.publish("terminal", terminal=self.id, paired=True, device_sn=sn)
         info = {k: v for k, v in {**info, **confirmed}.items() if not k.lower().startswith("pin")}
         return {"terminal": self.id, "device_sn": sn, "info": info}
-
-    async def _discover(
-        self, pin1: str, links: tuple[str, ...], timeout: float
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """DeviceInfo under pinCode1: the terminal's SN before we know it."""
-        message = request_message(None, self.shared.client_sn)
-        request_id = message["header"]["requestID"]
-        envelope = Envelope("DeviceInfo", await self._seal(pin1, message))
-        reply = await self._deliver(envelope, links, timeout, request_id, None)
-        plain = await self._open(pin1, reply.data)
-        body = check_response(plain, request_id)
-        return plain["header"], body
 
     def _forget_pins(self) -> None:
         for pin in list(self._sealers):

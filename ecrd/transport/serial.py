@@ -41,7 +41,7 @@ import fcntl
 import logging
 import os
 import termios
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import attrs
@@ -52,6 +52,8 @@ from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.protocol.frames import FrameDecoder, FrameError, FrameFormat, encode_frame
 from ecrd.transport.backoff import Backoff
 from ecrd.transport.base import LinkError, LinkState, MaybeDelivered, NotDelivered, ReplyTimeout
+
+Accept = Callable[[Envelope], Awaitable[bool]]
 
 # The request's action names its reply, except where protocol.md §2 says otherwise.
 DEFAULT_REPLY_ACTIONS: Final[Mapping[str, str]] = {"ConnectionInfo": "DeviceInfo"}
@@ -229,32 +231,42 @@ class SerialStats:
 
 
 class _Waiter:
-    """One exchange waiting for its reply."""
+    """One exchange waiting for its reply. Replies queue up: one the caller rejects (a
+    late reply to an earlier request) is dropped and the exchange waits for the next."""
 
     def __init__(self, action: str) -> None:
         self.action = action
         self.reply: Envelope | None = None
         self.error: LinkError | None = None
-        self._done = trio.Event()
+        self._queue: list[Envelope] = []
+        self._done = False
+        self._arrived = trio.Event()
 
     @property
     def pending(self) -> bool:
-        return not self._done.is_set()
+        return not self._done
 
     def deliver(self, reply: Envelope) -> None:
-        self.reply = reply
-        self._done.set()
+        self._queue.append(reply)
+        self._arrived.set()
 
     def fail(self, error: LinkError) -> None:
         self.error = error
-        self._done.set()
+        self._arrived.set()
 
-    async def wait(self) -> Envelope:
-        await self._done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.reply is not None
-        return self.reply
+    async def wait(self, accept: Accept | None = None) -> Envelope:
+        while True:
+            await self._arrived.wait()
+            if self.error is not None:
+                self._done = True
+                raise self.error
+            reply = self._queue.pop(0)
+            if not self._queue:
+                self._arrived = trio.Event()
+            if accept is None or await accept(reply):
+                self.reply = reply
+                self._done = True
+                return reply
 
 
 class _Written:
@@ -338,7 +350,11 @@ class SerialLink:
 
     # -- exchanges ---------------------------------------------------------------------
 
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
+    async def exchange(
+        self, request: Envelope, *, timeout: float, accept: Accept | None = None
+    ) -> Envelope:
+        """As ``Link.exchange``; ``accept`` (async) may reject a reply — a late one to an
+        earlier request — and the exchange then waits for the next, until the deadline."""
         port = self._port
         if port is None:
             await trio.lowlevel.checkpoint()  # fail fast, but stay a checkpoint for retry loops
@@ -351,7 +367,7 @@ class SerialLink:
         try:
             with trio.move_on_after(timeout):
                 await self._write(port, frame, written)
-                return await waiter.wait()
+                return await waiter.wait(accept)
         finally:
             self._waiters.remove(waiter)
         if waiter.reply is not None:
