@@ -31,6 +31,7 @@ from ecrd.protocol.crypto import (
     open_legacy,
     open_v2,
     pad,
+    parse_json_object,
     seal_legacy,
     seal_v2,
     unpad,
@@ -461,3 +462,12 @@ def test_sealer_seals_compact_utf8_json() -> None:
     message = {"body": {"note": "café"}}
     sealed = Sealer(PIN, "legacy").seal(message)
     assert open_legacy(sealed, PIN) == '{"body":{"note":"café"}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": -Infinity}', b'{"a": 1e999}', b'{"a": "\\ud800"}'],
+)
+def test_non_strict_json_in_a_reply_is_refused(plaintext: bytes) -> None:
+    with pytest.raises(NotJson):
+        parse_json_object(plaintext)

@@ -132,6 +132,13 @@ def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
 def money_result(record: TxRecord) -> dict[str, Any]:
     """A finished record is a result, except the outcomes a POS must not mistake for one."""
     api = record.to_api()
+    if record.state == "pending":  # in the journal, but its outcome never made it there
+        raise errors.OutcomeUnknown(
+            "the outcome of this payment was never journaled; check the terminal, then "
+            f"`ecrctl resolve {record.reference_id} succeeded|failed`",
+            transaction=api,
+            cause="journal_error",
+        )
     if record.state == "unknown":
         raise errors.OutcomeUnknown(
             record.note or "the outcome is unknown",

@@ -284,11 +284,20 @@ class Payments:
         ref = flight.record.reference_id
         try:
             await self._exchange(term, flight, timeout_s)
-        except errors.JournalFailure as exc:
-            # The outcome is not on disk (the row stays pending: unknown after a restart).
-            # Tell every waiter, with the terminal's reply if there was one; keep serving.
-            log.error("terminal=%s ref=%s outcome NOT JOURNALED: %s", term.id, ref, exc)
-            flight.error = exc
+        except Exception as exc:
+            # The outcome is not on disk (the row stays pending: it blocks the terminal, and
+            # is unknown after a restart). Tell every waiter, with the terminal's reply if
+            # there was one, and keep serving everyone else.
+            log.error(
+                "terminal=%s ref=%s outcome NOT JOURNALED: %s", term.id, ref, exc, exc_info=exc
+            )
+            flight.error = errors.OutcomeUnknown(
+                f"the outcome of {ref} could not be recorded ({exc}); the terminal may have "
+                f"charged: check it, then settle with `ecrctl resolve {ref} succeeded|failed`",
+                cause="journal_error" if isinstance(exc, errors.JournalFailure) else "internal",
+                reply=getattr(exc, "data", {}).get("reply"),
+                transaction=flight.record.to_api(),
+            )
         finally:
             self._release(term, ref)
             flight.done.set()
@@ -403,6 +412,15 @@ class Payments:
         record = await self.db(self.journal.get, ref)
         if record is None:
             raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
+        if record.state == "pending" and ref not in self._inflight:
+            # Its outcome could not be journaled (disk full): it becomes unknown first.
+            record = await self.db(
+                self.journal.finish,
+                ref,
+                state="unknown",
+                error={"reason": "journal_error", "message": "outcome not journaled"},
+                note=NOTE_UNKNOWN.format(ref=ref),
+            )
         if record.state != "unknown":
             raise errors.InvalidState(
                 f"transaction {ref!r} is {record.state}; only unknown ones can be resolved",
