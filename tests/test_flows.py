@@ -467,3 +467,24 @@ async def test_a_journal_that_cannot_record_the_outcome_is_reported_not_fatal(
         )
     assert tx["state"] == "succeeded"
     assert stack.charges("lan", "df") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("Success", "succeeded"),
+        ("SUCCESS", "succeeded"),
+        ("Failed", "failed"),
+        ("Pending", "unknown"),
+        ("Processing", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_only_success_or_failed_settles_a_payment(status: str | None, state: str) -> None:
+    """Rule 3: a reply that proves neither outcome leaves the payment unknown, never failed
+    (a POS would charge again) nor succeeded."""
+    from ecrd.terminal.payments import outcome_of
+
+    body = {} if status is None else {"status": status}
+    assert outcome_of(body) == state

@@ -47,6 +47,11 @@ NOTE_RESTARTED: Final = (
     "`ecrctl resolve REF succeeded|failed`."
 )
 NOTE_NOT_SENT: Final = "The request never reached the terminal; nothing was charged."
+NOTE_ODD_STATUS: Final = (
+    "The terminal answered with status {status!r}, which is neither Success nor Failed, so "
+    "the customer may have been charged. Check the terminal for reference {ref}, then "
+    "`ecrctl resolve {ref} succeeded|failed`."
+)
 
 
 @attrs.define
@@ -55,6 +60,13 @@ class _InFlight:
     done: trio.Event = attrs.field(factory=trio.Event)
     # Set when the outcome could not be journaled (disk full): every waiter gets it.
     error: errors.ApiError | None = None
+
+
+def outcome_of(body: dict[str, Any]) -> str:
+    """``Success`` → succeeded, ``Failed`` → failed (protocol.md §8); any other status —
+    missing, "Processing", a new word — is not proof of either: unknown (rule 3)."""
+    status = str(body.get("status", "")).strip().lower()
+    return {"success": "succeeded", "failed": "failed"}.get(status, "unknown")
 
 
 def terminal_body(action: str, reference_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -346,9 +358,16 @@ class Payments:
             raise
         else:
             await failpoints.hit("before_finish")
-            state = "succeeded" if body.get("status") == "Success" else "failed"
+            state = outcome_of(body)
+            note = (
+                None
+                if state != "unknown"
+                else NOTE_ODD_STATUS.format(ref=ref, status=body.get("status"))
+            )
             try:
-                flight.record = await self.db(self.journal.finish, ref, state=state, reply=body)
+                flight.record = await self.db(
+                    self.journal.finish, ref, state=state, reply=body, note=note
+                )
             except errors.JournalFailure as exc:
                 exc.data["reply"] = body  # what the terminal said, so nobody has to guess
                 raise
@@ -396,10 +415,9 @@ class Payments:
         except Exception as exc:
             log.info("terminal=%s ref=%s status query failed: %s", term.id, ref, exc)
             return False
-        status = body.get("status")
-        if body.get("referenceID") not in (None, ref) or status not in ("Success", "Failed"):
-            return False
-        state = "succeeded" if status == "Success" else "failed"
+        state = outcome_of(body)
+        if body.get("referenceID") not in (None, ref) or state == "unknown":
+            return False  # another transaction, or still in progress ("Pending")
         try:
             await self.db(self.journal.settle, ref, state=state, reply=body)
         except (ValueError, errors.JournalFailure):
