@@ -359,14 +359,13 @@ class Payments:
         else:
             await failpoints.hit("before_finish")
             state = outcome_of(body)
-            note = (
-                None
-                if state != "unknown"
-                else NOTE_ODD_STATUS.format(ref=ref, status=body.get("status"))
-            )
+            odd: str | None = None
+            if state == "unknown":
+                odd = NOTE_ODD_STATUS.format(ref=ref, status=body.get("status"))
+                log.error("ref=%s outcome UNKNOWN (status %r)", ref, body.get("status"))
             try:
                 flight.record = await self.db(
-                    self.journal.finish, ref, state=state, reply=body, note=note
+                    self.journal.finish, ref, state=state, reply=body, note=odd
                 )
             except errors.JournalFailure as exc:
                 exc.data["reply"] = body  # what the terminal said, so nobody has to guess
