@@ -71,6 +71,8 @@ class TerminalConfig:
     crypto: Scheme = "v2"
     device_sn: str | None = None
     timeout_s: float = 180.0
+    # [ASSUMED] per-action overrides of timeout_s, e.g. {Refund = 60} (protocol.md §1).
+    action_timeouts: tuple[tuple[str, float], ...] = ()
     status_action: str | None = None
     pair_confirm_action: str = "DeviceInfo"
     pin_fields: tuple[str, ...] = PIN_FIELDS
@@ -98,6 +100,9 @@ class TerminalConfig:
     @property
     def frame_format(self) -> FrameFormat:
         return FrameFormat(cmd=self.frame_cmd, byteorder=self.frame_byteorder, crc=self.frame_crc)  # type: ignore[arg-type]
+
+    def timeout_for(self, action: str) -> float:
+        return dict(self.action_timeouts).get(action, self.timeout_s)
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -220,6 +225,18 @@ def _statuses(t: _Table) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _action_timeouts(t: _Table) -> tuple[tuple[str, float], ...]:
+    value = t.get("action_timeouts", dict, {}, "a table like {Sale = 180, Refund = 60}")
+    for action, seconds in value.items():
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (1 <= seconds <= 3600)
+        ):
+            raise t.fail("action_timeouts", f"seconds from 1 to 3600 for each action ({action})")
+    return tuple((str(a), float(s)) for a, s in sorted(value.items()))
+
+
 def _terminal(t: _Table) -> TerminalConfig:
     d = TerminalConfig(id="-", transport="lan")
     tid = t.text("id")
@@ -237,6 +254,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         crypto=t.text("crypto", d.crypto, choices=("v2", "legacy")),
         device_sn=t.text("device_sn"),
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
+        action_timeouts=_action_timeouts(t),
         status_action=t.text("status_action"),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=tuple(pin_fields),

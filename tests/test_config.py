@@ -130,3 +130,23 @@ def test_check_config_command_accepts_the_example_and_rejects_a_typo(tmp_path: P
     )
     assert res.returncode == 2
     assert "unknown key [daemon].log_levl" in res.stderr
+
+
+def test_per_action_timeouts_override_the_terminal_timeout() -> None:
+    cfg = parse(
+        {
+            "terminal": [
+                {
+                    "id": "t",
+                    "transport": "lan",
+                    "host": "h",
+                    "timeout_s": 100,
+                    "action_timeouts": {"Void": 30},
+                }
+            ]
+        }  # fmt: skip
+    )
+    t = cfg.terminals[0]
+    assert t.timeout_for("Void") == 30 and t.timeout_for("Sale") == 100
+    with pytest.raises(ConfigError, match="action_timeouts"):
+        parse({"terminal": [{**term, "action_timeouts": {"Void": "soon"}}]})

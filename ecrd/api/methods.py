@@ -300,8 +300,8 @@ async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> An
 async def terminal_send(daemon: Daemon, conn: Connection, p: Params) -> Any:
     term = p.terminal(daemon)
     action = p.text("action", required=True, max_len=64)
-    money_like = set(MONEY_ACTIONS.values()) | {"Pair", "ConnectionInfo"}
-    if action in money_like:
+    money_like = {a.lower() for a in MONEY_ACTIONS.values()} | {"pair", "connectioninfo"}
+    if action.strip().lower() in money_like:
         raise errors.MoneyActionRefused(
             f"{action} must go through its own method (sale, refund, void, terminal.pair) "
             "so that the money rules apply",

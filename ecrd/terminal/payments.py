@@ -335,7 +335,7 @@ class Payments:
             _, body = await term.exchange(
                 rec.action,
                 terminal_body(rec.action, ref, rec.params),
-                timeout=timeout_s,
+                timeout=timeout_s or term.cfg.timeout_for(rec.action),
                 on_sending=on_sending,
                 request_id=rec.request_id,
             )

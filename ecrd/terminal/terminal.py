@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import trio
 
+from ecrd import logs
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
@@ -244,10 +245,10 @@ class Terminal:
         opener = partial(crypto.open_, data, pin, scheme, keys=keys, fallback=True)
         if crypto.opening_needs_derivation(data, pin, scheme, keys):
             return await self.shared.workers.run(opener)
-        try:
-            return opener()
+        try:  # no derivation needed under the configured scheme: AES only, inline
+            return crypto.open_(data, pin, scheme, keys=keys)
         except crypto.CryptoError:
-            # The fallback scheme may derive: let a worker retry it, off the loop.
+            # The fallback scheme (protocol.md §3) may derive: a worker tries both.
             return await self.shared.workers.run(opener)
 
     # -- one exchange ------------------------------------------------------------------------
@@ -380,7 +381,7 @@ class Terminal:
         )
         request_id = message["header"]["requestID"]
         envelope = Envelope("ConnectionInfo", await self._seal(pin, message))
-        reply = await cloud.terminal_info(envelope, timeout=self.cfg.info_timeout_s)
+        reply = await cloud.terminal_info(envelope, timeout=self.shared.cloud.timeout_s)
         plain = await self._open(pin, reply.data)
         return check_response(plain, request_id)
 
@@ -392,6 +393,7 @@ class Terminal:
     async def pair(self, code: object) -> dict[str, Any]:
         parsed = parse_pairing_code(code)
         pin1 = parsed.pin
+        logs.register_secret(pin1)
         links = (self.cfg.transport,)
         t = self.cfg.info_timeout_s
         if self.cfg.transport == "cloud":
@@ -423,6 +425,8 @@ class Terminal:
             ),
             None,
         )
+        if pin2 is not None:
+            logs.register_secret(pin2)
         if pin2 is None:
             raise PairingStepError(
                 "the Pair reply carries no new PIN in any of the fields "
