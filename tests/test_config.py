@@ -133,19 +133,8 @@ def test_check_config_command_accepts_the_example_and_rejects_a_typo(tmp_path: P
 
 
 def test_per_action_timeouts_override_the_terminal_timeout() -> None:
-    cfg = parse(
-        {
-            "terminal": [
-                {
-                    "id": "t",
-                    "transport": "lan",
-                    "host": "h",
-                    "timeout_s": 100,
-                    "action_timeouts": {"Void": 30},
-                }
-            ]
-        }  # fmt: skip
-    )
+    term = {"id": "t", "transport": "lan", "host": "h", "timeout_s": 100}
+    cfg = parse({"terminal": [{**term, "action_timeouts": {"Void": 30}}]})
     t = cfg.terminals[0]
     assert t.timeout_for("Void") == 30 and t.timeout_for("Sale") == 100
     with pytest.raises(ConfigError, match="action_timeouts"):
