@@ -14,17 +14,20 @@ rest as ``unknown`` and exit 0.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import signal
 import time
+from collections import defaultdict
 from functools import partial
 from typing import Any
 
 import attrs
 import trio
 
-from ecrd import __version__, logs
+from ecrd import __version__, errors, logs
 from ecrd.api import server
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.errors import ConfigProblem
@@ -39,6 +42,20 @@ from ecrd.transport.lan import tls_context
 log = logging.getLogger("ecrd")
 
 
+def lock_state_dir(state_dir: str) -> int:
+    """One ecrd per state directory: a second one would turn the first one's payments in
+    flight into unknowns at its start-up recovery (design.md §3 rule 6)."""
+    fd = os.open(os.path.join(state_dir, "ecrd.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(
+            errno.EBUSY, f"another ecrd is already running with state_dir {state_dir}"
+        ) from None
+    return fd
+
+
 class Daemon:
     def __init__(self, config: Config, notifier: Notifier | None = None) -> None:
         self.config = config
@@ -47,6 +64,7 @@ class Daemon:
         self.events = EventBus()
         state = config.daemon.state_dir
         os.makedirs(state, mode=0o700, exist_ok=True)
+        self._lock_fd = lock_state_dir(state)
         self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
         pairings = self.pairing_store.load()
         for pairing in pairings.values():
@@ -72,20 +90,21 @@ class Daemon:
         self.reload_error: str | None = None
         self.stopping = False
         self._unknown_count = 0
+        self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Bound first, so "in use" fails the start plainly; clients that connect now wait
+        # in the backlog until recovery is done and serving starts (design.md §3 rule 6).
+        sock = server.bind_socket(self.config.daemon.socket, self.config.daemon.socket_group)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.payments.run)
                 for term in self.terminals.values():
                     self._start_terminal(term)
-                sock = server.bind_socket(
-                    self.config.daemon.socket, self.config.daemon.socket_group
-                )
                 await nursery.start(server.serve, self, sock)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
@@ -104,6 +123,7 @@ class Daemon:
                 await trio.to_thread.run_sync(self.journal.close)
             self.notifier.close()
             self.shared.workers.close()
+            os.close(self._lock_fd)
             with contextlib.suppress(OSError):
                 os.unlink(self.config.daemon.socket)
 
@@ -159,7 +179,11 @@ class Daemon:
         while True:
             if interval:
                 self.notifier.watchdog()
-            self._unknown_count = (await self.payments.db(self.journal.counts)).get("unknown", 0)
+            try:
+                counts = await self.payments.db(self.journal.counts)
+                self._unknown_count = counts.get("unknown", 0)
+            except errors.JournalFailure:
+                pass  # already logged; the watchdog must go on (a disk error is not a hang)
             line = self.status_line()
             if line != last:
                 self.notifier.status(line)
@@ -234,17 +258,18 @@ class Daemon:
         self.payments.block_on_unknown = new.daemon.block_on_unknown
         deferred = []
         assert self._nursery is not None
-        for tid in removed + changed:
-            if self.terminals[tid].busy_with is not None:
-                deferred.append(tid)
+        for tid in removed + changed + added:
             moved = (
                 tid in old
                 and tid in fresh
                 and ((old[tid].host, old[tid].port) != (fresh[tid].host, fresh[tid].port))
             )
-            self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
-        for tid in added:
-            await self._add(fresh[tid])
+            term = self.terminals.get(tid)
+            if (term is not None and term.busy_with is not None) or self._replacing[tid].locked():
+                deferred.append(tid)  # after its payment (or the replacement under way)
+                self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
+            else:
+                await self._replace(tid, fresh.get(tid), moved)
         log.info(
             "config reloaded: added=%s removed=%s changed=%s (after their payment: %s)",
             added,
@@ -273,17 +298,24 @@ class Daemon:
         self._start_terminal(term)
 
     async def _replace(self, tid: str, cfg: TerminalConfig | None, moved: bool = False) -> None:
-        """Stop a terminal's tree (a busy one first finishes its payment), then start
-        its new configuration, if any."""
-        term = self.terminals[tid]
-        await self.payments.wait_idle(term)
-        self.terminals.pop(tid)
-        scope = self._scopes.pop(tid, None)
-        if scope is not None:
-            scope.cancel()
-        await term.aclose()
-        if cfg is not None:
-            await self._add(cfg, address_changed=moved)
+        """Stop a terminal's tree (a busy one first finishes its payment), then start its
+        new configuration, if any. One replacement per terminal at a time, in the order
+        the reloads asked for them; a failure is logged, never fatal to the daemon."""
+        async with self._replacing[tid]:
+            try:
+                term = self.terminals.get(tid)
+                if term is not None:
+                    await self.payments.wait_idle(term)
+                    self.terminals.pop(tid, None)
+                    scope = self._scopes.pop(tid, None)
+                    if scope is not None:
+                        scope.cancel()
+                    await term.aclose()
+                if cfg is not None:
+                    await self._add(cfg, address_changed=moved)
+            except Exception as exc:
+                self.reload_error = f"terminal {tid}: {exc}"
+                log.exception("reload: terminal=%s could not be (re)started", tid)
 
 
 async def main(config: Config) -> None:

@@ -488,3 +488,37 @@ def test_only_success_or_failed_settles_a_payment(status: str | None, state: str
 
     body = {} if status is None else {"status": status}
     assert outcome_of(body) == state
+
+
+async def test_two_reloads_while_a_payment_runs_apply_in_order_after_it(stack: Stack) -> None:
+    import tomli_w
+    from stack import config_data
+
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        stack.terminal("lan").arm("delay", params={"seconds": 0.6})
+        result = {}
+
+        async def sale() -> None:
+            result["tx"] = await c.call(
+                "sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="rl"
+            )
+
+        async with trio.open_nursery() as n:
+            n.start_soon(sale)
+            await trio.sleep(0.2)
+            for timeout in (41, 42):
+                data = config_data(stack.description, stack.tmp)
+                data["terminal"][0]["timeout_s"] = timeout
+                (stack.tmp / "ecrd.toml").write_text(tomli_w.dumps(data))
+                reloaded = await c.call("config.reload")
+                assert "lan-1" in reloaded["deferred"]
+        assert result["tx"]["state"] == "succeeded"  # the payment was not disturbed
+        with trio.fail_after(5):
+            while stack.daemon.terminals.get("lan-1") is None or (
+                stack.daemon.terminals["lan-1"].cfg.timeout_s != 42
+            ):
+                await trio.sleep(0.01)
+        assert (await c.call("status"))["reload_error"] is None
+        tx = await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD")
+    assert tx["state"] == "succeeded"

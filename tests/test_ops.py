@@ -250,3 +250,33 @@ def test_socket_group_from_config(tmp_path: Path) -> None:
     finally:
         daemon.stop(sim)
         sim.stop()
+
+
+def test_a_second_ecrd_on_the_same_state_or_socket_refuses_to_start(tmp_path: Path) -> None:
+    import sys
+
+    sim = Sim(tmp_path)
+    config = write_config(tmp_path, sim)
+    daemon = Daemon(tmp_path, config)
+    try:
+        ecrd = str(Path(sys.executable).parent / "ecrd")
+        same = subprocess.run(
+            [ecrd, "run", "--config", str(config)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert same.returncode == 1
+        assert "another ecrd is already running with state_dir" in same.stderr
+        # Another state dir, same socket: refused too, and the socket is left alone.
+        data = _config(config)
+        data["daemon"]["state_dir"] = str(tmp_path / "other-state")
+        other = tmp_path / "other.toml"
+        other.write_text(tomli_w.dumps(data))
+        sock = subprocess.run(
+            [ecrd, "run", "--config", str(other)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert sock.returncode == 1 and "is in use" in sock.stderr
+        assert daemon.call("ping")["protocol"] == 1  # the first one never noticed
+    finally:
+        daemon.stop(sim)
+        sim.stop()

@@ -185,12 +185,25 @@ async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> di
     return jsonrpc.result(req.id, value)
 
 
+def _answers(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def bind_socket(path: str, group: str | None) -> trio.socket.SocketType:
     """Create the socket 0660 (group from config) in a 0750 directory (design.md §6)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o750, exist_ok=True)
+    if _answers(path):
+        raise OSError(errno.EADDRINUSE, f"socket {path} is in use by a running process")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(path)  # left over from a process that died
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o117)  # never a moment with a world-writable socket
     try:
