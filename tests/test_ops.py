@@ -247,6 +247,7 @@ def test_socket_group_from_config(tmp_path: Path) -> None:
         st = os.stat(daemon.socket)
         assert st.st_gid == group.gr_gid
         assert stat.S_IMODE(st.st_mode) == 0o660
+        assert os.stat(os.path.dirname(daemon.socket)).st_gid == group.gr_gid
     finally:
         daemon.stop(sim)
         sim.stop()

@@ -217,7 +217,12 @@ def bind_socket(path: str, group: str | None) -> trio.socket.SocketType:
         os.umask(old)
     os.chmod(path, 0o660)
     if group is not None:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        # ecrd must be a member of that group (systemd: SupplementaryGroups=); the
+        # directory gets the group too, or its members could not reach the socket.
+        gid = grp.getgrnam(group).gr_gid
+        os.chown(path, -1, gid)
+        if os.stat(directory).st_uid == os.geteuid():
+            os.chown(directory, -1, gid)
     raw.listen(128)
     return trio.socket.from_stdlib_socket(raw)
 
