@@ -39,7 +39,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -59,6 +58,7 @@ from bench._procs import (
     vm_rss_mb,
     write_config,
 )
+from bench.protocol import interleaved
 from ecrd.client import Client, EcrdError, open_trio_client
 from ecrd.protocol.crypto import KEY_LEN, PBKDF2_ROUNDS, SALT_LEN, KeyCache, Sealer, open_
 from ecrd.protocol.envelope import Envelope, check_response, request_message
@@ -151,18 +151,6 @@ def per_s(rate: float) -> str:
 
 def mb(value: float) -> str:
     return f"{value:8.1f} MB"
-
-
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """One call of each function per round, rotating the order, so drift hits all alike."""
-    names = list(fns)
-    out: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            fns[name]()
-            out[name].append(time.perf_counter() - t0)
-    return out
 
 
 def new_ref() -> str:

@@ -207,11 +207,14 @@ class Daemon:
 
 
 @contextmanager
-def running(tmp: Path, *sim_args: str, **terminal_extra: Any) -> Iterator[tuple[Sim, Daemon]]:
+def running(
+    tmp: Path, *sim_args: str, env: dict[str, str] | None = None, **terminal_extra: Any
+) -> Iterator[tuple[Sim, Daemon]]:
+    """The simulator and ``ecrd run`` (with ``env``, e.g. a failpoint) as subprocesses."""
     sim = Sim(tmp, *sim_args)
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(tmp, write_config(tmp, sim, **terminal_extra))
+        daemon = Daemon(tmp, write_config(tmp, sim, **terminal_extra), env=env)
         yield sim, daemon
     finally:
         try:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import Daemon, Sim, pair, write_config
+from e2e import Daemon, Sim, pair, running
 
 from ecrd.client import EcrdError
 
@@ -32,23 +32,11 @@ AMOUNT = "12.30"
 SIM_ARGS = ("--lan", "1", "--serial", "1", "--reply-salt-reuse")
 
 
-@contextmanager
 def rig(
     tmp: Path, *sim_args: str, env: dict[str, str] | None = None, **terminal_extra: Any
-) -> Iterator[tuple[Sim, Daemon]]:
+) -> AbstractContextManager[tuple[Sim, Daemon]]:
     """The simulator and ``ecrd run`` (with ``env``, e.g. a failpoint) as subprocesses."""
-    sim = Sim(tmp, *SIM_ARGS, *sim_args)
-    daemon: Daemon | None = None
-    try:
-        config = write_config(tmp, sim, timeout_s=10, **terminal_extra)
-        daemon = Daemon(tmp, config, env=env)
-        yield sim, daemon
-    finally:
-        try:
-            if daemon is not None:
-                daemon.stop(sim)
-        finally:
-            sim.stop()
+    return running(tmp, *SIM_ARGS, *sim_args, env=env, timeout_s=10, **terminal_extra)
 
 
 class Background:
