@@ -90,6 +90,7 @@ class Daemon:
         self.reload_error: str | None = None
         self.stopping = False
         self._unknown_count = 0
+        self._hurry = trio.CancelScope()  # cancelled by a second stop signal
         self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
 
@@ -154,9 +155,13 @@ class Daemon:
                     # A bad file is logged and shown in STATUS=; the daemon carries on.
                     with contextlib.suppress(ConfigProblem):
                         await self.reload()
-                    continue
-                await self.shutdown(nursery)
-                return
+                elif not self.stopping:
+                    nursery.start_soon(self.shutdown, nursery)
+                else:
+                    # A second SIGTERM/Ctrl-C: stop waiting; what is still in flight is
+                    # journaled unknown on the way out, as after the grace period.
+                    log.warning("second stop signal: not waiting for payments in flight")
+                    self._hurry.cancel()
 
     async def shutdown(self, nursery: trio.Nursery) -> None:
         self.stopping = True
@@ -165,7 +170,8 @@ class Daemon:
             "stopping: %d payment(s) in flight get up to %.0fs", self.payments.in_flight, grace
         )
         self.notifier.stopping("stopping: finishing in-flight payments")
-        await self.payments.drain(grace)
+        with self._hurry:
+            await self.payments.drain(grace)
         # Let the clients of the payments that just finished get their replies.
         with trio.move_on_after(2):
             while any(c.busy for c in self.connections):  # noqa: ASYNC110 - bounded poll

@@ -180,6 +180,13 @@ class Daemon:
         self._reap()
         return code
 
+    def wait_exit(self, timeout: float = 20) -> int:
+        """Wait for the daemon to stop by itself (after a signal sent earlier)."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._reap()
+        return code
+
     def _reap(self) -> None:
         assert self.proc is not None
         self.proc.wait()

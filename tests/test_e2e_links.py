@@ -3,6 +3,7 @@ socket, on all three links."""
 
 from __future__ import annotations
 
+import json
 import stat
 import tomllib
 from pathlib import Path
@@ -152,3 +153,33 @@ def test_start_with_a_broken_config_exits_2_with_a_clear_message(tmp_path: Path)
 
 
 _ = Daemon  # re-exported for type hints in other e2e modules
+
+
+def test_ecrctl_watch_prints_a_payment_s_progress(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    ctl = str(Path(sys.executable).parent / "ecrctl")
+    with running(tmp_path) as (sim, daemon):
+        pair(daemon, sim, "lan")
+        watch = subprocess.Popen(
+            [ctl, "--socket", daemon.socket, "--json", "watch"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(0.5)  # subscribed
+            daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="w")
+            assert watch.stdout is not None
+            states = []
+            deadline = time.monotonic() + 10
+            while "succeeded" not in states and time.monotonic() < deadline:
+                event = json.loads(watch.stdout.readline())
+                if event.get("reference_id") == "w":
+                    states.append(event["state"])
+        finally:
+            watch.terminate()
+            watch.wait(5)
+            assert watch.stdout is not None
+            watch.stdout.close()
+    assert states == ["pending", "waiting_for_customer", "succeeded"]

@@ -199,7 +199,14 @@ def test_sigterm_lets_a_payment_in_flight_finish_then_exits_0(tmp_path: Path) ->
         worker = threading.Thread(target=sale)
         worker.start()
         time.sleep(0.4)
-        assert daemon.terminate() == 0
+        assert daemon.proc is not None
+        daemon.proc.send_signal(15)  # SIGTERM
+        time.sleep(0.2)
+        # While draining, no new payment is taken, but everything else is answered.
+        late = daemon.error("sale", terminal="serial-1", amount="1.00", currency="HKD")
+        assert late.reason == "shutting_down"
+        assert daemon.call("status")["stopping"] is True
+        assert daemon.wait_exit() == 0
         worker.join(10)
         assert result["tx"]["state"] == "succeeded"
         assert sim.charges("lan", "t1") == 1
@@ -278,6 +285,35 @@ def test_a_second_ecrd_on_the_same_state_or_socket_refuses_to_start(tmp_path: Pa
         )  # fmt: skip
         assert sock.returncode == 1 and "is in use" in sock.stderr
         assert daemon.call("ping")["protocol"] == 1  # the first one never noticed
+    finally:
+        daemon.stop(sim)
+        sim.stop()
+
+
+def test_a_second_sigterm_stops_waiting_and_journals_unknown(tmp_path: Path) -> None:
+    sim = Sim(tmp_path)
+    config = write_config(tmp_path, sim)
+    data = _config(config)
+    data["daemon"]["shutdown_grace_s"] = 120
+    config.write_text(tomli_w.dumps(data))
+    daemon = Daemon(tmp_path, config)
+    try:
+        pair(daemon, sim, "lan")
+        sim.fault("lan", "never_answer")
+        threading.Thread(
+            target=lambda: daemon.error(
+                "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id="t3"
+            ),
+            daemon=True,
+        ).start()
+        time.sleep(0.4)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(15)
+        time.sleep(0.3)
+        daemon.proc.send_signal(15)  # the admin insists
+        assert daemon.wait_exit(timeout=30) == 0  # long before the 120 s grace
+        daemon.start()
+        assert daemon.call("transaction.get", reference_id="t3")["state"] == "unknown"
     finally:
         daemon.stop(sim)
         sim.stop()
