@@ -8,7 +8,7 @@ Start-up order (each step before the next):
 
 SIGHUP reloads the config (validated whole first; the old one stays on error). SIGTERM
 and SIGINT stop taking money commands, give in-flight ones ``shutdown_grace_s``, journal the
-rest as ``unknown`` and exit 0.
+rest as ``unknown`` and exit 0. A second SIGTERM or SIGINT cuts the grace short.
 """
 
 from __future__ import annotations
