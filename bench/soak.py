@@ -20,7 +20,8 @@ What happens:
   ``unknown`` (after a dropped connection, ``terminal_busy``, ``shutting_down``); some
   clients ask again after their answer, which must not change.
 
-At the end nothing is settled; the ledger comparison is printed:
+At the end nothing is settled by hand (serial unknowns may be settled by the terminal's own
+late reply; counted and checked against the ledger); the ledger comparison is printed:
 ``lost results: 0, double charges: 0, unknown: N (all listed)``. A lost result is a
 reference the terminal charged while the journal says failed or has no record; a double
 charge is a reference charged more than once. Exit status 1 if either is non-zero, or if
@@ -336,6 +337,7 @@ def report(soak: Soak, elapsed: float) -> bool:
     phantom: list[SaleJob] = []
     resent: list[SaleJob] = []
     disagree: list[SaleJob] = []
+    late: list[SaleJob] = []
     unfinished: list[SaleJob] = []
     unknown: list[SaleJob] = []
     errors: list[str] = []
@@ -354,10 +356,18 @@ def report(soak: Soak, elapsed: float) -> bool:
             unknown.append(job)
         if job in issued and job.outcome is None:
             unfinished.append(job)
-        if any(o != state for o in job.outcomes):
+        # An unknown may be settled later by the terminal's own late reply (serial): that is
+        # no disagreement if the settled state matches what the terminal charged.
+        settled = state in ("succeeded", "failed") and (state == "succeeded") == bool(
+            charges[job.ref]
+        )
+        if any(o != state and not (o == "unknown" and settled) for o in job.outcomes):
             disagree.append(job)
+        elif "unknown" in job.outcomes and state != "unknown":
+            late.append(job)
         errors.extend(f"{job.ref}: {p}" for p in job.problems)
     pending = [r for r in records.values() if r["state"] == "pending"]
+    print(f"unknown when answered, settled since by the terminal's late reply: {len(late)}")
 
     states = Counter(r["state"] for r in records.values())
     print(

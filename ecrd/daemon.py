@@ -85,6 +85,7 @@ class Daemon:
             self.events,
             block_on_unknown=config.daemon.block_on_unknown,
         )
+        self.shared.late_reply = self.payments.late_reply
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.reload_error: str | None = None

@@ -168,6 +168,10 @@ def test_stage_b_sent_customer_still_paying(tmp_path: Path, link: str) -> None:
     with rig(tmp_path) as (sim, daemon):
         pair(daemon, sim, link)
         sim.fault(link, "delay", params={"seconds": 1.5})
+        if link == "serial":
+            # The reply must not be readable: a late serial reply would settle b1 by
+            # itself (test_flows.py covers that); this test is about the unknown.
+            sim.fault(link, "bad_crc")
         pos = Background(daemon, "sale", **sale(tid, "b1"))
         until("the terminal got b1", lambda: sim.requests(link, "b1") == 1)
         assert state_of(daemon, "b1") == "pending"

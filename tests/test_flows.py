@@ -522,3 +522,22 @@ async def test_two_reloads_while_a_payment_runs_apply_in_order_after_it(stack: S
         assert (await c.call("status"))["reload_error"] is None
         tx = await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD")
     assert tx["state"] == "succeeded"
+
+
+async def test_a_late_serial_reply_settles_the_unknown_it_belongs_to(stack: Stack) -> None:
+    """Rule 3 keeps a timed-out payment unknown; the terminal's own late reply, matched by
+    requestID and referenceID, then settles it without anyone guessing."""
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "serial")
+        stack.terminal("serial").arm("delay", params={"seconds": 1.5})
+        err = await call_error(
+            c, "sale", terminal="serial-1", amount="4.00", currency="HKD", reference_id="late",
+            timeout_s=1,
+        )  # fmt: skip
+        assert err.reason == "timeout_outcome_unknown"
+        with trio.fail_after(10):
+            while (await c.call("transaction.get", reference_id="late"))["state"] == "unknown":
+                await trio.sleep(0.05)
+        tx = await c.call("transaction.get", reference_id="late")
+    assert tx["state"] == "succeeded" and tx["reply"]["referenceID"] == "late"
+    assert stack.charges("serial", "late") == 1 and stack.requests("serial", "late") == 1

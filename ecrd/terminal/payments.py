@@ -425,6 +425,29 @@ class Payments:
         self._publish(ref, term.id, state, settled_by=action)
         return True
 
+    async def late_reply(self, terminal_id: str, response_id: str, body: dict[str, Any]) -> None:
+        """A reply that came after its exchange gave up (serial): the terminal's own word
+        on a payment recorded as unknown. Settles it when it proves an outcome."""
+
+        def find() -> TxRecord | None:
+            unknown = self.journal.unknown(terminal_id)
+            return next((r for r in unknown if r.request_id == response_id), None)
+
+        record = await self.db(find)
+        state = outcome_of(body)
+        # Both the requestID and the body's referenceID must name this payment: a reply
+        # with a stale responseID but another payment's body must settle nothing.
+        if record is None or state == "unknown" or body.get("referenceID") != record.reference_id:
+            return
+        ref = record.reference_id
+        try:
+            await self.db(self.journal.settle, ref, state=state, reply=body,
+                          note="settled by the terminal's late reply")  # fmt: skip
+        except (ValueError, errors.JournalFailure):
+            return
+        log.warning("terminal=%s ref=%s settled as %s by a late reply", terminal_id, ref, state)
+        self._publish(ref, terminal_id, state, settled_by="late_reply")
+
     async def resolve(self, ref: str, outcome: str, note: str, who: str) -> TxRecord:
         record = await self.db(self.journal.get, ref)
         if record is None:

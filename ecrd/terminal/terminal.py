@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -33,7 +34,13 @@ from ecrd import logs
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
-from ecrd.protocol.envelope import Envelope, StaleResponse, check_response, request_message
+from ecrd.protocol.envelope import (
+    Envelope,
+    StaleResponse,
+    body_of,
+    check_response,
+    request_message,
+)
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.transport.base import Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink, cloud_urls
@@ -45,6 +52,7 @@ log = logging.getLogger("ecrd.terminal")
 
 _PIN_RE = re.compile(r"^[0-9]{6}$")
 OnSending = Callable[[str, str], Awaitable[None]]
+LateReply = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
 def port_number(value: object) -> int | None:
@@ -103,6 +111,9 @@ class Shared:
     events: EventBus
     keys: crypto.KeyCache = attrs.field(factory=lambda: crypto.KeyCache(size=1024))
     workers: Workers = attrs.field(factory=Workers)
+    # Called with (terminal id, responseID, body) for a reply that came after its request
+    # gave up (serial): it may settle an unknown outcome (Payments.late_reply).
+    late_reply: LateReply | None = None
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
 
 
@@ -119,6 +130,8 @@ class Terminal:
         self._serial_scope: trio.CancelScope | None = None
         self._last_state: LinkState = "unknown"
         self._info_link: CloudLink | None = None  # terminal-info for a non-cloud terminal
+        # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
+        self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
         for kind in cfg.links:
             self._links[kind] = self._make_link(kind)
 
@@ -162,6 +175,7 @@ class Terminal:
                 stopbits=cfg.stopbits,
                 rtscts=cfg.rtscts,
                 frame_format=cfg.frame_format,
+                on_stale=self._stale_frame,
             )
         return self._cloud_link()
 
@@ -215,6 +229,7 @@ class Terminal:
                     await nursery.start(link.run)
             if self.cfg.probe_interval_s > 0:
                 nursery.start_soon(self._probe_loop)
+            nursery.start_soon(self._late_replies)
             task_status.started()
 
     async def aclose(self) -> None:
@@ -222,6 +237,29 @@ class Terminal:
             await link.aclose()
         if self._info_link is not None:
             await self._info_link.aclose()
+
+    # -- late replies (serial) ----------------------------------------------------------------
+
+    def _stale_frame(self, reply: Envelope) -> None:
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._late_send.send_nowait(reply)
+
+    async def _late_replies(self) -> None:
+        async for reply in self._late_recv:
+            if self.pairing is None:
+                continue
+            try:
+                plain = await self._open(self.pairing.pin, reply.data)
+                header = plain.get("header") or {}
+                if header.get("serverDeviceSN") != self.pairing.device_sn:
+                    continue
+                await self._offer_late(str(header.get("responseID")), body_of(plain))
+            except Exception as exc:  # a late reply is a bonus; a bad one changes nothing
+                log.info("terminal=%s ignored a late reply: %s", self.id, exc)
+
+    async def _offer_late(self, response_id: str, body: dict[str, Any]) -> None:
+        if self.shared.late_reply is not None:
+            await self.shared.late_reply(self.id, response_id, body)
 
     # -- crypto off the event loop ---------------------------------------------------------
 
@@ -290,7 +328,9 @@ class Terminal:
                 plain = await self._open(pin, reply.data)
                 body = check_response(plain, request_id, expect_sn if check_sn else None)
             except StaleResponse as exc:
-                log.warning("terminal=%s dropped a late reply: %s", self.id, exc)
+                log.warning("terminal=%s set aside a late reply: %s", self.id, exc)
+                response_id = str((plain.get("header") or {}).get("responseID"))
+                await self._offer_late(response_id, body_of(plain))
                 return False
             except Exception as exc:  # final: raised to the caller below
                 checked.append(exc)
