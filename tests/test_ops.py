@@ -216,23 +216,31 @@ def test_sigterm_lets_a_payment_in_flight_finish_then_exits_0(tmp_path: Path) ->
         sim.stop()
 
 
-def test_sigterm_past_the_grace_journals_unknown_and_exits_0(tmp_path: Path) -> None:
+def _with_grace(tmp_path: Path, grace: float) -> tuple[Sim, Daemon]:
     sim = Sim(tmp_path)
     config = write_config(tmp_path, sim)
     data = _config(config)
-    data["daemon"]["shutdown_grace_s"] = 0.5
+    data["daemon"]["shutdown_grace_s"] = grace
     config.write_text(tomli_w.dumps(data))
-    daemon = Daemon(tmp_path, config)
+    return sim, Daemon(tmp_path, config)
+
+
+def _start_a_sale_that_never_ends(sim: Sim, daemon: Daemon, ref: str) -> None:
+    pair(daemon, sim, "lan")
+    sim.fault("lan", "never_answer")
+    threading.Thread(
+        target=lambda: daemon.error(
+            "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id=ref
+        ),
+        daemon=True,
+    ).start()
+    time.sleep(0.4)
+
+
+def test_sigterm_past_the_grace_journals_unknown_and_exits_0(tmp_path: Path) -> None:
+    sim, daemon = _with_grace(tmp_path, 0.5)
     try:
-        pair(daemon, sim, "lan")
-        sim.fault("lan", "never_answer")
-        threading.Thread(
-            target=lambda: daemon.error(
-                "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id="t2"
-            ),
-            daemon=True,
-        ).start()
-        time.sleep(0.4)
+        _start_a_sale_that_never_ends(sim, daemon, "t2")
         assert daemon.terminate() == 0
         daemon.start()
         tx = daemon.call("transaction.get", reference_id="t2")
@@ -292,22 +300,9 @@ def test_a_second_ecrd_on_the_same_state_or_socket_refuses_to_start(tmp_path: Pa
 
 
 def test_a_second_sigterm_stops_waiting_and_journals_unknown(tmp_path: Path) -> None:
-    sim = Sim(tmp_path)
-    config = write_config(tmp_path, sim)
-    data = _config(config)
-    data["daemon"]["shutdown_grace_s"] = 120
-    config.write_text(tomli_w.dumps(data))
-    daemon = Daemon(tmp_path, config)
+    sim, daemon = _with_grace(tmp_path, 120)
     try:
-        pair(daemon, sim, "lan")
-        sim.fault("lan", "never_answer")
-        threading.Thread(
-            target=lambda: daemon.error(
-                "sale", terminal="lan-1", amount="3.00", currency="HKD", reference_id="t3"
-            ),
-            daemon=True,
-        ).start()
-        time.sleep(0.4)
+        _start_a_sale_that_never_ends(sim, daemon, "t3")
         assert daemon.proc is not None
         daemon.proc.send_signal(15)
         time.sleep(0.3)
