@@ -1,12 +1,15 @@
 """The money rules of design.md §3, in one place.
 
-1. Write ahead: ``journal.begin`` (durable, ``pending``) happens before the request is
-   sealed; ``mark_sending`` is journaled before each link attempt.
+1. Write ahead: ``journal.begin`` (durable, ``pending``, with the requestID and the first
+   link) happens before the request is sealed; a fallback link is journaled
+   (``mark_sending``) before its attempt.
 2. ``reference_id`` is the idempotency key: in flight → attach; finished → the stored
    record; other parameters → ``duplicate_reference_mismatch``.
 3. Never resend: a ``MaybeDelivered`` (or an unreadable reply) makes the record
    ``unknown``; only ``NotDelivered`` may move to the fallback link (terminal.py).
-4. Unknown blocks new money commands on that terminal until settled.
+4. Unknown blocks new money commands on that terminal until settled: by a person
+   (``resolve``), the terminal's ``status_action`` (``settle``), or its own late reply on
+   a serial line (``late_reply``).
 5. One money command per terminal; a second one gets ``terminal_busy`` (or waits).
 6. Start-up turns ``pending`` into ``unknown`` before the socket takes money commands.
 7. Money commands run in this object's nursery, not in the client's task: a client that
