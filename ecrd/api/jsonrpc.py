@@ -8,11 +8,11 @@ turns a line into a ``Request`` or a ready error reply. Batches are not supporte
 from __future__ import annotations
 
 import json
-import math
-import re
 from typing import Any, Final
 
 import attrs
+
+from ecrd.protocol import strictjson
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -59,37 +59,6 @@ def encode(message: dict[str, Any]) -> bytes:
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:32]} is out of range")
-    return value
-
-
-def _has_lone_surrogate(obj: Any) -> bool:
-    """Whether any string (key or value) holds an unpaired ``\\ud800``-``\\udfff`` escape: it
-    cannot be encoded as UTF-8, so it could be neither journaled nor echoed back."""
-    stack = [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 class LineReader:
     """Splits a byte stream into lines of at most ``cap`` bytes.
 
@@ -130,18 +99,11 @@ class LineReader:
 def parse(line: bytes) -> Request | dict[str, Any]:
     """A ``Request``, or the error reply to send back for this line."""
     try:
-        text = line.decode("utf-8")
-        # NaN/Infinity (and 1e999) are not JSON; nesting deeper than the interpreter's
-        # recursion limit is refused here instead of escaping as a RecursionError.
-        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        obj = strictjson.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         return error(None, PARSE_ERROR, "the line is not valid UTF-8", "parse_error")
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         return error(None, PARSE_ERROR, f"the line is not valid JSON: {exc}", "parse_error")
-    if "\\u" in text and _has_lone_surrogate(obj):
-        return error(
-            None, PARSE_ERROR, "the line holds a lone UTF-16 surrogate escape", "parse_error"
-        )
     if isinstance(obj, list):
         return error(None, INVALID_REQUEST, "batches are not supported", "invalid_request")
     if not isinstance(obj, dict):

@@ -38,6 +38,8 @@ from typing import Any, Final, Literal
 
 from Crypto.Cipher import AES
 
+from ecrd.protocol import strictjson
+
 Scheme = Literal["v2", "legacy"]
 SCHEMES: Final = ("v2", "legacy")
 
@@ -189,33 +191,16 @@ def open_legacy(data: str, pin: str) -> bytes:
     return _decrypt(legacy_key(pin), ZERO_IV, raw)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json_object(plaintext: bytes) -> dict[str, Any]:
-    """Strict JSON: no NaN/Infinity, no number that overflows a float, no lone surrogate —
-    anything that could not be stored and sent on as JSON is refused here, once."""
+    """Strict JSON (``strictjson``): anything that could not be journaled and sent on
+    unchanged is refused here, once."""
     try:
-        obj = json.loads(
-            plaintext.decode("utf-8"),
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-        )
-        # Lone surrogates (from "\ud800" escapes) cannot be encoded back to UTF-8.
-        json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    except (UnicodeError, ValueError, RecursionError) as exc:
+        obj = strictjson.loads(plaintext.decode("utf-8"))
+    except (UnicodeError, ValueError) as exc:
         raise NotJson("plaintext is not strict JSON (wrong key?)") from exc
     if not isinstance(obj, dict):
         raise NotJson("plaintext is JSON but not an object")
     return obj
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} overflows")
-    return value
 
 
 def open_(
