@@ -1,8 +1,8 @@
 """Shared test data: the protocol test vectors (protocol.md, "Test vectors").
 
-The vectors live outside the repository, in ``shared/vectors/`` beside the clone (CI checks
-both out side by side). A missing file is a failure, not a skip: without it the byte-exact
-tests would silently stop guarding the wire format.
+The vectors live in ``tests/data/ecr-vectors.json`` (provenance: ``tests/data/README.md``).
+A missing file is a failure, not a skip: without it the byte-exact tests would silently stop
+guarding the wire format.
 
 Tests take a whole vector set by naming a parameter after it (``official_v2``,
 ``fixed_v2``, ``legacy_vector``, ``frame_vector``); each vector becomes one test case.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "ecr-vectors.json"
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "ecr-vectors.json"
 
 Vector = dict[str, Any]
 
@@ -28,7 +28,7 @@ def load_vectors() -> dict[str, list[Vector]]:
     if not VECTORS_PATH.is_file():
         pytest.fail(
             f"protocol test vectors not found at {VECTORS_PATH}; "
-            "check out shared/ beside this repository",
+            "it is part of the repository (tests/data/)",
             pytrace=False,
         )
     data: dict[str, list[Vector]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
