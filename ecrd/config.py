@@ -74,6 +74,9 @@ class TerminalConfig:
     # [ASSUMED] per-action overrides of timeout_s, e.g. {Refund = 60} (protocol.md §1).
     action_timeouts: tuple[tuple[str, float], ...] = ()
     status_action: str | None = None
+    # errorCodes of a Failed reply that prove nothing about the payment, on top of
+    # protocol.outcome.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
+    inconclusive_codes: tuple[str, ...] = ()
     pair_confirm_action: str = "DeviceInfo"
     pin_fields: tuple[str, ...] = PIN_FIELDS
     fallback: str | None = None
@@ -248,6 +251,9 @@ def _terminal(t: _Table) -> TerminalConfig:
     pin_fields = t.get("pin_fields", list, list(d.pin_fields), "a list of field names")
     if not pin_fields or not all(isinstance(f, str) and f for f in pin_fields):
         raise t.fail("pin_fields", "a non-empty list of field names")
+    codes = t.get("inconclusive_codes", list, [], "a list of errorCode strings")
+    if not all(isinstance(c, str) and c for c in codes):
+        raise t.fail("inconclusive_codes", "a list of non-empty errorCode strings")
     cfg = TerminalConfig(
         id=tid,
         transport=transport,
@@ -256,6 +262,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
         action_timeouts=_action_timeouts(t),
         status_action=t.text("status_action"),
+        inconclusive_codes=tuple(codes),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=tuple(pin_fields),
         fallback=t.text("fallback", choices=("cloud",)),

@@ -33,7 +33,7 @@ from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.errors import ConfigProblem
 from ecrd.events import EventBus
 from ecrd.sdnotify import Notifier, watchdog_interval
-from ecrd.store.journal import Journal
+from ecrd.store.journal import Journal, JournalError
 from ecrd.store.pairings import PairingStore
 from ecrd.terminal.payments import Payments
 from ecrd.terminal.terminal import Shared, Terminal
@@ -191,11 +191,21 @@ class Daemon:
                 self._unknown_count = counts.get("unknown", 0)
             except errors.JournalFailure:
                 pass  # already logged; the watchdog must go on (a disk error is not a hang)
+            self._check_journal_file()
             line = self.status_line()
             if line != last:
                 self.notifier.status(line)
                 last = line
             await trio.sleep(tick)
+
+    def _check_journal_file(self) -> None:
+        """A journal deleted or replaced under us is said once, loudly (it stops payments)."""
+        if self.journal.problem is not None:
+            return
+        try:
+            self.journal.check_file()  # one stat(): no need for the journal thread
+        except JournalError as exc:
+            log.critical("%s", exc)
 
     # -- views ---------------------------------------------------------------------------
 
@@ -205,6 +215,8 @@ class Daemon:
         paired = sum(t.paired for t in terms)
         unknown = self._unknown_count
         line = f"{len(terms)} terminal(s), {paired} paired, {up} link(s) up"
+        if self.journal.problem:
+            line = f"NO PAYMENTS: {self.journal.problem}; " + line
         if self.payments.in_flight:
             line += f", {self.payments.in_flight} payment(s) in flight"
         if unknown:
@@ -223,6 +235,7 @@ class Daemon:
             "socket": self.config.daemon.socket,
             "terminals": [t.summary() for t in self.terminals.values()],
             "journal": counts,
+            "journal_problem": self.journal.problem,
             "in_flight": self.payments.in_flight,
             "reload_error": self.reload_error,
             "stopping": self.stopping,

@@ -19,9 +19,11 @@ its link (check the device), or this box (check ecrd's logs).
     ├── WrongKeyError              terminal -32012 wrong_key
     ├── TerminalError              terminal -32013 bad_reply / stale_response / wrong_terminal / ...
     ├── PairingFailed              terminal -32014 pairing_failed
+    ├── PairingNotSaved            box      -32015 pairing_not_saved
     ├── ConfigProblem              admin    -32020 config_error
     ├── JournalFailure             box      -32021 journal_error
-    └── ShuttingDown               box      -32022 shutting_down
+    ├── ShuttingDown               box      -32022 shutting_down
+    └── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ class PairingFailed(ApiError):
     reason = "pairing_failed"
 
 
+class PairingNotSaved(ApiError):
+    """The terminal is paired and works, but the pairing could not be written to disk."""
+
+    code = -32015
+    reason = "pairing_not_saved"
+
+
 class ConfigProblem(ApiError):
     code = -32020
     reason = "config_error"
@@ -127,3 +136,11 @@ class JournalFailure(ApiError):
 class ShuttingDown(ApiError):
     code = -32022
     reason = "shutting_down"
+
+
+class ClientGone(ApiError):
+    """A request waiting for its turn whose client hung up: dropped before anything was
+    sent or journaled (design.md §3 rule 5)."""
+
+    code = -32023
+    reason = "client_gone"

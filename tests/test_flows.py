@@ -484,10 +484,10 @@ async def test_a_journal_that_cannot_record_the_outcome_is_reported_not_fatal(
 def test_only_success_or_failed_settles_a_payment(status: str | None, state: str) -> None:
     """Rule 3: a reply that proves neither outcome leaves the payment unknown, never failed
     (a POS would charge again) nor succeeded."""
-    from ecrd.terminal.payments import outcome_of
+    from ecrd.protocol.outcome import Expected, money_verdict
 
     body = {} if status is None else {"status": status}
-    assert outcome_of(body) == state
+    assert money_verdict(Expected("order-1", "Sale"), body).state == state
 
 
 async def test_two_reloads_while_a_payment_runs_apply_in_order_after_it(stack: Stack) -> None:

@@ -15,8 +15,10 @@ from ecrd import __version__, errors
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
 from ecrd.store.journal import STATES, TxRecord
+from ecrd.store.pairings import PairingStoreError
+from ecrd.terminal.pairing import PairingCodeError, PairingNotSavedError, PairingStepError
 from ecrd.terminal.payments import MONEY_ACTIONS
-from ecrd.terminal.terminal import NotPairedYet, PairingCodeError, PairingStepError, Terminal
+from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 if TYPE_CHECKING:
@@ -107,6 +109,14 @@ def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
         return errors.InvalidParams(str(exc), field="code")
     if isinstance(exc, PairingStepError):
         return errors.PairingFailed(str(exc))
+    if isinstance(exc, PairingNotSavedError):
+        return errors.PairingNotSaved(str(exc))
+    if isinstance(exc, PairingStoreError) and pairing:
+        return errors.PairingFailed(
+            f"the pairing store cannot be written, so pairing stopped before the terminal "
+            f"was asked for a new PIN (the old pairing still works): {exc}",
+            cause=exc.reason,
+        )
     if isinstance(exc, NotDelivered):
         return errors.LinkDown(f"the terminal could not be reached: {exc}", reason=exc.reason)
     if isinstance(exc, MaybeDelivered) and pairing:
@@ -243,7 +253,14 @@ def money(name: str) -> Method:
         wait = p.flag("wait")
         daemon.log_peer(name, term.id, conn.peer, ref=ref)
         record = await daemon.payments.money(
-            term.id, action, ref, params, peer=conn.peer, wait=wait, timeout_s=timeout
+            term.id,
+            action,
+            ref,
+            params,
+            peer=conn.peer,
+            wait=wait,
+            timeout_s=timeout,
+            still_wanted=conn.connected,
         )
         return money_result(record)
 

@@ -22,6 +22,7 @@ import errno
 import grp
 import logging
 import os
+import select
 import socket
 import struct
 from typing import TYPE_CHECKING, Any, Final
@@ -68,6 +69,19 @@ class Connection:
     def busy(self) -> bool:
         """Requests still running, or replies not yet written (used at shutdown)."""
         return self._handling > 0 or self._unwritten > 0
+
+    def connected(self) -> bool:
+        """Whether the client is still there to read a reply. A client that only shut down
+        its sending side (``echo REQUEST | socat``) is; one that closed the socket is not
+        (the kernel reports POLLHUP on a Unix socket whose peer is gone). No checkpoint."""
+        if self.dropped:
+            return False
+        poller = select.poll()
+        poller.register(self.stream.socket.fileno(), select.POLLHUP | select.POLLERR)
+        try:
+            return not poller.poll(0)
+        except OSError:
+            return False
 
     def send(self, message: dict[str, Any]) -> None:
         try:

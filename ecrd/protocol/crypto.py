@@ -19,6 +19,7 @@ Error tree::
 
     CryptoError
     ├── MalformedData        the data field is not valid base64, or is too short
+    ├── AmbiguousReply       decrypted cleanly, but an object names a key twice
     └── WrongKey             the key does not fit: bad padding, or plaintext is not JSON
         └── NotJson          decrypted cleanly but is not a JSON object
 """
@@ -73,6 +74,13 @@ class NotJson(WrongKey):
     """The plaintext is not a UTF-8 JSON object: almost surely a wrong key with lucky padding."""
 
     reason = "wrong_key"
+
+
+class AmbiguousReply(CryptoError):
+    """The plaintext decrypted, but names a key twice (``"status"`` Failed, then Success):
+    which one a reader takes is the reader's choice, so it proves nothing."""
+
+    reason = "ambiguous_reply"
 
 
 def derive_key(pin: str, salt: bytes) -> bytes:
@@ -196,6 +204,8 @@ def parse_json_object(plaintext: bytes) -> dict[str, Any]:
     unchanged is refused here, once."""
     try:
         obj = strictjson.loads(plaintext.decode("utf-8"))
+    except strictjson.DuplicateKey as exc:
+        raise AmbiguousReply(f"the decrypted reply is ambiguous: {exc}") from exc
     except (UnicodeError, ValueError) as exc:
         raise NotJson("plaintext is not strict JSON (wrong key?)") from exc
     if not isinstance(obj, dict):

@@ -19,7 +19,9 @@ Error tree::
     ├── MalformedEnvelope   outer JSON is not an envelope
     ├── MalformedMessage    inner message lacks a header / has wrong types
     ├── StaleResponse       responseID does not match the request in flight
-    └── WrongTerminal       serverDeviceSN is not the paired terminal's
+    ├── WrongTerminal       serverDeviceSN is not the paired terminal's
+    └── ReplyMismatch       a money reply's envelope action is not the request's
+                            (carries the decrypted body, kept as evidence)
     AmountError (ValueError) an amount or currency a caller gave is not acceptable
 """
 
@@ -65,6 +67,16 @@ class WrongTerminal(ProtocolError):
     """A reply signed by another terminal's serial number."""
 
     reason = "wrong_terminal"
+
+
+class ReplyMismatch(ProtocolError):
+    """A reply that contradicts its request; ``body`` is what it said, verbatim."""
+
+    reason = "reply_mismatch"
+
+    def __init__(self, message: str, body: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.body = body
 
 
 class AmountError(ValueError):

@@ -2,9 +2,11 @@
 
 ``loads`` refuses what Python's ``json`` accepts but JSON does not, or what could not be
 written back out: ``NaN``/``Infinity``, numbers that overflow a float (``1e999``), lone
-UTF-16 surrogate escapes (``"\\ud800"``), and nesting deeper than the interpreter allows.
-Each is a ``ValueError`` with a short message. Used for the socket's requests and for the
-terminals' decrypted replies alike.
+UTF-16 surrogate escapes (``"\\ud800"``), nesting deeper than the interpreter allows, and
+duplicate keys in an object (``{"status":"Failed","status":"Success"}``: which one counts
+depends on the reader, so a reply or request that says both says nothing). Each is a
+``ValueError`` with a short message (``DuplicateKey`` for the last). Used for the socket's
+requests and for the terminals' decrypted replies alike.
 """
 
 from __future__ import annotations
@@ -15,6 +17,19 @@ import re
 from typing import Any, Final
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+class DuplicateKey(ValueError):
+    """An object names the same key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(f"key {key[:40]!r} appears twice in one object")
+        obj[key] = value
+    return obj
 
 
 def _no_constant(name: str) -> Any:
@@ -45,7 +60,12 @@ def _has_lone_surrogate(obj: Any) -> bool:
 
 def loads(text: str) -> Any:
     try:
-        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        obj = json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if "\\u" in text and _has_lone_surrogate(obj):

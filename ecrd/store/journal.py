@@ -12,6 +12,11 @@ design.md §3 rests on this module. The invariants it keeps:
 * Every change of a record is one SQLite transaction that updates the row and appends a
   row to ``events`` (the audit trail: who, when, from which state to which, and why). A
   crash, a full disk or an I/O error leaves the previous state, never half of the next.
+* The journal is checked, not assumed. ``begin`` first confirms that the file at
+  ``path`` is still the one opened (same device and inode): a journal deleted or replaced
+  under a running ecrd would take every later record with it (and make a retried reference
+  look new), so from then on ``begin`` raises ``JournalError`` and ``problem`` says why.
+  The journal is never recreated while running.
 * Only these transitions exist; any other raises ``TransitionRefused``::
 
                    begin
@@ -329,6 +334,8 @@ class Journal:
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
         self._conn.row_factory = sqlite3.Row
         self._closed = False
+        self._identity = self._file_identity()
+        self._problem: str | None = None
         try:
             self._configure()
             self._migrate()
@@ -404,6 +411,31 @@ class Journal:
             with self._errors(doing):
                 yield self._conn
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the journal cannot take new payments, or None (checked by ``check_file``)."""
+        return self._problem
+
+    def check_file(self) -> None:
+        """Raise ``JournalError`` unless the file at ``path`` is still the one this object
+        opened. Once it is not, it never is again: a journal is not recreated silently."""
+        if self._problem is None and self._file_identity() != self._identity:
+            gone = not os.path.lexists(self.path)
+            self._problem = (
+                f"the journal {self.path} was {'deleted' if gone else 'replaced'} while ecrd "
+                "ran; no payment is taken until ecrd is restarted (restore the file from a "
+                "backup first if it was deleted by mistake)"
+            )
+        if self._problem is not None:
+            raise JournalError(self._problem)
+
     def _check_open(self) -> None:
         if self._closed:
             raise JournalError(f"journal {self.path} is closed")
@@ -455,6 +487,7 @@ class Journal:
             updated_at=now,
         )
         with self._write("begin") as conn:
+            self.check_file()
             existing = self._fetch(conn, reference_id)
             if existing is not None:
                 raise DuplicateReference(existing)

@@ -12,6 +12,17 @@ One TOML file, by default ``/var/lib/ecrd/pairings.toml``::
     port = 8443
     paired_at = "2025-11-12T10:11:04+00:00"
 
+    [pending.counter-1]            # only while a pairing is being confirmed
+    device_sn = "NEXGO-N96-1170270945"
+    pin = "120934"
+    ...
+
+A *pending* pairing is the new PIN a terminal gave in its Pair reply, written down before
+the step that makes the terminal use it (protocol.md §7 step 4), so that a crash or a full
+disk between the terminal switching PINs and ecrd saving the pairing never loses the only
+PIN the terminal still accepts. ``commit`` turns it into the pairing in one write;
+``drop_pending`` forgets it (the terminal proved it does not use it).
+
 Invariants:
 
 * The file holds PINs, so it is never readable by anyone but the daemon: the temp file it
@@ -145,28 +156,63 @@ class PairingStore:
     def get(self, terminal_id: str) -> Pairing | None:
         return self.load().get(terminal_id)
 
+    def pending(self) -> dict[str, Pairing]:
+        """Pairings whose new PIN was received but not yet confirmed and committed."""
+        with self._lock:
+            return self._load_all()[1]
+
     def put(self, pairing: Pairing) -> None:
         with self._lock:
-            pairings = self._load()
+            pairings, pending = self._load_all()
             pairings[pairing.terminal_id] = pairing
-            self._write(pairings)
+            self._write(pairings, pending)
+
+    def check_writable(self) -> None:
+        """Rewrite the file as it is: proof, before a pairing step that cannot be undone,
+        that the new PIN it brings can be saved (raises like ``put``)."""
+        with self._lock:
+            self._write(*self._load_all())
+
+    def put_pending(self, pairing: Pairing) -> None:
+        with self._lock:
+            pairings, pending = self._load_all()
+            pending[pairing.terminal_id] = pairing
+            self._write(pairings, pending)
+
+    def commit(self, pairing: Pairing) -> None:
+        """The pairing, confirmed: saved, and its pending entry gone, in one write."""
+        with self._lock:
+            pairings, pending = self._load_all()
+            pairings[pairing.terminal_id] = pairing
+            pending.pop(pairing.terminal_id, None)
+            self._write(pairings, pending)
+
+    def drop_pending(self, terminal_id: str) -> None:
+        with self._lock:
+            pairings, pending = self._load_all()
+            if pending.pop(terminal_id, None) is not None:
+                self._write(pairings, pending)
 
     def remove(self, terminal_id: str) -> bool:
-        """Forget a terminal's pairing; False if it was not paired."""
+        """Forget a terminal's pairing (and any pending one); False if it was not paired."""
         with self._lock:
-            pairings = self._load()
-            if pairings.pop(terminal_id, None) is None:
+            pairings, pending = self._load_all()
+            had_pending = pending.pop(terminal_id, None) is not None
+            if pairings.pop(terminal_id, None) is None and not had_pending:
                 return False
-            self._write(pairings)
+            self._write(pairings, pending)
             return True
 
     # -- reading -----------------------------------------------------------------------
 
     def _load(self) -> dict[str, Pairing]:
+        return self._load_all()[0]
+
+    def _load_all(self) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except OSError as exc:
             raise PairingFileError(self.path, f"cannot read: {exc.strerror}") from exc
         try:
@@ -177,7 +223,7 @@ class PairingStore:
             raise PairingFileError(self.path, f"not valid TOML: {exc}", line=_line(exc)) from exc
         return self._parse(doc)
 
-    def _parse(self, doc: dict[str, Any]) -> dict[str, Pairing]:
+    def _parse(self, doc: dict[str, Any]) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         version = doc.get("version", FORMAT_VERSION)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise PairingFileError(self.path, "version must be a positive integer")
@@ -185,16 +231,19 @@ class PairingStore:
             raise PairingFileError(
                 self.path, f"written by a newer ecrd (format {version}, this one reads 1)"
             )
-        unknown = set(doc) - {"version", "terminals"}
+        unknown = set(doc) - {"version", "terminals", "pending"}
         if unknown:
             raise PairingFileError(self.path, f"unknown key {sorted(unknown)[0]!r}")
-        terminals = doc.get("terminals", {})
-        if not isinstance(terminals, dict):
-            raise PairingFileError(self.path, "terminals must be a table")
-        return {tid: self._pairing(tid, table) for tid, table in terminals.items()}
+        found = []
+        for section in ("terminals", "pending"):
+            tables = doc.get(section, {})
+            if not isinstance(tables, dict):
+                raise PairingFileError(self.path, f"{section} must be a table")
+            found.append({tid: self._pairing(section, tid, t) for tid, t in tables.items()})
+        return found[0], found[1]
 
-    def _pairing(self, terminal_id: str, table: object) -> Pairing:
-        where = f"[terminals.{terminal_id}]"
+    def _pairing(self, section: str, terminal_id: str, table: object) -> Pairing:
+        where = f"[{section}.{terminal_id}]"
         if not isinstance(table, dict):
             raise PairingFileError(self.path, f"{where} must be a table")
         for key, value in table.items():
@@ -214,11 +263,13 @@ class PairingStore:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _write(self, pairings: dict[str, Pairing]) -> None:
-        doc = {
+    def _write(self, pairings: dict[str, Pairing], pending: dict[str, Pairing]) -> None:
+        doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "terminals": {tid: _table(pairings[tid]) for tid in sorted(pairings)},
         }
+        if pending:
+            doc["pending"] = {tid: _table(pending[tid]) for tid in sorted(pending)}
         data = (_HEADER + tomli_w.dumps(doc)).encode("utf-8")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -7,10 +7,14 @@
    record; other parameters → ``duplicate_reference_mismatch``.
 3. Never resend: a ``MaybeDelivered`` (or an unreadable reply) makes the record
    ``unknown``; only ``NotDelivered`` may move to the fallback link (terminal.py).
+   A reply settles only what it proves (``protocol/outcome.py``): one that contradicts its
+   request, an odd status, or an inconclusive error code (``DUPLICATE_REFERENCE``) leaves
+   the record ``unknown``, with the reply kept verbatim as evidence.
 4. Unknown blocks new money commands on that terminal until settled: by a person
    (``resolve``), the terminal's ``status_action`` (``settle``), or its own late reply on
-   a serial line (``late_reply``).
-5. One money command per terminal; a second one gets ``terminal_busy`` (or waits).
+   a serial line (``late_reply``) — each only with a reply that names and matches it.
+5. One money command per terminal; a second one gets ``terminal_busy`` (or waits; a
+   waiting one whose client has gone is dropped unsent and unjournaled).
 6. Start-up turns ``pending`` into ``unknown`` before the socket takes money commands.
 7. Money commands run in this object's nursery, not in the client's task: a client that
    disconnects does not cancel the payment.
@@ -29,7 +33,8 @@ import trio
 from ecrd import errors, failpoints
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
-from ecrd.protocol.envelope import ProtocolError, new_request_id
+from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
+from ecrd.protocol.outcome import Expected, Verdict, money_verdict, status_verdict
 from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord, same_params
 from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
@@ -50,10 +55,10 @@ NOTE_RESTARTED: Final = (
     "`ecrctl resolve REF succeeded|failed`."
 )
 NOTE_NOT_SENT: Final = "The request never reached the terminal; nothing was charged."
-NOTE_ODD_STATUS: Final = (
-    "The terminal answered with status {status!r}, which is neither Success nor Failed, so "
-    "the customer may have been charged. Check the terminal for reference {ref}, then "
-    "`ecrctl resolve {ref} succeeded|failed`."
+NOTE_UNPROVEN: Final = (
+    "The terminal answered, but its reply does not prove this payment's outcome ({why}), so "
+    "the customer may have been charged. Check the terminal's last transactions for "
+    "reference {ref}, then settle it with `ecrctl resolve {ref} succeeded|failed`."
 )
 
 
@@ -65,11 +70,15 @@ class _InFlight:
     error: errors.ApiError | None = None
 
 
-def outcome_of(body: dict[str, Any]) -> str:
-    """``Success`` → succeeded, ``Failed`` → failed (protocol.md §8); any other status —
-    missing, "Processing", a new word — is not proof of either: unknown (rule 3)."""
-    status = str(body.get("status", "")).strip().lower()
-    return {"success": "succeeded", "failed": "failed"}.get(status, "unknown")
+def expected_of(record: TxRecord) -> Expected:
+    """What a reply about ``record`` may not contradict (protocol/outcome.py)."""
+    return Expected(
+        reference_id=record.reference_id,
+        action=record.action,
+        amount=record.amount,
+        currency=record.currency,
+        request_id=record.request_id,
+    )
 
 
 def terminal_body(action: str, reference_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +170,14 @@ class Payments:
         peer: str = "",
         wait: bool = False,
         timeout_s: float | None = None,
+        still_wanted: Callable[[], bool] = lambda: True,
     ) -> TxRecord:
+        """Admit a money command (rules 2, 4, 5), run it (rules 1, 3, 7), return its record.
+
+        ``still_wanted`` says whether the caller is still there; it is asked after any wait
+        and right before the command is journaled, so a request whose client hung up while
+        it waited for a busy terminal is dropped, never sent.
+        """
         term = self.terminals.get(terminal_id)
         if term is None:
             raise errors.TerminalNotFound(f"no terminal {terminal_id!r} in the configuration")
@@ -172,7 +188,8 @@ class Payments:
             if not self.accepting:
                 raise errors.ShuttingDown("ecrd is stopping and takes no new payments")
             if not term.paired:
-                raise errors.NotPaired(str(NotPairedYet(terminal_id)))
+                unconfirmed = term.pending is not None
+                raise errors.NotPaired(str(NotPairedYet(terminal_id, unconfirmed=unconfirmed)))
             if blocking and self.block_on_unknown:
                 refs = [r.reference_id for r in blocking]
                 raise errors.UnresolvedTransaction(
@@ -191,6 +208,13 @@ class Payments:
                     busy_with=term.busy_with,
                 )
             await self._idle.setdefault(terminal_id, trio.Event()).wait()
+        if not still_wanted():
+            log.warning(
+                "terminal=%s ref=%s dropped unsent: its client hung up while it waited",
+                terminal_id,
+                reference_id,
+            )
+            raise errors.ClientGone(f"the client of {reference_id!r} hung up; nothing was sent")
         # From here to the registration there is no checkpoint: admission is atomic.
         term.busy_with = reference_id
         placeholder = _InFlight(record=_placeholder(terminal_id, action, reference_id, params))
@@ -344,6 +368,9 @@ class Payments:
             )
         except (NotDelivered, NotPairedYet) as exc:
             flight.record = await self._finish(ref, "failed", exc, NOTE_NOT_SENT)
+        except ReplyMismatch as exc:
+            verdict = Verdict("unknown", exc.reason, str(exc))
+            flight.record = await self._unproven(rec, verdict, exc.body)
         except (MaybeDelivered, CryptoError, ProtocolError) as exc:
             flight.record = await self._finish(ref, "unknown", exc, NOTE_UNKNOWN.format(ref=ref))
         except Exception as exc:
@@ -361,20 +388,35 @@ class Payments:
             raise
         else:
             await failpoints.hit("before_finish")
-            state = outcome_of(body)
-            odd: str | None = None
-            if state == "unknown":
-                odd = NOTE_ODD_STATUS.format(ref=ref, status=body.get("status"))
-                log.error("ref=%s outcome UNKNOWN (status %r)", ref, body.get("status"))
+            verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
             try:
-                flight.record = await self.db(
-                    self.journal.finish, ref, state=state, reply=body, note=odd
-                )
+                if verdict.settles:
+                    flight.record = await self.db(
+                        self.journal.finish, ref, state=verdict.state, reply=body
+                    )
+                    self._publish(ref, term.id, verdict.state)
+                else:
+                    flight.record = await self._unproven(rec, verdict, body)
             except errors.JournalFailure as exc:
                 exc.data["reply"] = body  # what the terminal said, so nobody has to guess
                 raise
-            self._publish(ref, term.id, state)
             await failpoints.hit("after_finish")
+
+    async def _unproven(self, rec: TxRecord, verdict: Verdict, body: dict[str, Any]) -> TxRecord:
+        """A reply came, but it does not prove this payment's outcome: unknown, with the
+        reply kept verbatim as the evidence a person will check."""
+        ref = rec.reference_id
+        log.error("ref=%s outcome UNKNOWN (%s: %s)", ref, verdict.cause, verdict.message)
+        record = await self.db(
+            self.journal.finish,
+            ref,
+            state="unknown",
+            reply=body,
+            error={"reason": verdict.cause, "message": verdict.message},
+            note=NOTE_UNPROVEN.format(ref=ref, why=verdict.message),
+        )
+        self._publish(ref, rec.terminal, "unknown", reason=verdict.cause)
+        return record
 
     async def _finish(self, ref: str, state: str, exc: BaseException, note: str) -> TxRecord:
         reason = getattr(exc, "reason", None) or type(exc).__name__
@@ -417,18 +459,26 @@ class Payments:
         except Exception as exc:
             log.info("terminal=%s ref=%s status query failed: %s", term.id, ref, exc)
             return False
-        state = outcome_of(body)
-        if body.get("referenceID") not in (None, ref) or state == "unknown":
-            return False  # another transaction, or still in progress ("Pending")
+        record = await self.db(self.journal.get, ref)
+        if record is None:
+            return False
+        verdict = status_verdict(expected_of(record), body, term.cfg.inconclusive_codes)
+        if not verdict.settles:
+            # Another transaction, still in progress, or an error about the query itself
+            # ("unsupported", "not found"): no proof either way (rule 4).
+            log.info("terminal=%s ref=%s not settled: %s", term.id, ref, verdict.message)
+            return False
         try:
-            await self.db(self.journal.settle, ref, state=state, reply=body)
+            await self.db(self.journal.settle, ref, state=verdict.state, reply=body)
         except (ValueError, errors.JournalFailure):
             return False
-        log.warning("terminal=%s ref=%s settled as %s by %s", term.id, ref, state, action)
-        self._publish(ref, term.id, state, settled_by=action)
+        log.warning("terminal=%s ref=%s settled as %s by %s", term.id, ref, verdict.state, action)
+        self._publish(ref, term.id, verdict.state, settled_by=action)
         return True
 
-    async def late_reply(self, terminal_id: str, response_id: str, body: dict[str, Any]) -> None:
+    async def late_reply(
+        self, terminal_id: str, response_id: str, action: str, body: dict[str, Any]
+    ) -> None:
         """A reply that came after its exchange gave up (serial): the terminal's own word
         on a payment recorded as unknown. Settles it when it proves an outcome."""
 
@@ -437,12 +487,16 @@ class Payments:
             return next((r for r in unknown if r.request_id == response_id), None)
 
         record = await self.db(find)
-        state = outcome_of(body)
-        # Both the requestID and the body's referenceID must name this payment: a reply
-        # with a stale responseID but another payment's body must settle nothing.
-        if record is None or state == "unknown" or body.get("referenceID") != record.reference_id:
+        if record is None or action != record.action:
             return
-        ref = record.reference_id
+        # The responseID names the request; the body must name and match the payment too: a
+        # stale responseID on another payment's body settles nothing.
+        term = self.terminals.get(terminal_id)
+        inconclusive = term.cfg.inconclusive_codes if term is not None else ()
+        verdict = money_verdict(expected_of(record), body, inconclusive)
+        if not verdict.settles or body.get("referenceID") != record.reference_id:
+            return
+        ref, state = record.reference_id, verdict.state
         try:
             await self.db(self.journal.settle, ref, state=state, reply=body,
                           note="settled by the terminal's late reply")  # fmt: skip

@@ -17,10 +17,8 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -36,12 +34,22 @@ from ecrd.events import EventBus
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
+    ReplyMismatch,
     StaleResponse,
     body_of,
     check_response,
     request_message,
 )
+from ecrd.protocol.outcome import MONEY_ACTIONS
 from ecrd.store.pairings import Pairing, PairingStore
+from ecrd.terminal.pairing import (
+    PairingCode,
+    PairingNotSavedError,
+    PairingStepError,
+    new_pin_of,
+    parse_pairing_code,
+    port_number,
+)
 from ecrd.transport.base import Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink, cloud_urls
 from ecrd.transport.lan import LanLink
@@ -50,55 +58,9 @@ from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
 
-_PIN_RE = re.compile(r"^[0-9]{6}$")
 OnSending = Callable[[str, str], Awaitable[None]]
-LateReply = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-
-
-def port_number(value: object) -> int | None:
-    """A TCP port from a terminal's JSON (an int, or a string such as ``"8858"``)."""
-    text = str(value)
-    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
-        return None
-    port = int(text)
-    return port if 0 < port < 65536 else None
-
-
-class PairingCodeError(ValueError):
-    """The code is neither 6 digits nor the pairing page's QR JSON."""
-
-
-@attrs.frozen
-class PairingCode:
-    pin: str = attrs.field(repr=False)
-    device_id: str | None = None
-    ip: str | None = None
-    port: int | None = None
-    business_id: str | None = None
-
-
-def parse_pairing_code(code: object) -> PairingCode:
-    """Accept ``"672633"`` or the QR JSON of the pairing page (protocol.md §7.1)."""
-    if isinstance(code, str) and _PIN_RE.match(code.strip()):
-        return PairingCode(pin=code.strip())
-    qr: object = code
-    if isinstance(code, str):
-        try:
-            qr = json.loads(code)
-        except ValueError:
-            raise PairingCodeError(
-                "code must be the 6 digits shown on the terminal, or its QR JSON"
-            ) from None
-    if not isinstance(qr, dict) or not _PIN_RE.match(str(qr.get("pairCode", ""))):
-        raise PairingCodeError("QR JSON must carry a 6-digit pairCode")
-    port = qr.get("port")
-    return PairingCode(
-        pin=str(qr["pairCode"]),
-        device_id=qr.get("deviceId") if isinstance(qr.get("deviceId"), str) else None,
-        ip=qr.get("ip") if isinstance(qr.get("ip"), str) else None,
-        port=port_number(port) if isinstance(port, int | str) else None,
-        business_id=qr.get("businessId") if isinstance(qr.get("businessId"), str) else None,
-    )
+# (terminal id, responseID, envelope action, body)
+LateReply = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
 
 
 @attrs.define
@@ -111,7 +73,7 @@ class Shared:
     events: EventBus
     keys: crypto.KeyCache = attrs.field(factory=lambda: crypto.KeyCache(size=1024))
     workers: Workers = attrs.field(factory=Workers)
-    # Called with (terminal id, responseID, body) for a reply that came after its request
+    # Called with (terminal id, responseID, action, body) for a reply that came after its request
     # gave up (serial): it may settle an unknown outcome (Payments.late_reply).
     late_reply: LateReply | None = None
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
@@ -123,6 +85,9 @@ class Terminal:
         self.id = cfg.id
         self.shared = shared
         self.pairing = pairing
+        # A new PIN from a pairing that did not finish, until the terminal settles it
+        # (pairing.py); no money goes to the terminal meanwhile.
+        self.pending: Pairing | None = None
         self.last_error: str | None = None
         self.busy_with: str | None = None  # reference_id of the money command in flight
         self._sealers: dict[str, crypto.Sealer] = {}
@@ -130,6 +95,7 @@ class Terminal:
         self._serial_scope: trio.CancelScope | None = None
         self._last_state: LinkState = "unknown"
         self._info_link: CloudLink | None = None  # terminal-info for a non-cloud terminal
+        self._nursery: trio.Nursery | None = None
         # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
         self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
         for kind in cfg.links:
@@ -157,14 +123,7 @@ class Terminal:
                     cfg.host,
                     cfg.port,
                 )
-            return LanLink(
-                host,
-                port,
-                path=cfg.path,
-                tls=cfg.tls,
-                ca_file=cfg.ca_file,
-                connect_timeout=cfg.connect_timeout_s,
-            )
+            return self._lan_link(host, port)
         if kind == "serial":
             assert cfg.device is not None
             return SerialLink(
@@ -178,6 +137,17 @@ class Terminal:
                 on_stale=self._stale_frame,
             )
         return self._cloud_link()
+
+    def _lan_link(self, host: str, port: int) -> LanLink:
+        cfg = self.cfg
+        return LanLink(
+            host,
+            port,
+            path=cfg.path,
+            tls=cfg.tls,
+            ca_file=cfg.ca_file,
+            connect_timeout=cfg.connect_timeout_s,
+        )
 
     def _cloud_link(self) -> CloudLink:
         c = self.shared.cloud
@@ -193,7 +163,8 @@ class Terminal:
 
     @property
     def paired(self) -> bool:
-        return self.pairing is not None
+        """Paired, with a PIN the terminal is known to accept."""
+        return self.pairing is not None and self.pending is None
 
     @property
     def device_sn(self) -> str | None:
@@ -209,6 +180,7 @@ class Terminal:
             "transport": self.cfg.transport,
             "fallback": self.cfg.fallback,
             "paired": self.paired,
+            "pairing_unconfirmed": self.pending is not None,
             "device_sn": self.device_sn,
             "link": self.link_state,
             "busy": self.busy_with is not None,
@@ -230,6 +202,8 @@ class Terminal:
             if self.cfg.probe_interval_s > 0:
                 nursery.start_soon(self._probe_loop)
             nursery.start_soon(self._late_replies)
+            self._nursery = nursery
+            await self._check_pending()
             task_status.started()
 
     async def aclose(self) -> None:
@@ -253,13 +227,13 @@ class Terminal:
                 header = plain.get("header") or {}
                 if header.get("serverDeviceSN") != self.pairing.device_sn:
                     continue
-                await self._offer_late(str(header.get("responseID")), body_of(plain))
+                await self._offer_late(str(header.get("responseID")), reply.action, body_of(plain))
             except Exception as exc:  # a late reply is a bonus; a bad one changes nothing
                 log.info("terminal=%s ignored a late reply: %s", self.id, exc)
 
-    async def _offer_late(self, response_id: str, body: dict[str, Any]) -> None:
+    async def _offer_late(self, response_id: str, action: str, body: dict[str, Any]) -> None:
         if self.shared.late_reply is not None:
-            await self.shared.late_reply(self.id, response_id, body)
+            await self.shared.late_reply(self.id, response_id, action, body)
 
     # -- crypto off the event loop ---------------------------------------------------------
 
@@ -303,8 +277,10 @@ class Terminal:
         on_sending: OnSending | None = None,
         request_id: str | None = None,
         check_sn: bool = True,
+        via: LanLink | CloudLink | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One request/reply. Returns ``(reply_header, reply_body)``.
+        """One request/reply. Returns ``(reply_header, reply_body)``. ``via`` sends it on
+        that link instead of the terminal's own (pairing with a QR code's address).
 
         Raises ``NotDelivered`` (no link took it), ``MaybeDelivered``, ``CryptoError`` or
         ``ProtocolError`` — the caller decides what each means for its command.
@@ -330,17 +306,30 @@ class Terminal:
             except StaleResponse as exc:
                 log.warning("terminal=%s set aside a late reply: %s", self.id, exc)
                 response_id = str((plain.get("header") or {}).get("responseID"))
-                await self._offer_late(response_id, body_of(plain))
+                await self._offer_late(response_id, reply.action, body_of(plain))
                 return False
             except Exception as exc:  # final: raised to the caller below
                 checked.append(exc)
                 return True
+            if envelope.action in MONEY_ACTIONS and reply.action != envelope.action:
+                # A Refund's "Success" is no proof of a Sale (money rules: replies are
+                # checked against their request; payments.py keeps the body as evidence).
+                checked.append(
+                    ReplyMismatch(
+                        f"the reply is for action {reply.action!r}, not {envelope.action!r}",
+                        body,
+                    )
+                )
+                return True
             checked.append((plain["header"], body))
             return True
 
-        reply = await self._deliver(
-            envelope, links or self.cfg.links, timeout, request_id, on_sending, accept
-        )
+        if via is not None:
+            reply = await via.exchange(envelope, timeout=timeout)
+        else:
+            reply = await self._deliver(
+                envelope, links or self.cfg.links, timeout, request_id, on_sending, accept
+            )
         if not checked and not await accept(reply):
             # One reply per request on LAN and cloud: a stale one is all there will be.
             raise StaleResponse(f"the terminal answered another request, not {request_id}")
@@ -428,84 +417,172 @@ class Terminal:
     async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.shared.store_limiter)
 
-    # -- pairing (protocol.md §7) --------------------------------------------------------------
+    # -- pairing (protocol.md §7; the order of the steps: pairing.py) ------------------------
 
     async def pair(self, code: object) -> dict[str, Any]:
         parsed = parse_pairing_code(code)
-        pin1 = parsed.pin
-        logs.register_secret(pin1)
-        links = (self.cfg.transport,)
-        t = self.cfg.info_timeout_s
+        logs.register_secret(parsed.pin)
+        via = self._pairing_link(parsed)
+        try:
+            pairing, info = await self._pair_steps(parsed, via)
+        except BaseException:
+            # Nothing changed here. If the terminal gave a new PIN before the failure, it
+            # was saved as pending; the terminal itself tells whether it uses it.
+            with trio.CancelScope(shield=True):
+                await self._check_pending()
+            raise
+        finally:
+            if via is not None:
+                with trio.CancelScope(shield=True):
+                    await via.aclose()
+        self._adopt(pairing)
+        log.info("terminal=%s paired with %s", self.id, pairing.device_sn)
+        self.shared.events.publish(
+            "terminal", terminal=self.id, paired=True, device_sn=pairing.device_sn
+        )
+        if not await self._save(partial(self.shared.pairings.commit, pairing)):
+            raise PairingNotSavedError(
+                f"terminal {self.id!r} is paired and works, but the pairing could not be "
+                f"saved to {self.shared.pairings.path}: fix the file or the disk, then pair "
+                "again before ecrd restarts (the new PIN is kept as pending if it could be)"
+            )
+        info = {k: v for k, v in info.items() if not k.lower().startswith("pin")}
+        return {"terminal": self.id, "device_sn": pairing.device_sn, "info": info}
+
+    def _pairing_link(self, parsed: PairingCode) -> LanLink | CloudLink | None:
+        """A link of pairing's own where it must differ from the terminal's: the QR code's
+        address (LAN), the new terminal's SN (cloud). The terminal's links stay as they are
+        until the pairing succeeds."""
+        if self.cfg.transport == "lan" and parsed.ip:
+            return self._lan_link(parsed.ip, parsed.port or self.cfg.port)
         if self.cfg.transport == "cloud":
-            info = await self.terminal_info(pin1)
-            sn = str(info.get("deviceSn") or "")
-        else:
-            if self.cfg.transport == "lan" and parsed.ip:
-                lan = self._links["lan"]
-                assert isinstance(lan, LanLink)
-                lan.set_address(parsed.ip, parsed.port or lan.port)
-            # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
-            header, info = await self.exchange(
-                "DeviceInfo", None, pin=pin1, timeout=t, links=links, check_sn=False
-            )
-            sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
-        if not sn:
-            raise PairingStepError("the terminal did not tell its serial number")
-        link = self._links.get("cloud")
-        if isinstance(link, CloudLink):
-            link.device_sn = sn
+            return self._cloud_link()
+        return None
+
+    async def _pair_steps(
+        self, parsed: PairingCode, via: LanLink | CloudLink | None
+    ) -> tuple[Pairing, dict[str, Any]]:
+        pin1, t = parsed.pin, self.cfg.info_timeout_s
+        links = (self.cfg.transport,)
+        sn, info = await self._identify(pin1, via)
+        if isinstance(via, CloudLink):
+            via.device_sn = sn
+        # Before Pair: after it the terminal may take only the new PIN, which must be saved.
+        await self._store(self.shared.pairings.check_writable)
         _, reply = await self.exchange(
-            "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links, expect_sn=sn
-        )
-        pin2 = next(
-            (
-                str(reply[f])
-                for f in self.cfg.pin_fields
-                if re.fullmatch(r"[0-9]{4,12}", str(reply.get(f, "")))
-            ),
-            None,
-        )
-        if pin2 is not None:
-            logs.register_secret(pin2)
-        if pin2 is None:
-            raise PairingStepError(
-                "the Pair reply carries no new PIN in any of the fields "
-                + ", ".join(self.cfg.pin_fields)
-                + " (set pin_fields in the config)"
-            )
+            "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links,
+            expect_sn=sn, via=via,
+        )  # fmt: skip
+        pin2 = new_pin_of(reply, self.cfg.pin_fields)
+        logs.register_secret(pin2)
+        pairing = self._new_pairing(sn, pin2, via)
+        await self._save(partial(self.shared.pairings.put_pending, pairing))
         confirm_body: dict[str, Any] | None = (
             None if self.cfg.pair_confirm_action == "DeviceInfo" else {}
         )
         _, confirmed = await self.exchange(
-            self.cfg.pair_confirm_action,
-            confirm_body,
-            pin=pin2,
-            timeout=t,
-            links=links,
-            expect_sn=sn,
-        )
+            self.cfg.pair_confirm_action, confirm_body, pin=pin2, timeout=t, links=links,
+            expect_sn=sn, via=via,
+        )  # fmt: skip
+        return pairing, {**info, **confirmed}
+
+    async def _identify(
+        self, pin1: str, via: LanLink | CloudLink | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
+        if self.cfg.transport == "cloud":
+            info = await self.terminal_info(pin1)
+            sn = str(info.get("deviceSn") or "")
+        else:
+            # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
+            header, info = await self.exchange(
+                "DeviceInfo", None, pin=pin1, timeout=self.cfg.info_timeout_s,
+                links=(self.cfg.transport,), check_sn=False, via=via,
+            )  # fmt: skip
+            sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
+        if not sn:
+            raise PairingStepError("the terminal did not tell its serial number")
+        return sn, info
+
+    def _new_pairing(self, sn: str, pin: str, via: LanLink | CloudLink | None) -> Pairing:
         host = port = None
-        if self.cfg.transport == "lan":
-            lan = self._links["lan"]
-            assert isinstance(lan, LanLink)
+        lan = via if isinstance(via, LanLink) else self._links.get("lan")
+        if self.cfg.transport == "lan" and isinstance(lan, LanLink):
             host, port = lan.host, lan.port
-        pairing = Pairing(
+        return Pairing(
             terminal_id=self.id,
             device_sn=sn,
-            pin=pin2,
+            pin=pin,
             scheme=self.cfg.crypto,
             host=host,
             port=port,
             paired_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        await self._store(self.shared.pairings.put, pairing)
+
+    def _adopt(self, pairing: Pairing) -> None:
+        """The one place a new pairing takes effect: PIN, SN and address together."""
+        lan = self._links.get("lan")
+        if pairing.host and pairing.port and isinstance(lan, LanLink):
+            lan.set_address(pairing.host, pairing.port)
+        cloud = self._links.get("cloud")
+        if isinstance(cloud, CloudLink):
+            cloud.device_sn = pairing.device_sn
         self._forget_pins()
         self.pairing = pairing
+        self.pending = None
         self.last_error = None
-        log.info("terminal=%s paired with %s over %s", self.id, sn, self.cfg.transport)
-        self.shared.events.publish("terminal", terminal=self.id, paired=True, device_sn=sn)
-        info = {k: v for k, v in {**info, **confirmed}.items() if not k.lower().startswith("pin")}
-        return {"terminal": self.id, "device_sn": sn, "info": info}
+
+    async def _save(self, write: Callable[[], None]) -> bool:
+        """Write to the pairing store; a failure is logged loudly, never loses the PIN in
+        memory. False when it failed."""
+        try:
+            await self._store(write)
+        except Exception as exc:
+            log.critical("terminal=%s pairing could NOT be saved: %s", self.id, exc)
+            return False
+        return True
+
+    async def _check_pending(self) -> None:
+        """A new PIN saved as pending by a pairing that did not finish (at start, or after a
+        failed pairing): settle it in the background. Meanwhile the terminal takes no
+        money, since it may accept only the pending PIN."""
+        try:
+            pending = (await self._store(self.shared.pairings.pending)).get(self.id)
+        except Exception as exc:
+            log.error("terminal=%s cannot read pending pairings: %s", self.id, exc)
+            return
+        if pending is None or self.pending is not None or self._nursery is None:
+            return
+        log.warning("terminal=%s has an unconfirmed new PIN; asking the terminal", self.id)
+        self.pending = pending
+        self._nursery.start_soon(self._settle_pending, pending)
+
+    async def _settle_pending(self, pending: Pairing) -> None:
+        """The terminal decides: it answers under the pending PIN → the pairing is
+        committed; it cannot read it (wrong key) → the pending PIN is dropped."""
+        backoff = 1.0
+        while self.pending is pending:
+            try:
+                await self.exchange(
+                    "DeviceInfo", None, pin=pending.pin, timeout=self.cfg.info_timeout_s,
+                    expect_sn=pending.device_sn,
+                )  # fmt: skip
+            except crypto.CryptoError:
+                if self.pending is pending:
+                    log.warning("terminal=%s dropped an unconfirmed PIN (not in use)", self.id)
+                    self.pending = None
+                    await self._save(partial(self.shared.pairings.drop_pending, self.id))
+                return
+            except Exception as exc:
+                log.info("terminal=%s unconfirmed pairing not settled yet: %s", self.id, exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            if self.pending is pending:  # not overtaken by a new pairing meanwhile
+                log.warning("terminal=%s finished an interrupted pairing", self.id)
+                self._adopt(pending)
+                await self._save(partial(self.shared.pairings.commit, pending))
+            return
 
     def _forget_pins(self) -> None:
         for pin in list(self._sealers):
@@ -545,12 +622,14 @@ class Terminal:
 class NotPairedYet(Exception):
     reason = "not_paired"
 
-    def __init__(self, terminal_id: str) -> None:
+    def __init__(self, terminal_id: str, *, unconfirmed: bool = False) -> None:
+        if unconfirmed:
+            super().__init__(
+                f"terminal {terminal_id!r} is finishing an interrupted pairing (asking it "
+                "which PIN it uses); try again in a moment, or pair it again"
+            )
+            return
         super().__init__(
             f"terminal {terminal_id!r} is not paired: run `ecrctl pair {terminal_id} CODE` "
             "with the 6-digit code the terminal shows"
         )
-
-
-class PairingStepError(Exception):
-    reason = "pairing_failed"

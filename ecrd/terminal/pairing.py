@@ -1,0 +1,100 @@
+"""Pairing (protocol.md §7) without I/O: the codes a person types, the PIN a reply carries.
+
+The steps themselves run in ``Terminal.pair``; their order is the safety argument:
+
+1. DeviceInfo under pinCode1 (or the cloud's terminal-info): the terminal's SN. Sent on a
+   link of its own when the QR code names another address, so a wrong code or address
+   leaves the terminal's link exactly as it was.
+2. The pairing store proves it can be written (``PairingStore.check_writable``) *before*
+   ``Pair``: after ``Pair`` the terminal may accept only the new PIN, and a PIN that cannot
+   be saved would be lost with the next restart.
+3. ``Pair`` → pinCode2, written at once as a *pending* pairing (0600, like every PIN).
+4. Confirmation under pinCode2, then ``commit``: the pending pairing becomes the pairing.
+5. Only then does the terminal adopt it: new PIN, SN, address. A failure at any step before
+   changes nothing in memory; a pending PIN left on disk is settled at the next start
+   (``Terminal`` tries it: the terminal answers under it → committed; wrong key → dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+_PIN_RE: Final = re.compile(r"^[0-9]{6}$")
+_NEW_PIN_RE: Final = re.compile(r"[0-9]{4,12}")
+
+
+class PairingCodeError(ValueError):
+    """The code is neither 6 digits nor the pairing page's QR JSON."""
+
+
+class PairingStepError(Exception):
+    """A pairing step got an answer that does not let pairing go on."""
+
+    reason = "pairing_failed"
+
+
+class PairingNotSavedError(Exception):
+    """The terminal is paired and works, but the pairing could not be written to disk."""
+
+    reason = "pairing_not_saved"
+
+
+def port_number(value: object) -> int | None:
+    """A TCP port from a terminal's JSON (an int, or a string such as ``"8858"``)."""
+    text = str(value)
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
+@attrs.frozen
+class PairingCode:
+    pin: str = attrs.field(repr=False)
+    device_id: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    business_id: str | None = None
+
+
+def parse_pairing_code(code: object) -> PairingCode:
+    """Accept ``"672633"`` or the QR JSON of the pairing page (protocol.md §7.1)."""
+    if isinstance(code, str) and _PIN_RE.match(code.strip()):
+        return PairingCode(pin=code.strip())
+    qr: object = code
+    if isinstance(code, str):
+        try:
+            qr = json.loads(code)
+        except ValueError:
+            raise PairingCodeError(
+                "code must be the 6 digits shown on the terminal, or its QR JSON"
+            ) from None
+    if not isinstance(qr, dict) or not _PIN_RE.match(str(qr.get("pairCode", ""))):
+        raise PairingCodeError("QR JSON must carry a 6-digit pairCode")
+    port = qr.get("port")
+    return PairingCode(
+        pin=str(qr["pairCode"]),
+        device_id=qr.get("deviceId") if isinstance(qr.get("deviceId"), str) else None,
+        ip=qr.get("ip") if isinstance(qr.get("ip"), str) else None,
+        port=port_number(port) if isinstance(port, int | str) else None,
+        business_id=qr.get("businessId") if isinstance(qr.get("businessId"), str) else None,
+    )
+
+
+def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
+    """pinCode2 from the Pair reply: the first of ``fields`` that holds one (protocol.md
+    §7 step 3, [ASSUMED] field names)."""
+    for field in fields:
+        value = str(reply.get(field, ""))
+        if _NEW_PIN_RE.fullmatch(value):
+            return value
+    raise PairingStepError(
+        "the Pair reply carries no new PIN in any of the fields "
+        + ", ".join(fields)
+        + " (set pin_fields in the config)"
+    )
