@@ -67,7 +67,8 @@ class Daemon:
         self._lock_fd = lock_state_dir(state)
         self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
         pairings = self.pairing_store.load()
-        for pairing in pairings.values():
+        pending = self.pairing_store.pending()
+        for pairing in [*pairings.values(), *pending.values()]:
             logs.register_secret(pairing.pin)
         self.journal = Journal(os.path.join(state, "journal.sqlite3"))
         self.shared = Shared(
@@ -77,7 +78,8 @@ class Daemon:
             events=self.events,
         )
         self.terminals: dict[str, Terminal] = {
-            t.id: Terminal(t, self.shared, pairings.get(t.id)) for t in config.terminals
+            t.id: Terminal(t, self.shared, pairings.get(t.id), pending.get(t.id))
+            for t in config.terminals
         }
         self.payments = Payments(
             self.journal,

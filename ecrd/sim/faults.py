@@ -33,6 +33,14 @@ from ecrd.protocol.envelope import AmountError, parse_amount
 
 MONEY_ACTIONS: Final = frozenset({"Sale", "PreAuth", "Refund", "Void"})
 ALL_LINKS: Final = frozenset({"lan", "serial", "cloud"})
+MISMATCH_FIELDS: Final = (
+    "referenceID",
+    "amount",
+    "currency",
+    "transactionType",
+    "action",
+    "duplicate_keys",
+)
 
 
 @attrs.frozen
@@ -80,6 +88,13 @@ FAULTS: Final[Mapping[str, FaultKind]] = {
         "the reply is written at `bytes_per_s`",
         links=frozenset({"lan", "serial"}),
         params={"bytes_per_s": 200.0},
+    ),
+    "mismatch": FaultKind(
+        "the terminal charges, then its Success reply contradicts the request in `field`: "
+        "referenceID, amount, currency, transactionType, action (the envelope's), or "
+        'duplicate_keys (a "status":"Failed" before the real "status")',
+        money_only=True,
+        params={"field": "referenceID"},
     ),
     "business_mismatch": FaultKind(
         "the cloud gateway refuses: the terminal is bound to another business",
@@ -153,6 +168,8 @@ def make_fault(
             if not isinstance(value, str):
                 raise FaultError(f"{name}.{key} must be a string")
             merged[key] = value
+    if name == "mismatch" and merged["field"] not in MISMATCH_FIELDS:
+        raise FaultError(f"mismatch.field must be one of {', '.join(MISMATCH_FIELDS)}")
     if name == "dribble" and float(merged["bytes_per_s"]) <= 0:
         raise FaultError("dribble.bytes_per_s must be greater than zero")
     scope = None

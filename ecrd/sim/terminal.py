@@ -68,7 +68,7 @@ PIN2_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
     {"delay", "decline", "never_answer", "drop", "wrong_key", "stale_response", "garbage",
-     "bad_crc", "dribble"}
+     "bad_crc", "dribble", "mismatch"}
 )  # fmt: skip
 
 # A secret no client can hold: not 6 digits, so it never equals a pairing code.
@@ -285,8 +285,8 @@ class SimTerminal:
             return False
         return True
 
-    def _seal_sync(self, pin: str, message: dict[str, Any], reuse: bool) -> str:
-        plaintext = crypto.dumps(message)
+    def _seal_sync(self, pin: str, message: dict[str, Any] | bytes, reuse: bool) -> str:
+        plaintext = message if isinstance(message, bytes) else crypto.dumps(message)
         if self.scheme == "legacy":
             return crypto.seal_legacy(plaintext, pin)
         # A fresh random salt costs one derivation per reply; reuse costs one per PIN and
@@ -295,7 +295,7 @@ class SimTerminal:
         salt = salt or os.urandom(crypto.SALT_LEN)
         return crypto.seal_v2(plaintext, self.keys.get(pin, salt), salt)
 
-    async def _seal(self, pin: str, message: dict[str, Any]) -> str:
+    async def _seal(self, pin: str, message: dict[str, Any] | bytes) -> str:
         return await in_thread(self._seal_sync, pin, message, self.reply_salt_reuse)
 
     async def _seal_alien(self, message: dict[str, Any]) -> str:
@@ -344,11 +344,25 @@ class SimTerminal:
         if "stale_response" in faults:
             response_id = self._last_request_id or str(uuid.uuid4())
         self._last_request_id = request_id
-        message = _reply_message(response_id, body, self.sn)
-        wrong = "wrong_key" in faults
-        sealed = await (self._seal_alien(message) if wrong else self._seal(pin, message))
+        return await self._reply(
+            pin, reply_action, _reply_message(response_id, body, self.sn), faults
+        )
+
+    async def _reply(
+        self, pin: str, action: str, message: dict[str, Any], faults: dict[str, Fault]
+    ) -> Reply:
+        """Seal and shape a reply, with the reply faults that fired."""
+        sealed: str
+        if "wrong_key" in faults:
+            sealed = await self._seal_alien(message)
+        elif "mismatch" in faults:
+            field = str(faults["mismatch"].params["field"])
+            plaintext, action = _contradict(field, message, action)
+            sealed = await self._seal(pin, plaintext)
+        else:
+            sealed = await self._seal(pin, message)
         self.stats.replies += 1
-        return _shape(Envelope(reply_action, sealed), faults)
+        return _shape(Envelope(action, sealed), faults)
 
     async def _dispatch(
         self, action: str, body: Body, which: str, faults: dict[str, Fault]
@@ -418,6 +432,31 @@ class SimTerminal:
 def _reply_message(response_id: str, body: Body, sn: str) -> dict[str, Any]:
     header = {"responseID": response_id, "serverDeviceSN": sn, "timestamp": timestamp()}
     return {"header": header, "body": body}
+
+
+_OTHER: Final[dict[str, str]] = {
+    "referenceID": "someone-elses-order",
+    "amount": "0.01",
+    "currency": "JPY",
+    "transactionType": "Refund",
+}
+
+
+def _contradict(field: str, message: dict[str, Any], action: str) -> tuple[bytes, str]:
+    """The ``mismatch`` fault: the plaintext (and envelope action) of a reply that
+    contradicts its request in ``field``."""
+    if field == "action":
+        return crypto.dumps(message), "Refund" if action != "Refund" else "Sale"
+    if field == "duplicate_keys":
+        # {"status":"Failed", ...,"status":"Success"}: a lenient parser keeps the last one.
+        text = crypto.dumps(message).decode()
+        return text.replace('"body":{', '"body":{"status":"Failed",', 1).encode(), action
+    body = dict(message["body"])
+    if field == "transactionType" and action == "Refund":
+        body[field] = "Sale"
+    else:
+        body[field] = _OTHER[field]
+    return crypto.dumps({**message, "body": body}), action
 
 
 def _shape(envelope: Envelope, faults: dict[str, Fault]) -> Reply:

@@ -80,14 +80,20 @@ class Shared:
 
 
 class Terminal:
-    def __init__(self, cfg: TerminalConfig, shared: Shared, pairing: Pairing | None) -> None:
+    def __init__(
+        self,
+        cfg: TerminalConfig,
+        shared: Shared,
+        pairing: Pairing | None,
+        pending: Pairing | None = None,
+    ) -> None:
         self.cfg = cfg
         self.id = cfg.id
         self.shared = shared
         self.pairing = pairing
         # A new PIN from a pairing that did not finish, until the terminal settles it
         # (pairing.py); no money goes to the terminal meanwhile.
-        self.pending: Pairing | None = None
+        self.pending = pending
         self.last_error: str | None = None
         self.busy_with: str | None = None  # reference_id of the money command in flight
         self._sealers: dict[str, crypto.Sealer] = {}
@@ -203,7 +209,10 @@ class Terminal:
                 nursery.start_soon(self._probe_loop)
             nursery.start_soon(self._late_replies)
             self._nursery = nursery
-            await self._check_pending()
+            if self.pending is not None:
+                nursery.start_soon(self._settle_pending, self.pending)
+            else:
+                await self._check_pending()
             task_status.started()
 
     async def aclose(self) -> None:
