@@ -8,12 +8,15 @@ What happens:
 
 * ``ecrd-sim`` (one LAN, one serial over a pty, one cloud terminal) and ``ecrd run`` as real
   subprocesses (the harness of tests/e2e.py), ``block_on_unknown = false`` so that an
-  ``unknown`` does not stop the run, no ``status_action`` (nothing is settled
-  automatically), a short ``timeout_s``.
+  ``unknown`` does not stop the run, a short ``timeout_s``, and ``status_action =
+  "TransactionStatus"``, which the simulated terminals do not support: their
+  ``Failed/UNSUPPORTED_ACTION`` answers must settle nothing.
 * SALES sales (default 200; argv[1] or ``ECRD_SOAK_SALES``) spread over the three terminals,
   two POS clients per terminal. Each sale's amount picks a simulator fault through its
   cents (docs/simulator.md, "Magic amounts"): decline, delay, never_answer (another client
-  then sends ``abort``), drop, wrong_key, stale_response, and on serial garbage and bad_crc.
+  then sends ``abort``), drop, wrong_key, stale_response, mismatch (a charged sale whose
+  reply names another reference, amount, currency, type or action, or a key twice), and
+  on serial garbage and bad_crc.
   Some sales are sent by two clients at once with the same reference_id.
 * Every few seconds the daemon is SIGKILLed (sometimes SIGTERMed) and restarted.
 * A client retries with the same reference_id until it gets a final record or an
@@ -74,6 +77,7 @@ FAULTS: dict[str, tuple[str, int]] = {
     "stale_response": ("96", 6),
     "garbage": ("97", 8),  # serial only
     "bad_crc": ("98", 7),  # serial only
+    "mismatch": ("89", 8),  # charged; the reply contradicts the sale (field: units % 6)
 }
 SERIAL_ONLY = {"garbage", "bad_crc"}
 ORDINARY_CENTS = ("00", "10", "20", "50", "75", "99")
@@ -150,6 +154,8 @@ class Soak:
         config = write_config(tmp, self.sim, timeout_s=TIMEOUT_S, info_timeout_s=3)
         data = tomllib.loads(config.read_text())
         data["daemon"].update(block_on_unknown=False, shutdown_grace_s=1, log_level="info")
+        for terminal in data["terminal"]:
+            terminal["status_action"] = "TransactionStatus"  # the terminals do not support it
         config.write_bytes(tomli_w.dumps(data).encode())
         self.daemon = Daemon(tmp, config)
         self.socket = self.daemon.socket

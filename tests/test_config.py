@@ -139,3 +139,12 @@ def test_per_action_timeouts_override_the_terminal_timeout() -> None:
     assert t.timeout_for("Void") == 30 and t.timeout_for("Sale") == 100
     with pytest.raises(ConfigError, match="action_timeouts"):
         parse({"terminal": [{**term, "action_timeouts": {"Void": "soon"}}]})
+
+
+def test_inconclusive_codes_extend_the_built_in_list_and_must_be_strings() -> None:
+    base = {"id": "t1", "transport": "lan", "host": "127.0.0.1"}
+    assert parse({"terminal": [base]}).terminals[0].inconclusive_codes == ()
+    cfg = parse({"terminal": [{**base, "inconclusive_codes": ["HOST_TIMEOUT"]}]})
+    assert cfg.terminals[0].inconclusive_codes == ("HOST_TIMEOUT",)
+    with pytest.raises(ConfigError, match="inconclusive_codes"):
+        parse({"terminal": [{**base, "inconclusive_codes": ["", 3]}]})

@@ -103,7 +103,7 @@ FAULTS: Final[Mapping[str, FaultKind]] = {
 }
 
 # Amounts whose cents select a fault for that one request (Sale, PreAuth, Refund).
-# .91-.98 rather than round numbers, so that ordinary prices (.00, .50, .99) stay ordinary.
+# .89 and .91-.98 rather than round numbers, so that ordinary prices (.00, .50, .99) stay ordinary.
 MAGIC_CENTS: Final[Mapping[int, str]] = {
     91: "decline",
     92: "delay",
@@ -113,6 +113,7 @@ MAGIC_CENTS: Final[Mapping[int, str]] = {
     96: "stale_response",
     97: "garbage",
     98: "bad_crc",
+    89: "mismatch",  # the field: MISMATCH_FIELDS[whole units % 6]
 }
 
 
@@ -183,13 +184,18 @@ def make_fault(
 def magic_fault(amount: object, delay_s: float) -> Fault | None:
     """The fault an amount's cents ask for, if any (see ``MAGIC_CENTS``)."""
     try:
-        cents = int(parse_amount(amount) * 100 % 100)
+        value = parse_amount(amount)
     except AmountError:
         return None
-    name = MAGIC_CENTS.get(cents)
+    name = MAGIC_CENTS.get(int(value * 100 % 100))
     if name is None:
         return None
-    return make_fault(name, params={"seconds": delay_s} if name == "delay" else None)
+    params: dict[str, object] | None = None
+    if name == "delay":
+        params = {"seconds": delay_s}
+    elif name == "mismatch":
+        params = {"field": MISMATCH_FIELDS[int(value) % len(MISMATCH_FIELDS)]}
+    return make_fault(name, params=params)
 
 
 class FaultBook:
