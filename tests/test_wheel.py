@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ LEFTOVERS = shutil.ignore_patterns(
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
     tmp = tmp_path_factory.mktemp("wheel")
     shutil.copytree(REPO, tmp / "p", ignore=LEFTOVERS)
     subprocess.run(
@@ -38,7 +39,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     )
     [built] = (tmp / "out").glob("*.whl")
     assert built.name == f"ecrd-{ecrd.__version__}-py3-none-any.whl"
-    return zipfile.ZipFile(built)
+    with zipfile.ZipFile(built) as opened:
+        yield opened
 
 
 def test_wheel_holds_every_module_of_the_package_and_nothing_else(wheel: zipfile.ZipFile) -> None:
