@@ -11,7 +11,11 @@ die() {
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'
-    exit "${1:-0}"
+    exit 0
+}
+usage_error() {
+    echo "$prog: $* (see $0 --help)" >&2
+    exit 2
 }
 
 parse_args() {
@@ -20,15 +24,15 @@ parse_args() {
     local dir=""
     while [ $# -gt 0 ]; do
         case "$1" in
-        --root) [ $# -ge 2 ] || usage 2; dir="$2" staged=yes; shift 2 ;;
+        --root) [ $# -ge 2 ] || usage_error "--root needs a directory"; dir="$2" staged=yes; shift 2 ;;
         --root=*) dir="${1#--root=}" staged=yes; shift ;;
-        --purge) [ "$prog" = uninstall ] || usage 2; purge=yes; shift ;;
-        -h | --help) usage 0 ;;
-        *) echo "$prog: unknown argument: $1" >&2; usage 2 ;;
+        --purge) [ "$prog" = uninstall ] || usage_error "unknown argument: $1"; purge=yes; shift ;;
+        -h | --help) usage ;;
+        *) usage_error "unknown argument: $1" ;;
         esac
     done
     if [ -n "$staged" ]; then
-        [ -n "$dir" ] || die "--root needs a directory"
+        [ -n "$dir" ] || usage_error "--root needs a directory"
         mkdir -p -- "$dir"
         root="$(cd -- "$dir" && pwd)"
         root="${root%/}"
