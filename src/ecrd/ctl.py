@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from ecrd import __version__
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
 
 EXIT_OK, EXIT_DECLINED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNREACHABLE, EXIT_ERROR = range(6)
@@ -259,6 +260,7 @@ def _parser() -> argparse.ArgumentParser:
         help="ecrd's socket (env ECRD_SOCKET; default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"ecrctl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="daemon and terminal overview")
     sub.add_parser("terminals", help="list terminals")
