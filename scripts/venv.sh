@@ -1,12 +1,12 @@
 # Sourced by scripts/test and scripts/demo: create or refresh .venv with the project and its
-# test extras. Re-installs only when pyproject.toml or the version (src/ecrd/__init__.py)
+# test extras. Re-installs only when pyproject.toml or the version (ecrd/__init__.py)
 # changed since the last install, so the installed metadata never lags behind.
 venv=.venv
 if [ ! -x "$venv/bin/python" ]; then
     echo "== creating $venv"
     python3 -m venv "$venv"
 fi
-stamp="$venv/.installed-$(cat pyproject.toml src/ecrd/__init__.py | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$(cat pyproject.toml ecrd/__init__.py | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
     echo "== installing ecrd and its test tools into $venv (first run takes a minute)"
     "$venv/bin/python" -m pip install --quiet --upgrade pip

@@ -100,7 +100,7 @@ def connection(journal: Journal) -> sqlite3.Connection:
 
 def run_child(path: Path, script: str) -> subprocess.CompletedProcess[str]:
     code = textwrap.dedent(script)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-c", code, str(path)],
         env=env,

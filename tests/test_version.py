@@ -1,4 +1,4 @@
-"""One version, one source: ``ecrd.__version__`` (src/ecrd/__init__.py).
+"""One version, one source: ``ecrd.__version__`` (ecrd/__init__.py).
 
 The package metadata (pyproject.toml declares the version dynamic, read from that
 attribute), ``ecrd --version`` and ``ecrctl --version`` must all say the same.

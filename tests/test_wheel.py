@@ -45,8 +45,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
 
 def test_wheel_holds_every_module_of_the_package_and_nothing_else(wheel: zipfile.ZipFile) -> None:
     modules = sorted(
-        str(p.relative_to(REPO / "src"))
-        for p in (REPO / "src" / "ecrd").rglob("*.py")
+        str(p.relative_to(REPO))
+        for p in (REPO / "ecrd").rglob("*.py")
         if "__pycache__" not in p.parts
     )
     dist_info = f"ecrd-{ecrd.__version__}.dist-info/"
