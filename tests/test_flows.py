@@ -17,6 +17,7 @@ import trio
 from stack import Stack, call_error, pair, start_stack
 
 from ecrd.client import open_trio_client
+from ecrd.terminal.links import cloud_link
 
 
 @pytest.fixture
@@ -305,7 +306,7 @@ async def test_never_delivered_falls_back_to_the_cloud(stack: Stack) -> None:
         # same address, so no new one is found); the cloud still reaches it.
         term = stack.daemon.terminals["lan-1"]
         term.cfg = attrs.evolve(term.cfg, fallback="cloud")
-        term._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+        term.aim(attrs.evolve(term.target, host="127.0.0.1", port=1))
         stack.terminal("lan").port = 1
         tx = await c.call(
             "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="fb"
@@ -334,7 +335,8 @@ async def test_never_delivered_without_fallback_is_link_down_and_nothing_charged
     stack = await start_stack(nursery, tmp_path)
     async with open_trio_client(stack.socket) as c:
         await pair(c, stack, "lan")
-    stack.daemon.terminals["lan-1"]._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+    term = stack.daemon.terminals["lan-1"]
+    term.aim(attrs.evolve(term.target, host="127.0.0.1", port=1))
     stack.daemon.shared.cloud = stack.daemon.shared.cloud.__class__()  # no cloud to ask
     async with open_trio_client(stack.socket) as c:
         err = await call_error(
@@ -349,8 +351,9 @@ async def test_never_delivered_without_fallback_is_link_down_and_nothing_charged
 async def test_a_lan_terminal_that_moved_is_found_through_terminal_info(stack: Stack) -> None:
     async with open_trio_client(stack.socket) as c:
         await pair(c, stack, "lan")
-        real_port = stack.daemon.terminals["lan-1"]._links["lan"].port  # type: ignore[attr-defined]
-        stack.daemon.terminals["lan-1"]._links["lan"].set_address("127.0.0.1", 1)  # type: ignore[attr-defined]
+        term = stack.daemon.terminals["lan-1"]
+        real_port = term.target.port
+        term.aim(attrs.evolve(term.target, host="127.0.0.1", port=1))
         stack.terminal("lan").port = real_port  # what the terminal reports as its address
         tx = await c.call(
             "sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="mv"
@@ -391,7 +394,7 @@ async def test_a_cloud_refusal_is_unknown_unless_declared_not_delivered(stack: S
         # The admin declares 403 a proof of "not relayed": then it is failed, not unknown.
         term = stack.daemon.terminals["cloud-1"]
         stack.daemon.shared.cloud = attrs.evolve(stack.daemon.shared.cloud, refusal_statuses=(403,))
-        term._links["cloud"] = term._cloud_link()
+        term._links["cloud"] = cloud_link(stack.daemon.shared.cloud, term.device_sn)
         stack.terminal("cloud").arm("business_mismatch")
         err = await call_error(
             c, "sale", terminal="cloud-1", amount="1.00", currency="HKD", reference_id="bm2"
@@ -421,8 +424,8 @@ async def test_reload_applies_a_new_address_and_a_new_cloud_url(stack: Stack) ->
     with trio.fail_after(5):  # terminals are replaced in the background, one by one
         while any(stack.daemon.terminals.get(t) in (None, before[t]) for t in before):
             await trio.sleep(0.01)
-    assert stack.daemon.terminals["lan-1"]._links["lan"].port == 9  # type: ignore[attr-defined]
-    cloud = stack.daemon.terminals["cloud-1"]._links["cloud"]
+    assert stack.daemon.terminals["lan-1"].links["lan"].port == 9  # type: ignore[attr-defined]
+    cloud = stack.daemon.terminals["cloud-1"].links["cloud"]
     assert cloud.command_url.endswith("/elsewhere")  # type: ignore[attr-defined]
     saved = tomllib.loads((stack.tmp / "state" / "pairings.toml").read_text())
     assert "port" not in saved["terminals"]["lan-1"]  # the admin's address wins

@@ -17,13 +17,15 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import attrs
 import trio
@@ -42,6 +44,7 @@ from ecrd.protocol.envelope import (
 )
 from ecrd.protocol.outcome import MONEY_ACTIONS
 from ecrd.store.pairings import Pairing, PairingStore
+from ecrd.terminal.links import Target, aimed_at, cloud_link, make_link, retarget
 from ecrd.terminal.pairing import (
     PairingCode,
     PairingNotSavedError,
@@ -50,10 +53,8 @@ from ecrd.terminal.pairing import (
     parse_pairing_code,
     port_number,
 )
-from ecrd.transport.base import Link, LinkState, NotDelivered
-from ecrd.transport.cloud import CloudLink, cloud_urls
-from ecrd.transport.lan import LanLink
-from ecrd.transport.serial import Accept, SerialLink
+from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
+from ecrd.transport.cloud import CloudLink
 from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
@@ -98,74 +99,56 @@ class Terminal:
         self.busy_with: str | None = None  # reference_id of the money command in flight
         self._sealers: dict[str, crypto.Sealer] = {}
         self._links: dict[str, Link] = {}
-        self._serial_scope: trio.CancelScope | None = None
         self._last_state: LinkState = "unknown"
-        self._info_link: CloudLink | None = None  # terminal-info for a non-cloud terminal
+        self._info_link: CloudLink | None = None  # the cloud's terminal-info service
         self._nursery: trio.Nursery | None = None
         # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
         self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
+        self._target = self._start_target()
         for kind in cfg.links:
-            self._links[kind] = self._make_link(kind)
+            self._link(kind)
 
     def __repr__(self) -> str:
         return f"<Terminal {self.id} {self.cfg.transport} paired={self.paired}>"
 
-    # -- links ---------------------------------------------------------------------------
+    # -- links (built and aimed in links.py) ---------------------------------------------
 
-    def _make_link(self, kind: str) -> Link:
-        cfg = self.cfg
-        if kind == "lan":
-            # The last known address (QR code, or found through the cloud) wins over the
-            # config's; a config change of host/port clears it (Daemon.reload).
-            host = (self.pairing.host if self.pairing else None) or cfg.host
-            port = (self.pairing.port if self.pairing else None) or cfg.port
-            assert host is not None
-            if (host, port) != (cfg.host, cfg.port):
-                log.info(
-                    "terminal=%s using its last known address %s:%s (config: %s:%s)",
-                    self.id,
-                    host,
-                    port,
-                    cfg.host,
-                    cfg.port,
-                )
-            return self._lan_link(host, port)
-        if kind == "serial":
-            assert cfg.device is not None
-            return SerialLink(
-                cfg.device,
-                baudrate=cfg.baudrate,
-                bytesize=cfg.bytesize,
-                parity=cfg.parity,
-                stopbits=cfg.stopbits,
-                rtscts=cfg.rtscts,
-                frame_format=cfg.frame_format,
-                on_stale=self._stale_frame,
+    def _start_target(self) -> Target:
+        """The last known address (QR code, or found through the cloud) wins over the
+        config's; a config change of host/port clears it (Daemon.reload)."""
+        cfg, pairing = self.cfg, self.pairing
+        host = (pairing.host if pairing else None) or cfg.host
+        port = (pairing.port if pairing else None) or cfg.port
+        if host and (host, port) != (cfg.host, cfg.port):
+            log.info(
+                "terminal=%s using its last known address %s:%s (config: %s:%s)",
+                self.id, host, port, cfg.host, cfg.port,
+            )  # fmt: skip
+        return Target(host=host, port=port if host else None, device_sn=self.device_sn)
+
+    @property
+    def links(self) -> Mapping[str, Link]:
+        """The terminal's links by kind (read-only; ``aim`` moves them)."""
+        return MappingProxyType(self._links)
+
+    def _link(self, kind: str) -> Link:
+        link = self._links.get(kind)
+        if link is None:
+            link = self._links[kind] = make_link(
+                kind, self.cfg, self.shared.cloud, self._target, self._stale_frame
             )
-        return self._cloud_link()
+        return link
 
-    def _lan_link(self, host: str, port: int) -> LanLink:
-        cfg = self.cfg
-        return LanLink(
-            host,
-            port,
-            path=cfg.path,
-            tls=cfg.tls,
-            ca_file=cfg.ca_file,
-            connect_timeout=cfg.connect_timeout_s,
-        )
+    @property
+    def target(self) -> Target:
+        """Where ecrd believes the terminal is (address, SN)."""
+        return self._target
 
-    def _cloud_link(self) -> CloudLink:
-        c = self.shared.cloud
-        info_url, command_url = cloud_urls(c.environment, c.base_url, c.command_url, c.info_url)
-        return CloudLink(
-            command_url,
-            info_url,
-            c.business_id or "",
-            self.device_sn,
-            ca_file=c.ca_file,
-            refusal_statuses=frozenset(c.refusal_statuses),
-        )
+    def aim(self, target: Target) -> None:
+        """Aim every link at ``target`` (a pairing, or the cloud's news of a move)."""
+        self._target = target
+        for link in [*self._links.values(), *([self._info_link] if self._info_link else [])]:
+            retarget(link, target)
 
     @property
     def paired(self) -> bool:
@@ -203,8 +186,7 @@ class Terminal:
         """Supervise the links (serial reopen loop) and the liveness probe."""
         async with trio.open_nursery() as nursery:
             for link in self._links.values():
-                if isinstance(link, SerialLink):
-                    await nursery.start(link.run)
+                await nursery.start(link.run)
             if self.cfg.probe_interval_s > 0:
                 nursery.start_soon(self._probe_loop)
             nursery.start_soon(self._late_replies)
@@ -282,14 +264,14 @@ class Terminal:
         pin: str | None = None,
         timeout: float | None = None,
         links: tuple[str, ...] | None = None,
-        expect_sn: str | None = None,
+        expect_sn: str | AnyTerminal | None = None,
         on_sending: OnSending | None = None,
         request_id: str | None = None,
-        check_sn: bool = True,
-        via: LanLink | CloudLink | None = None,
+        via: Link | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One request/reply. Returns ``(reply_header, reply_body)``. ``via`` sends it on
-        that link instead of the terminal's own (pairing with a QR code's address).
+        """One request/reply. Returns ``(reply_header, reply_body)``. The reply must come
+        from ``expect_sn`` (default: the paired terminal; ``ANY_TERMINAL``: any). ``via``
+        sends it on that link instead of the terminal's own (pairing elsewhere).
 
         Raises ``NotDelivered`` (no link took it), ``MaybeDelivered``, ``CryptoError`` or
         ``ProtocolError`` — the caller decides what each means for its command.
@@ -298,54 +280,22 @@ class Terminal:
             if self.pairing is None:
                 raise NotPairedYet(self.id)
             pin = self.pairing.pin
-        if expect_sn is None and self.pairing is not None:
+        if expect_sn is ANY_TERMINAL:
+            expect_sn = None
+        elif expect_sn is None and self.pairing is not None:
             expect_sn = self.pairing.device_sn
         message = request_message(body, self.shared.client_sn, request_id=request_id)
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
-        checked: list[tuple[dict[str, Any], dict[str, Any]] | Exception] = []
-
-        async def accept(reply: Envelope) -> bool:
-            """Decrypt and check a reply; a late one to an earlier request (possible on a
-            serial line) is dropped so the exchange waits on for its own."""
-            try:
-                plain = await self._open(pin, reply.data)
-                body = check_response(plain, request_id, expect_sn if check_sn else None)
-            except StaleResponse as exc:
-                log.warning("terminal=%s set aside a late reply: %s", self.id, exc)
-                response_id = str((plain.get("header") or {}).get("responseID"))
-                await self._offer_late(response_id, reply.action, body_of(plain))
-                return False
-            except Exception as exc:  # final: raised to the caller below
-                checked.append(exc)
-                return True
-            if envelope.action in MONEY_ACTIONS and reply.action != envelope.action:
-                # A Refund's "Success" is no proof of a Sale (money rules: replies are
-                # checked against their request; payments.py keeps the body as evidence).
-                checked.append(
-                    ReplyMismatch(
-                        f"the reply is for action {reply.action!r}, not {envelope.action!r}",
-                        body,
-                    )
-                )
-                return True
-            checked.append((plain["header"], body))
-            return True
-
+        check = _ReplyCheck(self, pin, envelope.action, request_id, expect_sn)
         if via is not None:
-            reply = await via.exchange(envelope, timeout=timeout)
+            await via.exchange(envelope, timeout=timeout, accept=check.accept)
         else:
-            reply = await self._deliver(
-                envelope, links or self.cfg.links, timeout, request_id, on_sending, accept
+            await self._deliver(
+                envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
             )
-        if not checked and not await accept(reply):
-            # One reply per request on LAN and cloud: a stale one is all there will be.
-            raise StaleResponse(f"the terminal answered another request, not {request_id}")
-        outcome = checked[-1]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return check.result()
 
     async def _deliver(
         self,
@@ -358,19 +308,17 @@ class Terminal:
     ) -> Envelope:
         not_delivered: NotDelivered | None = None
         for kind in links:
-            link = self._links.get(kind) or self._links.setdefault(kind, self._make_link(kind))
+            link = self._link(kind)
             if on_sending is not None:
                 await on_sending(request_id, kind)
             try:
-                if isinstance(link, SerialLink):
-                    return await link.exchange(envelope, timeout=timeout, accept=accept)
                 try:
-                    return await link.exchange(envelope, timeout=timeout)
+                    return await link.exchange(envelope, timeout=timeout, accept=accept)
                 except NotDelivered:
-                    if kind != "lan" or not await self._rediscover():
+                    if kind != self.cfg.transport or not await self._rediscover():
                         raise
                     # The old address provably never took it; the new one may.
-                    return await link.exchange(envelope, timeout=timeout)
+                    return await link.exchange(envelope, timeout=timeout, accept=accept)
             except NotDelivered as exc:
                 log.warning("terminal=%s link=%s not delivered: %s", self.id, kind, exc)
                 not_delivered = not_delivered or exc
@@ -382,8 +330,8 @@ class Terminal:
     async def _rediscover(self) -> bool:
         """LAN terminal not answering: ask the cloud's terminal-info for its current address
         (protocol.md §5). True when a new address was found and applied."""
-        if self.pairing is None or not self.shared.cloud.business_id:
-            return False
+        if self.pairing is None or not self._target.host or not self.shared.cloud.business_id:
+            return False  # only a terminal with a network address can move
         try:
             info = await self.terminal_info(self.pairing.pin)
         except Exception as exc:  # any failure just means: no new address
@@ -392,28 +340,23 @@ class Terminal:
         host, port = info.get("ip"), port_number(info.get("port"))
         if not isinstance(host, str) or not host or port is None:
             return False
-        lan = self._links["lan"]
-        assert isinstance(lan, LanLink)
-        if (host, port) == (lan.host, lan.port):
+        old = self._target
+        if (host, port) == (old.host, old.port):
             return False
         log.warning(
             "terminal=%s moved from %s:%s to %s:%s (found through the cloud)",
-            self.id,
-            lan.host,
-            lan.port,
-            host,
-            port,
-        )
-        lan.set_address(host, port)
+            self.id, old.host, old.port, host, port,
+        )  # fmt: skip
+        self.aim(attrs.evolve(old, host=host, port=port))
         self.pairing = attrs.evolve(self.pairing, host=host, port=port)
         await self._store(self.shared.pairings.put, self.pairing)
         return True
 
     async def terminal_info(self, pin: str) -> dict[str, Any]:
         """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5)."""
-        cloud = self._links.get("cloud") or self._info_link
-        if not isinstance(cloud, CloudLink):
-            cloud = self._info_link = self._cloud_link()  # kept: one client, not one per call
+        cloud = self._info_link
+        if cloud is None:  # kept: one client, not one per call
+            cloud = self._info_link = cloud_link(self.shared.cloud, self.device_sn)
         message = request_message(
             {"businessID": self.shared.cloud.business_id}, self.shared.client_sn
         )
@@ -458,24 +401,27 @@ class Terminal:
         info = {k: v for k, v in info.items() if not k.lower().startswith("pin")}
         return {"terminal": self.id, "device_sn": pairing.device_sn, "info": info}
 
-    def _pairing_link(self, parsed: PairingCode) -> LanLink | CloudLink | None:
-        """A link of pairing's own where it must differ from the terminal's: the QR code's
-        address (LAN), the new terminal's SN (cloud). The terminal's links stay as they are
-        until the pairing succeeds."""
-        if self.cfg.transport == "lan" and parsed.ip:
-            return self._lan_link(parsed.ip, parsed.port or self.cfg.port)
-        if self.cfg.transport == "cloud":
-            return self._cloud_link()
-        return None
+    def _pairing_target(self, parsed: PairingCode) -> Target:
+        """Where pairing talks to: the QR code's address, for a terminal that has one."""
+        if parsed.ip and self._target.host:
+            return attrs.evolve(self._target, host=parsed.ip, port=parsed.port or self.cfg.port)
+        return self._target
+
+    def _pairing_link(self, parsed: PairingCode) -> Link | None:
+        """A link of pairing's own where it must differ from the terminal's (another
+        address, another SN). The terminal's links stay as they are until it succeeds."""
+        primary = self._link(self.cfg.transport)
+        return aimed_at(primary, self._pairing_target(parsed), self.cfg, self.shared.cloud)
 
     async def _pair_steps(
-        self, parsed: PairingCode, via: LanLink | CloudLink | None
+        self, parsed: PairingCode, via: Link | None
     ) -> tuple[Pairing, dict[str, Any]]:
         pin1, t = parsed.pin, self.cfg.info_timeout_s
         links = (self.cfg.transport,)
         sn, info = await self._identify(pin1, via)
-        if isinstance(via, CloudLink):
-            via.device_sn = sn
+        target = attrs.evolve(self._pairing_target(parsed), device_sn=sn)
+        if via is not None:
+            retarget(via, target)
         # Before Pair: after it the terminal may take only the new PIN, which must be saved.
         await self._store(self.shared.pairings.check_writable)
         _, reply = await self.exchange(
@@ -484,7 +430,7 @@ class Terminal:
         )  # fmt: skip
         pin2 = new_pin_of(reply, self.cfg.pin_fields)
         logs.register_secret(pin2)
-        pairing = self._new_pairing(sn, pin2, via)
+        pairing = self._new_pairing(target, pin2)
         await self._save(partial(self.shared.pairings.put_pending, pairing))
         confirm_body: dict[str, Any] | None = (
             None if self.cfg.pair_confirm_action == "DeviceInfo" else {}
@@ -495,9 +441,7 @@ class Terminal:
         )  # fmt: skip
         return pairing, {**info, **confirmed}
 
-    async def _identify(
-        self, pin1: str, via: LanLink | CloudLink | None
-    ) -> tuple[str, dict[str, Any]]:
+    async def _identify(self, pin1: str, via: Link | None) -> tuple[str, dict[str, Any]]:
         """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
         if self.cfg.transport == "cloud":
             info = await self.terminal_info(pin1)
@@ -506,36 +450,36 @@ class Terminal:
             # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
             header, info = await self.exchange(
                 "DeviceInfo", None, pin=pin1, timeout=self.cfg.info_timeout_s,
-                links=(self.cfg.transport,), check_sn=False, via=via,
+                links=(self.cfg.transport,), expect_sn=ANY_TERMINAL, via=via,
             )  # fmt: skip
             sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
         if not sn:
             raise PairingStepError("the terminal did not tell its serial number")
         return sn, info
 
-    def _new_pairing(self, sn: str, pin: str, via: LanLink | CloudLink | None) -> Pairing:
-        host = port = None
-        lan = via if isinstance(via, LanLink) else self._links.get("lan")
-        if self.cfg.transport == "lan" and isinstance(lan, LanLink):
-            host, port = lan.host, lan.port
+    def _new_pairing(self, target: Target, pin: str) -> Pairing:
+        assert target.device_sn is not None
         return Pairing(
             terminal_id=self.id,
-            device_sn=sn,
+            device_sn=target.device_sn,
             pin=pin,
             scheme=self.cfg.crypto,
-            host=host,
-            port=port,
+            host=target.host,
+            port=target.port,
             paired_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
     def _adopt(self, pairing: Pairing) -> None:
         """The one place a new pairing takes effect: PIN, SN and address together."""
-        lan = self._links.get("lan")
-        if pairing.host and pairing.port and isinstance(lan, LanLink):
-            lan.set_address(pairing.host, pairing.port)
-        cloud = self._links.get("cloud")
-        if isinstance(cloud, CloudLink):
-            cloud.device_sn = pairing.device_sn
+        cfg = self.cfg
+        host = pairing.host or cfg.host
+        self.aim(
+            Target(
+                host=host,
+                port=(pairing.port or cfg.port) if host else None,
+                device_sn=pairing.device_sn,
+            )
+        )
         self._forget_pins()
         self.pairing = pairing
         self.pending = None
@@ -626,6 +570,60 @@ class Terminal:
                     log.warning("terminal=%s liveness probe failed: %s (%s)", self.id, reason, exc)
                 self.last_error = reason
             self._note_state()
+
+
+class AnyTerminal(enum.Enum):
+    ANY = "any"
+
+
+# ``exchange(expect_sn=ANY_TERMINAL)``: a reply from any serial number (pairing's first
+# step, when the terminal's SN is what is being asked).
+ANY_TERMINAL: Final = AnyTerminal.ANY
+
+
+@attrs.define
+class _ReplyCheck:
+    """Which reply answers one request, and what it said: ``accept`` decrypts and checks a
+    reply (responseID, SN, and for money the envelope action); ``result`` returns the
+    reply taken, or raises what made it unusable."""
+
+    terminal: Terminal
+    pin: str
+    action: str
+    request_id: str
+    expect_sn: str | None
+    outcome: tuple[dict[str, Any], dict[str, Any]] | Exception | None = None
+
+    async def accept(self, reply: Envelope) -> bool:
+        """False for a late reply to an earlier request (possible on a serial line): it is
+        offered to ``late_reply`` and the exchange waits on for its own."""
+        term = self.terminal
+        try:
+            plain = await term._open(self.pin, reply.data)
+            body = check_response(plain, self.request_id, self.expect_sn)
+        except StaleResponse as exc:
+            log.warning("terminal=%s set aside a late reply: %s", term.id, exc)
+            response_id = str((plain.get("header") or {}).get("responseID"))
+            await term._offer_late(response_id, reply.action, body_of(plain))
+            return False
+        except Exception as exc:  # final: raised by result()
+            self.outcome = exc
+            return True
+        if self.action in MONEY_ACTIONS and reply.action != self.action:
+            # A Refund's "Success" is no proof of a Sale (a reply settles only what it
+            # proves; payments.py keeps the body as evidence).
+            message = f"the reply is for action {reply.action!r}, not {self.action!r}"
+            self.outcome = ReplyMismatch(message, body)
+            return True
+        self.outcome = (plain["header"], body)
+        return True
+
+    def result(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.outcome is None:  # a link returned without a reply it was told to take
+            raise StaleResponse(f"no reply answers request {self.request_id}")
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
 
 
 class NotPairedYet(Exception):

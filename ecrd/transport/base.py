@@ -16,11 +16,18 @@ decided above it, from the one fact only the link knows (design.md §3 rule 3):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
+
+import trio
 
 from ecrd.protocol.envelope import Envelope
 
 LinkState = Literal["up", "down", "unknown"]
+# Decides whether a reply answers the request in flight (the terminal decrypts and checks
+# it). A link that may carry several replies (serial) waits for one it takes; a link with
+# one reply per request (LAN, cloud) raises ``StaleResponse`` when that one is refused.
+Accept = Callable[[Envelope], Awaitable[bool]]
 
 
 class LinkError(Exception):
@@ -49,7 +56,8 @@ class BadReply(MaybeDelivered):
 
 
 class Link(Protocol):
-    """What the terminal actor needs from a link. Implementations: lan, serial, cloud."""
+    """What the terminal actor needs from a link; lan, serial and cloud implement all of
+    it, so the terminal never asks which one it holds. Built by ``terminal/links.py``."""
 
     kind: str
 
@@ -58,8 +66,13 @@ class Link(Protocol):
         """``up`` after a good exchange or open, ``down`` after a failure, else ``unknown``."""
         ...
 
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
-        """Send ``request`` and return the terminal's reply envelope.
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The link's background work for as long as it lives (serial: open and reopen
+        the port, read frames); a link that has none is started and returns."""
+        ...
+
+    async def exchange(self, request: Envelope, *, timeout: float, accept: Accept) -> Envelope:
+        """Send ``request`` and return the reply that ``accept`` takes.
 
         Raises ``NotDelivered`` or ``MaybeDelivered`` (never a bare OSError/httpx error).
         Cancellation after the first byte went out must be treated by the caller like

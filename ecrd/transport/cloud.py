@@ -29,8 +29,8 @@ from typing import Final
 import httpx
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope
-from ecrd.transport.base import BadReply, LinkError, LinkState, NotDelivered
+from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
+from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered
 from ecrd.transport.lan import HttpReply, http_client, post_once
 
 PRODUCTION_BASE_URL: Final = "https://gateway.wonder.today"
@@ -167,7 +167,21 @@ class CloudLink:
         """The terminal's SN, learned at pairing; the gateway routes commands by it."""
         self.device_sn = device_sn
 
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Nothing runs in the background: one HTTP request per exchange."""
+        task_status.started()
+
+    async def exchange(
+        self, request: Envelope, *, timeout: float, accept: Accept | None = None
+    ) -> Envelope:
+        """One relayed call; its reply is the only one there will be (``StaleResponse``
+        when ``accept`` refuses it)."""
+        reply = await self._command(request, timeout=timeout)
+        if accept is not None and not await accept(reply):
+            raise StaleResponse("the terminal's reply answers another request")
+        return reply
+
+    async def _command(self, request: Envelope, *, timeout: float) -> Envelope:
         await trio.lowlevel.checkpoint()  # even when refusing at once
         if self.command_url is None:
             raise CloudNotConfigured(

@@ -32,8 +32,9 @@ import attrs
 import httpx
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
 from ecrd.transport.base import (
+    Accept,
     BadReply,
     LinkError,
     LinkState,
@@ -242,7 +243,21 @@ class LanLink:
             self._state = "unknown"
         self._host, self._port, self._url = host, port, url
 
-    async def exchange(self, request: Envelope, *, timeout: float) -> Envelope:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Nothing runs in the background: one HTTP request per exchange."""
+        task_status.started()
+
+    async def exchange(
+        self, request: Envelope, *, timeout: float, accept: Accept | None = None
+    ) -> Envelope:
+        """One POST; its response is the only reply there will be (``StaleResponse`` when
+        ``accept`` refuses it)."""
+        reply = await self._post(request, timeout=timeout)
+        if accept is not None and not await accept(reply):
+            raise StaleResponse("the terminal's reply answers another request")
+        return reply
+
+    async def _post(self, request: Envelope, *, timeout: float) -> Envelope:
         if self._closed:
             await trio.lowlevel.checkpoint()
             raise NotDelivered(f"LAN link to {self._url} is closed")
