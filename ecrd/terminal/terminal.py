@@ -87,7 +87,10 @@ class Terminal:
         shared: Shared,
         pairing: Pairing | None,
         pending: Pairing | None = None,
+        *,
+        links: Mapping[str, Link] | None = None,
     ) -> None:
+        """``links`` replaces the links built from the config (tests: an in-memory link)."""
         self.cfg = cfg
         self.id = cfg.id
         self.shared = shared
@@ -105,6 +108,7 @@ class Terminal:
         # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
         self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
         self._target = self._start_target()
+        self._links.update(links or {})
         for kind in cfg.links:
             self._link(kind)
 
