@@ -137,3 +137,20 @@ def test_unread_listing_floods_stop_being_read_and_sales_go_on(tmp_path: Path) -
             sock.close()
         daemon.stop(sim)
         sim.stop()
+
+
+def test_a_connection_that_leaves_its_replies_unread_is_closed_after_idle_timeout(
+    tmp_path: Path,
+) -> None:
+    fill_journal(tmp_path / "state", 3000)
+    daemon = start(tmp_path, None, idle_timeout_s=1)
+    try:
+        stuck = flood(daemon.socket, lines=64)
+        deadline = time.monotonic() + 5
+        while "its replies went unread for 1s" not in daemon.log_text():
+            assert time.monotonic() < deadline, "a connection whose replies go unread stays"
+            time.sleep(0.1)
+        stuck.close()
+        assert daemon.call("ping")["protocol"] == 1
+    finally:
+        daemon.stop()

@@ -10,8 +10,9 @@ Invariants:
   only once its earlier replies are out; events wait for room too, and a subscription that
   falls ``QUEUE_SIZE`` events behind is disconnected. So a connection holds a bounded
   amount of memory whatever its peer does.
-* A connection with nothing in flight and no subscription that makes no progress (no
-  complete line read, no reply written) for ``idle_timeout_s`` is closed.
+* A connection that makes no progress (no complete line read, no reply written) for
+  ``idle_timeout_s`` is closed if nothing runs for it and it has no subscription, or if
+  replies wait for it unread all that time (its payments go on: design.md §3 rule 7).
 * Requests on one connection run concurrently (a ``ping`` is answered while a ``sale``
   waits for the customer); replies carry the request's ``id``.
 * A request that outlives its client keeps running: money commands live in the payments
@@ -184,10 +185,11 @@ class Connection:
             now = trio.current_time()
             if now < self._progress + timeout:
                 await trio.sleep(self._progress + timeout - now)
-            elif self._handling or self._subscription is not None:
+            elif (self._handling or self._subscription is not None) and not self._unsent_bytes:
                 self._progress = now  # in use: look again a full period later
             else:
-                log.info("client %s disconnected: idle for %gs", self.peer, timeout)
+                why = "its replies went unread" if self._unsent_bytes else "idle"
+                log.info("client %s disconnected: %s for %gs", self.peer, why, timeout)
                 self.dropped = True
                 assert self._nursery is not None
                 self._nursery.cancel_scope.cancel()
