@@ -45,13 +45,18 @@ def closed_by_peer(sock: socket.socket, within: float) -> bool:
     return False
 
 
-def flood(path: str, lines: int = 512) -> socket.socket:
+def flood(path: str, lines: int = 512, timeout: float = 5) -> socket.socket:
     """A connection that asked for ``lines`` full pages of listings and reads nothing."""
-    sock = connect(path, timeout=5)
+    sock = connect(path)
+    flood_on(sock, lines, timeout)
+    return sock
+
+
+def flood_on(sock: socket.socket, lines: int = 512, timeout: float = 5) -> None:
+    sock.settimeout(timeout)
     data = b"".join(LIST % i for i in range(lines))
     with contextlib.suppress(TimeoutError):  # ecrd stopped reading it: back-pressure
         sock.sendall(data)
-    return sock
 
 
 def drip(sock: socket.socket) -> bool:

@@ -323,14 +323,16 @@ async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
     }
     try:
         async with conn.reading():
-            records = await daemon.read(daemon.journal_view.page, **query)
+            # Records become API dicts on the reader thread too: a page is up to 500 of them.
+            return await daemon.read(
+                lambda: [r.to_api() for r in daemon.journal_view.page(**query)]
+            )
     except UnknownCursor:
         raise errors.InvalidParams(
             "before must be the reference_id of a journaled transaction (the last one of the "
             "previous page)",
             field="before",
         ) from None
-    return [r.to_api() for r in records]
 
 
 async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> Any:
