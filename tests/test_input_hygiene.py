@@ -165,3 +165,37 @@ async def test_a_reload_that_cannot_build_a_terminal_keeps_the_old_one_and_says_
         tx = await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
                           reference_id="still-sells")  # fmt: skip
     assert tx["state"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("host", "127.0.0.1:44391"), ("host", "http://x"), ("path", "x")]
+)
+async def test_a_reload_with_a_bad_host_or_path_is_refused_and_the_terminal_stays(
+    stack: Stack, key: str, value: str
+) -> None:
+    data = config_data(stack.description, stack.tmp)
+    data["terminal"][0][key] = value
+    (stack.tmp / "ecrd.toml").write_text(tomli_w.dumps(data))
+    old = stack.daemon.terminals["lan-1"]
+    async with open_trio_client(stack.socket) as c:
+        err = await call_error(c, "config.reload")
+        assert err.reason == "config_error" and f"terminal[0].{key} must be" in err.message
+        assert stack.daemon.terminals["lan-1"] is old
+        await pair(c, stack, "lan")
+        tx = await c.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
+                          reference_id=f"after-{key}")  # fmt: skip
+    assert tx["state"] == "succeeded"
+
+
+async def test_a_reloaded_max_clients_applies_to_the_next_connection(stack: Stack) -> None:
+    from ecrd.api.admission import RESERVE
+
+    rewrite_config(stack, max_clients=2)
+    async with open_trio_client(stack.socket) as c:
+        await c.call("config.reload")
+        held = [await trio.open_unix_socket(stack.socket) for _ in range(1 + RESERVE)]
+        extra = await trio.open_unix_socket(stack.socket)
+        with trio.fail_after(5):
+            assert b'"too_many_clients"' in await extra.receive_some()
+        for stream in [*held, extra]:
+            await stream.aclose()
