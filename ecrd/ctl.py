@@ -202,6 +202,8 @@ async def cmd_tx(args: Args, client: TrioClient) -> int:
         params["state"] = args.state
     if args.terminal:
         params["terminal"] = args.terminal
+    if args.before:
+        params["before"] = args.before
     rows = await client.call("transaction.list", **params)
     _print(args, rows, _table(rows, TX_COLUMNS))
     return EXIT_OK
@@ -306,7 +308,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ref", nargs="?")
     p.add_argument("--state")
     p.add_argument("--terminal")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="at most 500 (one page)")
+    p.add_argument("--before", metavar="REF", help="the page after REF (older than it)")
     p = sub.add_parser("resolve", help="settle an UNKNOWN transaction after checking the terminal")
     p.add_argument("ref")
     p.add_argument("outcome", choices=["succeeded", "failed"])
