@@ -40,7 +40,7 @@ from ecrd.ownership import CannotStart
 from ecrd.sdnotify import Notifier, watchdog_interval
 from ecrd.store.journal import Journal, JournalError
 from ecrd.store.journal_view import JournalView
-from ecrd.store.pairings import PairingStore, PairingStoreError
+from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.payments import Payments
 from ecrd.terminal.terminal import Shared, Terminal
 from ecrd.transport.lan import tls_context
@@ -71,18 +71,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.started = time.monotonic()
         self.events = EventBus()
-        state = config.daemon.state_dir
-        ownership.own_directory(state, ownership.STATE_DIR_MODE)
-        self._lock_fd = lock_state_dir(state)
-        self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
-        try:
-            pairings = self.pairing_store.load()
-            self.journal = Journal(os.path.join(state, "journal.sqlite3"))
-        except (PairingStoreError, JournalError) as exc:
-            os.close(self._lock_fd)
-            raise CannotStart(
-                f"{exc} (restore it from a backup, or move it away to start afresh)"
-            ) from exc
+        pairings = self._open_state(config.daemon.state_dir)
         for pairing in pairings.values():
             logs.register_secret(pairing.pin)
         self.journal_view = JournalView(self.journal.path)
@@ -110,6 +99,25 @@ class Daemon:
         self._hurry = trio.CancelScope()  # cancelled by a second stop signal
         self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
+
+    def _open_state(self, state: str) -> dict[str, Pairing]:
+        """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
+        ownership.own_directory(state, ownership.STATE_DIR_MODE)
+        self._lock_fd = lock_state_dir(state)
+        self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
+        try:
+            pairings = self.pairing_store.load()
+            self.journal = Journal(os.path.join(state, "journal.sqlite3"))
+        except PairingStoreError as exc:
+            os.close(self._lock_fd)
+            raise CannotStart(
+                f"{exc} (restore it from a backup, or move it away and pair the terminals again)"
+            ) from exc
+        except JournalError as exc:
+            os.close(self._lock_fd)
+            # Never "start afresh" silently: the journal is the memory of past payments.
+            raise CannotStart(f"{exc} (restore the journal from a backup)") from exc
+        return pairings
 
     # -- running -------------------------------------------------------------------------
 
