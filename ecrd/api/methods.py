@@ -180,7 +180,8 @@ async def ping(daemon: Daemon, conn: Connection, p: Params) -> Any:
 
 
 async def status(daemon: Daemon, conn: Connection, p: Params) -> Any:
-    return await daemon.status()
+    async with conn.reading():  # it counts the journal: a read like the listings
+        return await daemon.status()
 
 
 async def terminal_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
