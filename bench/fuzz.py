@@ -10,6 +10,14 @@ Acceptance lines:
 * no ``internal_error`` (-32603) reply: one would be a bug in ecrd;
 * VmRSS after the run is at most 32 MiB above VmRSS after a warm-up of 2 000 lines.
 
+Then a hostile-client phase (``bench/_hostile.py``, ``--hostile-seconds``, default 30) on a
+fresh ecrd with a journal of 3 000 records: idle hogs, unread-reply floods and drip writers
+while a load driver sells. Its acceptance lines:
+
+* sales keep going: all succeed, no 5 s without a completed sale, none takes over 3 s;
+* ping p99 < 20 ms (one ping every 20 ms from a separate process);
+* VmRSS peak during the phase at most 64 MiB above VmRSS before the hostile clients start.
+
 Run: ``bench/run fuzz`` (or ``python -m bench.fuzz [--count N] [--seconds S] [--seed N]``
 inside the venv). The run stops at ``--count`` lines or after ``--seconds``, whichever
 comes first. Exit status 1 if an acceptance line fails.
@@ -31,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from e2e import running
 from test_reliability import rss_kib, run_fuzz
 
+from bench._hostile import report, run_phase
+
 CHUNK = 5000
 WARM_UP = 2000
 RSS_LIMIT_KIB = 32 * 1024
@@ -42,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=300.0, help="time budget")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--hostile-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, seed {args.seed}")
 
@@ -104,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"VmRSS grew by {(after - before) / 1024:.1f} MiB (limit 32)")
     if money:
         failures.append(f"{money} money requests reached a terminal")
+    if args.hostile_seconds > 0:
+        with tempfile.TemporaryDirectory(prefix="ecrd-hostile-") as tmp:
+            failures += report(run_phase(Path(tmp), args.hostile_seconds))
+        print()
     print("FAIL: " + "; ".join(failures) if failures else "all acceptance lines PASS")
     return 1 if failures else 0
 

@@ -328,7 +328,12 @@ class Soak:
 def report(soak: Soak, elapsed: float) -> bool:
     """Print the comparison; True if a money check failed."""
     jobs = soak.jobs
-    records = {r["reference_id"]: r for r in soak.call("transaction.list", limit=10000)}
+    listed: list[dict[str, Any]] = []
+    before: dict[str, str] = {}
+    while page := soak.call("transaction.list", limit=500, **before):
+        listed += page
+        before = {"before": page[-1]["reference_id"]}  # docs/api.md, "Paging"
+    records = {r["reference_id"]: r for r in listed}
     ledgers = {link: soak.ledger(link) for link in LINKS}
     issued = [j for j in jobs if j.outcome is not None or j.attempts]
     charges: Counter[str] = Counter()

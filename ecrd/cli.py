@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import trio
 
-from ecrd import __version__, logs
-from ecrd.config import ConfigError, load
+from ecrd import __version__, logs, ownership
+from ecrd.config import Config, ConfigError, load
 
 DEFAULT_CONFIG = "/etc/ecrd/ecrd.toml"
+
+
+def path_problems(cfg: Config, *, owner: bool = True) -> list[str]:
+    """What on disk would stop ``ecrd run`` with this config (ecrd/ownership.py)."""
+    found = [
+        ownership.directory_problem(
+            os.path.dirname(cfg.daemon.socket) or ".", ownership.SOCKET_DIR_MODE, owner=owner
+        ),
+        ownership.directory_problem(cfg.daemon.state_dir, ownership.STATE_DIR_MODE, owner=owner),
+        ownership.socket_path_problem(cfg.daemon.socket),
+    ]
+    return [p for p in found if p is not None]
 
 
 def _check(path: str) -> int:
@@ -18,6 +31,11 @@ def _check(path: str) -> int:
         cfg = load(path)
     except ConfigError as exc:
         print(f"ecrd: {exc}", file=sys.stderr)
+        return 2
+    # Owners are not checked: check-config may run as another user than ecrd.
+    problems = path_problems(cfg, owner=False)
+    if problems:
+        print(f"ecrd: {path}: {problems[0]}", file=sys.stderr)
         return 2
     print(f"{path}: OK")
     print(f"  socket     {cfg.daemon.socket} (group {cfg.daemon.socket_group or 'default'})")
@@ -51,17 +69,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return _check(args.config)
+    return _run(args.config)
+
+
+def _run(path: str) -> int:
+    """Start-up failures are one line, ``ecrd: cannot start: ...``; a config or state
+    problem exits with status 2, which the unit's RestartPreventExitStatus= does not retry."""
     try:
-        cfg = load(args.config)
-    except ConfigError as exc:
-        print(f"ecrd: {exc}", file=sys.stderr)
+        cfg = load(path)
+        problems = path_problems(cfg)
+        if problems:
+            raise ownership.CannotStart(problems[0])
+    except (ConfigError, ownership.CannotStart) as exc:
+        print(f"ecrd: cannot start: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.daemon.log_level)
     from ecrd.daemon import main as run_daemon
 
     try:
         trio.run(run_daemon, cfg)
-    except OSError as exc:
+    except ownership.CannotStart as exc:
+        print(f"ecrd: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the socket or the state directory is in use
         print(f"ecrd: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

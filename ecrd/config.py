@@ -19,8 +19,10 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from ecrd import config_rules
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
+from ecrd.text import first_control
 
 T = TypeVar("T")
 
@@ -48,6 +50,12 @@ class DaemonConfig:
     # SIGTERM: how long in-flight payments may take to finish before they are journaled unknown.
     shutdown_grace_s: float = 30.0
     max_clients: int = 64
+    # Fair sharing of the socket (docs/api.md, "Limits"): connections per uid, and how
+    # long a connection with nothing in flight and no subscription may stay open.
+    max_clients_per_user: int = 16
+    idle_timeout_s: float = 300.0
+    # Currency codes a terminal uses outside the ISO 4217 list (e.g. a test currency).
+    extra_currencies: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -146,7 +154,13 @@ class _Table:
         )
         if not ok:
             raise self.fail(key, expected)
+        if first_control(value, key) is not None:
+            raise self.fail(key, f"{expected} without control characters (newline, tab, ESC...)")
         return value
+
+    def check(self, key: str, problem: str | None) -> None:
+        if problem is not None:
+            raise self.fail(key, problem)
 
     def text(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
         value = self.get(key, str, default, "a string")
@@ -196,7 +210,19 @@ def _daemon(t: _Table) -> DaemonConfig:
         block_on_unknown=t.flag("block_on_unknown", d.block_on_unknown),
         shutdown_grace_s=t.number("shutdown_grace_s", d.shutdown_grace_s, high=3600),
         max_clients=t.integer("max_clients", d.max_clients, low=1, high=10000),
+        max_clients_per_user=t.integer(
+            "max_clients_per_user", d.max_clients_per_user, low=1, high=10000
+        ),
+        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, low=1, high=86400),
+        extra_currencies=_currencies(t),
     )
+
+
+def _currencies(t: _Table) -> tuple[str, ...]:
+    value = t.get("extra_currencies", list, [], "a list of currency codes")
+    for code in value:
+        t.check("extra_currencies", config_rules.currency_problem(code))
+    return tuple(value)
 
 
 def _cloud(t: _Table) -> CloudConfig:
@@ -292,7 +318,17 @@ def _terminal(t: _Table) -> TerminalConfig:
         raise t.fail("device", 'set for transport = "serial" (e.g. /dev/ttyUSB0)')
     if cfg.fallback == cfg.transport:
         raise t.fail("fallback", "a different link than transport")
+    _check_terminal(t, cfg)
     return cfg
+
+
+def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
+    if cfg.host is not None:
+        t.check("host", config_rules.host_problem(cfg.host))
+    t.check("path", config_rules.path_problem(cfg.path))
+    if cfg.status_action is not None:
+        t.check("status_action", config_rules.action_problem(cfg.status_action))
+    t.check("pair_confirm_action", config_rules.action_problem(cfg.pair_confirm_action))
 
 
 def parse(data: dict[str, Any], path: str = "<config>") -> Config:
@@ -308,6 +344,9 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
         return build(table)
 
     daemon = section("daemon", _daemon, DaemonConfig())
+    problem = config_rules.socket_problem(daemon.socket, daemon.state_dir)
+    if problem is not None:
+        raise ConfigError(f"{path}: [daemon].socket must be {problem} (got {daemon.socket!r})")
     cloud = section("cloud", _cloud, CloudConfig())
     top.used.add("terminal")
     raw_terminals = data.get("terminal", [])

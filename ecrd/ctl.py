@@ -4,6 +4,10 @@ Exit codes scripts can trust:
   0  done (a payment: approved)          3  outcome UNKNOWN: check the terminal, then resolve
   1  payment declined / failed           4  ecrd not reachable (socket missing, permission)
   2  bad usage or bad parameters         5  any other error (not paired, link down, busy...)
+
+Text output escapes control characters in every value (``ecrd.text.escape``): a terminal's
+reply or a reference id can never move the cursor, clear the screen or fake a line here.
+``--json`` output is JSON, where they are escaped anyway.
 """
 
 from __future__ import annotations
@@ -19,13 +23,19 @@ import trio
 
 from ecrd import __version__
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
+from ecrd.text import escape
 
 EXIT_OK, EXIT_DECLINED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNREACHABLE, EXIT_ERROR = range(6)
 SPINNER = "|/-\\"
 
 
+def _show(value: Any) -> str:
+    """One value for the text output, control characters escaped."""
+    return escape("" if value is None else str(value))
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    cells = [[("-" if r.get(c) is None else _show(r.get(c))) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -33,7 +43,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _tx_text(tx: dict[str, Any]) -> str:
-    reply = tx.get("reply") or {}
+    reply = {k: _show(v) for k, v in (tx.get("reply") or {}).items()}
+    tx = {k: (v if isinstance(v, dict) or v is None else _show(v)) for k, v in tx.items()}
     lines = [
         f"reference  {tx['reference_id']}",
         f"terminal   {tx['terminal']}  ({tx.get('link') or '-'})",
@@ -51,7 +62,8 @@ def _tx_text(tx: dict[str, Any]) -> str:
 
 
 def _print(args: argparse.Namespace, value: Any, text: str) -> None:
-    print(json.dumps(value, indent=2) if args.json else text)
+    # Line by line as well: no control character but the line breaks of the layout.
+    print(json.dumps(value, indent=2) if args.json else "\n".join(map(escape, text.split("\n"))))
 
 
 async def _pay(
@@ -137,7 +149,7 @@ async def cmd_status(args: Args, client: TrioClient) -> int:
         f"journal: {st['journal']}  in flight: {st['in_flight']}",
     ]
     if st.get("reload_error"):
-        lines.append(f"RELOAD FAILED (old config in force): {st['reload_error']}")
+        lines.append(f"RELOAD FAILED (old config in force): {_show(st['reload_error'])}")
     _print(args, st, "\n".join(lines) + "\n\n" + _table(st["terminals"], TERMINAL_COLUMNS))
     return EXIT_OK
 
@@ -151,7 +163,7 @@ async def cmd_terminals(args: Args, client: TrioClient) -> int:
 async def cmd_pair(args: Args, client: TrioClient) -> int:
     print(f"pairing {args.terminal}…", file=sys.stderr)
     res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
-    _print(args, res, f"paired {res['terminal']} with terminal {res['device_sn']}")
+    _print(args, res, f"paired {_show(res['terminal'])} with terminal {_show(res['device_sn'])}")
     return EXIT_OK
 
 
@@ -163,7 +175,7 @@ async def cmd_unpair(args: Args, client: TrioClient) -> int:
 
 async def cmd_info(args: Args, client: TrioClient) -> int:
     res = await client.call("terminal.info", terminal=args.terminal)
-    _print(args, res, "\n".join(f"{k:<12} {v}" for k, v in res.items()))
+    _print(args, res, "\n".join(f"{_show(k):<12} {_show(v)}" for k, v in res.items()))
     return EXIT_OK
 
 
@@ -176,7 +188,8 @@ async def cmd_abort(args: Args, client: TrioClient) -> int:
     if args.ref:
         params["reference_id"] = args.ref
     res = await client.call("abort", **params)
-    _print(args, res, f"abort sent: {res.get('status', '?')} {res.get('errorMessage') or ''}")
+    status, message = _show(res.get("status", "?")), _show(res.get("errorMessage"))
+    _print(args, res, f"abort sent: {status} {message}")
     return EXIT_OK
 
 
@@ -190,6 +203,8 @@ async def cmd_tx(args: Args, client: TrioClient) -> int:
         params["state"] = args.state
     if args.terminal:
         params["terminal"] = args.terminal
+    if args.before:
+        params["before"] = args.before
     rows = await client.call("transaction.list", **params)
     _print(args, rows, _table(rows, TX_COLUMNS))
     return EXIT_OK
@@ -212,7 +227,7 @@ async def cmd_reload(args: Args, client: TrioClient) -> int:
 async def cmd_watch(args: Args, client: TrioClient) -> int:
     await client.call("subscribe")
     async for event in client.events:
-        text = " ".join(f"{k}={v}" for k, v in event.items())
+        text = " ".join(f"{_show(k)}={_show(v)}" for k, v in event.items())
         print(json.dumps(event) if args.json else text, flush=True)
     return EXIT_OK
 
@@ -295,7 +310,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ref", nargs="?")
     p.add_argument("--state")
     p.add_argument("--terminal")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=int, default=20, help="at most 500 (one page)")
+    p.add_argument("--before", metavar="REF", help="the page after REF (older than it)")
     p = sub.add_parser("resolve", help="settle an UNKNOWN transaction after checking the terminal")
     p.add_argument("ref")
     p.add_argument("outcome", choices=["succeeded", "failed"])
@@ -322,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     indent=2,
                 )
             )
-        print(f"ecrctl: {exc.message} [{exc.reason}]", file=sys.stderr)
+        print(f"ecrctl: {_show(exc.message)} [{_show(exc.reason)}]", file=sys.stderr)
         tx = exc.data.get("transaction")
         if tx and not args.json:
             print(_tx_text(tx))

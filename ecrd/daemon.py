@@ -1,12 +1,15 @@
 """The daemon: the root nursery, start-up order, signals, reload, systemd.
 
 Start-up order (each step before the next):
-1. state directory (0700), pairings loaded, journal opened;
+1. state directory (0700, ecrd/ownership.py), pairings loaded, journal opened; a problem
+   there is ``CannotStart`` (one line, exit status 2, no restart loop);
 2. journal recovery: ``pending`` → ``unknown`` (design.md §3 rule 6);
 3. one supervised task tree per terminal (a crash restarts that terminal only);
 4. the socket is bound and served; then READY=1 to systemd.
 
-SIGHUP reloads the config (validated whole first; the old one stays on error). SIGTERM
+SIGHUP reloads the config (validated whole first; the old one stays on error; the reply
+says which ``[daemon]`` keys were applied and which need a restart, and a terminal whose
+new configuration cannot be built keeps its old one). SIGTERM
 and SIGINT stop taking money commands, give in-flight ones ``shutdown_grace_s``, journal the
 rest as ``unknown`` and exit 0. A second SIGTERM or SIGINT cuts the grace short.
 """
@@ -21,25 +24,31 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
-from ecrd import __version__, errors, logs
+from ecrd import __version__, errors, logs, ownership
 from ecrd.api import server
-from ecrd.config import Config, ConfigError, TerminalConfig, load
+from ecrd.config import Config, ConfigError, DaemonConfig, TerminalConfig, load
 from ecrd.errors import ConfigProblem
 from ecrd.events import EventBus
+from ecrd.ownership import CannotStart
 from ecrd.sdnotify import Notifier, watchdog_interval
 from ecrd.store.journal import Journal, JournalError
-from ecrd.store.pairings import PairingStore
+from ecrd.store.journal_view import JournalView
+from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.payments import Payments
 from ecrd.terminal.terminal import Shared, Terminal
 from ecrd.transport.lan import tls_context
 
 log = logging.getLogger("ecrd")
+T = TypeVar("T")
+# [daemon] keys a reload cannot apply to a running daemon; every other one it applies.
+RESTART_KEYS = ("socket", "socket_group", "state_dir", "client_device_sn")
 
 
 def lock_state_dir(state_dir: str) -> int:
@@ -62,15 +71,10 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.started = time.monotonic()
         self.events = EventBus()
-        state = config.daemon.state_dir
-        os.makedirs(state, mode=0o700, exist_ok=True)
-        self._lock_fd = lock_state_dir(state)
-        self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
-        pairings = self.pairing_store.load()
-        pending = self.pairing_store.pending()
+        pairings, pending = self._open_state(config.daemon.state_dir)
         for pairing in [*pairings.values(), *pending.values()]:
             logs.register_secret(pairing.pin)
-        self.journal = Journal(os.path.join(state, "journal.sqlite3"))
+        self.journal_view = JournalView(self.journal.path)
         self.shared = Shared(
             client_sn=config.daemon.client_device_sn,
             cloud=config.cloud,
@@ -97,12 +101,33 @@ class Daemon:
         self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
 
+    def _open_state(self, state: str) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
+        """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
+        ownership.own_directory(state, ownership.STATE_DIR_MODE)
+        self._lock_fd = lock_state_dir(state)
+        self.pairing_store = PairingStore(os.path.join(state, "pairings.toml"))
+        try:
+            pairings = self.pairing_store.load()
+            pending = self.pairing_store.pending()
+            self.journal = Journal(os.path.join(state, "journal.sqlite3"))
+        except PairingStoreError as exc:
+            os.close(self._lock_fd)
+            raise CannotStart(
+                f"{exc} (restore it from a backup, or move it away and pair the terminals again)"
+            ) from exc
+        except JournalError as exc:
+            os.close(self._lock_fd)
+            # Never "start afresh" silently: the journal is the memory of past payments.
+            raise CannotStart(f"{exc} (restore the journal from a backup)") from exc
+        return pairings, pending
+
     # -- running -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Bound first, so "in use" fails the start plainly; clients that connect now wait
         # in the backlog until recovery is done and serving starts (design.md §3 rule 6).
         sock = server.bind_socket(self.config.daemon.socket, self.config.daemon.socket_group)
+        bound = ownership.identity(self.config.daemon.socket)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -124,12 +149,13 @@ class Daemon:
             with trio.CancelScope(shield=True):
                 for term in self.terminals.values():
                     await term.aclose()
+                await trio.to_thread.run_sync(self.journal_view.close)
                 await trio.to_thread.run_sync(self.journal.close)
             self.notifier.close()
             self.shared.workers.close()
             os.close(self._lock_fd)
-            with contextlib.suppress(OSError):
-                os.unlink(self.config.daemon.socket)
+            sock.close()
+            ownership.remove_own_socket(self.config.daemon.socket, bound)
 
     def _start_terminal(self, term: Terminal) -> None:
         assert self._nursery is not None
@@ -189,7 +215,7 @@ class Daemon:
             if interval:
                 self.notifier.watchdog()
             try:
-                counts = await self.payments.db(self.journal.counts)
+                counts = await self.read(self.journal_view.counts)
                 self._unknown_count = counts.get("unknown", 0)
             except errors.JournalFailure:
                 pass  # already logged; the watchdog must go on (a disk error is not a hang)
@@ -227,8 +253,16 @@ class Daemon:
             line += f"; config reload FAILED, old config kept: {self.reload_error}"
         return line
 
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A journal read on the read-only connection (never queued with payment writes)."""
+        try:
+            return await self.journal_view.run(fn, *args, **kwargs)
+        except JournalError as exc:
+            log.error("journal error: %s", exc)
+            raise errors.JournalFailure(f"the transaction journal failed: {exc}") from exc
+
     async def status(self) -> dict[str, Any]:
-        counts = await self.payments.db(self.journal.counts)
+        counts = await self.read(self.journal_view.counts)
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -249,7 +283,8 @@ class Daemon:
     # -- reload ----------------------------------------------------------------------------
 
     async def reload(self) -> dict[str, Any]:
-        """Validate the whole file first; keep the old config on any error (design.md §5)."""
+        """Validate the whole file first; keep the old config on any error (design.md §5).
+        The reply says exactly what was applied (docs/api.md, ``config.reload``)."""
         try:
             new = await trio.to_thread.run_sync(load, self.config.path)
         except ConfigError as exc:
@@ -259,85 +294,108 @@ class Daemon:
             raise ConfigProblem(f"reload failed, the old config stays in force: {exc}") from exc
         self.reload_error = None
         tls_context.cache_clear()  # CA files may have changed too
+        applied, needs_restart = self._apply_daemon(new.daemon)
         old = {t.id: t for t in self.config.terminals}
         fresh = {t.id: t for t in new.terminals}
-        added = sorted(set(fresh) - set(old))
-        removed = sorted(set(old) - set(fresh))
         # A changed [cloud] table changes every terminal's cloud client (link or address
         # lookup), so they are all rebuilt.
         cloud_changed = new.cloud != self.config.cloud
-        changed = sorted(k for k in set(old) & set(fresh) if old[k] != fresh[k] or cloud_changed)
-        ignored = [
-            key
-            for key in ("socket", "socket_group", "state_dir")
-            if getattr(new.daemon, key) != getattr(self.config.daemon, key)
-        ]
-        self.config = attrs.evolve(
-            new,
-            daemon=attrs.evolve(new.daemon, **{k: getattr(self.config.daemon, k) for k in ignored}),
-        )
+        self.config = attrs.evolve(new, daemon=self.config.daemon)
         self.shared.cloud = new.cloud
-        self.payments.block_on_unknown = new.daemon.block_on_unknown
-        deferred = []
+        report = await self._apply_terminals(old, fresh, cloud_changed)
+        report.update(applied=applied, needs_restart=needs_restart)
+        log.info("config reloaded: %s", report)
+        self.notifier.status(self.status_line())
+        return report
+
+    def _apply_daemon(self, new: DaemonConfig) -> tuple[list[str], list[str]]:
+        """Take the new [daemon] keys that a running daemon can take; the others keep their
+        old value until the next start."""
+        current = self.config.daemon
+        names = [f.name for f in attrs.fields(DaemonConfig)]
+        differ = [k for k in names if getattr(new, k) != getattr(current, k)]
+        needs_restart = [k for k in differ if k in RESTART_KEYS]
+        applied = [k for k in differ if k not in RESTART_KEYS]
+        self.config = attrs.evolve(
+            self.config,
+            daemon=attrs.evolve(new, **{k: getattr(current, k) for k in needs_restart}),
+        )
+        if "log_level" in applied:
+            logging.getLogger().setLevel(new.log_level.upper())
+        self.payments.block_on_unknown = new.block_on_unknown
+        # max_clients, max_clients_per_user, idle_timeout_s, max_line_bytes and
+        # extra_currencies are read from self.config where they are used.
+        return applied, needs_restart
+
+    async def _apply_terminals(
+        self, old: dict[str, TerminalConfig], fresh: dict[str, TerminalConfig], cloud: bool
+    ) -> dict[str, Any]:
+        added = sorted(set(fresh) - set(old))
+        removed = sorted(set(old) - set(fresh))
+        changed = sorted(k for k in set(old) & set(fresh) if old[k] != fresh[k] or cloud)
+        deferred: list[str] = []
+        failed: dict[str, str] = {}
         assert self._nursery is not None
         for tid in removed + changed + added:
-            moved = (
-                tid in old
-                and tid in fresh
-                and ((old[tid].host, old[tid].port) != (fresh[tid].host, fresh[tid].port))
-            )
+            moved = tid in old and tid in fresh and (
+                (old[tid].host, old[tid].port) != (fresh[tid].host, fresh[tid].port)
+            )  # fmt: skip
             term = self.terminals.get(tid)
             if (term is not None and term.busy_with is not None) or self._replacing[tid].locked():
                 deferred.append(tid)  # after its payment (or the replacement under way)
                 self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
             else:
-                await self._replace(tid, fresh.get(tid), moved)
-        log.info(
-            "config reloaded: added=%s removed=%s changed=%s (after their payment: %s)",
-            added,
-            removed,
-            changed,
-            deferred,
-        )
-        self.notifier.status(self.status_line())
+                problem = await self._replace(tid, fresh.get(tid), moved)
+                if problem is not None:
+                    failed[tid] = problem
         return {
-            "added": added,
+            "added": [t for t in added if t not in failed],
             "removed": removed,
-            "changed": changed,
+            "changed": [t for t in changed if t not in failed],
             "deferred": deferred,
-            "needs_restart": ignored,
+            "failed": failed,
         }
 
-    async def _add(self, cfg: TerminalConfig, *, address_changed: bool = False) -> None:
+    async def _build(self, cfg: TerminalConfig, *, address_changed: bool) -> Terminal:
         store = partial(trio.to_thread.run_sync, limiter=self.shared.store_limiter)
         pairing = await store(self.pairing_store.get, cfg.id)
         if pairing is not None and address_changed and pairing.host is not None:
             # The admin gave a new address: it replaces the last known one.
             pairing = attrs.evolve(pairing, host=None, port=None)
+            term = Terminal(cfg, self.shared, pairing)
             await store(self.pairing_store.put, pairing)
-        term = Terminal(cfg, self.shared, pairing)
-        self.terminals[cfg.id] = term
-        self._start_terminal(term)
+            return term
+        return Terminal(cfg, self.shared, pairing)
 
-    async def _replace(self, tid: str, cfg: TerminalConfig | None, moved: bool = False) -> None:
-        """Stop a terminal's tree (a busy one first finishes its payment), then start its
-        new configuration, if any. One replacement per terminal at a time, in the order
-        the reloads asked for them; a failure is logged, never fatal to the daemon."""
+    async def _replace(
+        self, tid: str, cfg: TerminalConfig | None, moved: bool = False
+    ) -> str | None:
+        """Build a terminal's new configuration, then stop its old tree (a busy one first
+        finishes its payment) and start the new one. One replacement per terminal at a
+        time, in the order the reloads asked for them. If the new one cannot be built, the
+        old one stays and the problem is returned (and shown in ``status``); never fatal."""
         async with self._replacing[tid]:
+            term = self.terminals.get(tid)
             try:
-                term = self.terminals.get(tid)
                 if term is not None:
                     await self.payments.wait_idle(term)
-                    self.terminals.pop(tid, None)
-                    scope = self._scopes.pop(tid, None)
-                    if scope is not None:
-                        scope.cancel()
-                    await term.aclose()
-                if cfg is not None:
-                    await self._add(cfg, address_changed=moved)
+                new = None if cfg is None else await self._build(cfg, address_changed=moved)
             except Exception as exc:
-                self.reload_error = f"terminal {tid}: {exc}"
-                log.exception("reload: terminal=%s could not be (re)started", tid)
+                problem = f"{type(exc).__name__}: {exc}; its old configuration stays in force"
+                self.reload_error = f"terminal {tid}: {problem}"
+                log.exception("reload: terminal=%s cannot be rebuilt, keeping it as it was", tid)
+                return problem
+            if term is not None:
+                self.terminals.pop(tid, None)
+                scope = self._scopes.pop(tid, None)
+                if scope is not None:
+                    scope.cancel()
+                with contextlib.suppress(Exception):
+                    await term.aclose()
+            if new is not None:
+                self.terminals[tid] = new
+                self._start_terminal(new)
+            return None
 
 
 async def main(config: Config) -> None:

@@ -4,6 +4,11 @@
 record's final message: the PINs ecrd knows (registered when loaded or typed), anything
 that looks like a card number (13–19 digits), long base64 runs (ciphertexts, keys), and a
 pairing QR's ``pairCode``. Code still must not log secrets; this is the safety net.
+
+The same filter escapes control characters in the message (``ecrd.text.escape``): a
+reference id or a terminal's reply can never start a line of its own (a forged
+``CRITICAL ...``) nor send escape sequences to whoever reads the log. A traceback keeps its
+own line breaks.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import re
 import sys
 import threading
 from typing import Final
+
+from ecrd.text import escape
 
 _PAN: Final = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _B64: Final = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
@@ -43,7 +50,7 @@ def redact(text: str) -> str:
 
 class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        message = escape(record.getMessage())
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info = None

@@ -56,3 +56,13 @@ def test_exceptions_are_redacted_too(captured: list[str]) -> None:
 def test_ordinary_lines_are_left_alone(captured: list[str]) -> None:
     logging.getLogger("test.redaction").info("terminal=counter-1 ref=abc sale 10.20 HKD port 8443")
     assert captured[0] == "terminal=counter-1 ref=abc sale 10.20 HKD port 8443"
+
+
+def test_control_characters_from_a_terminal_cannot_forge_a_log_line(
+    captured: list[str],
+) -> None:
+    reply = {"errorMessage": "declined\nCRITICAL ecrd: forged\x1b[2J"}
+    logging.getLogger("test.redaction").warning("terminal=t1 reply %s", reply["errorMessage"])
+    (line,) = captured
+    assert "\n" not in line and "\x1b" not in line
+    assert "declined\\nCRITICAL ecrd: forged\\x1b[2J" in line

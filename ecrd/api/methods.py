@@ -12,13 +12,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ecrd import __version__, errors
+from ecrd.currencies import is_known
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
-from ecrd.store.journal import STATES, TxRecord
+from ecrd.store.journal import STATES, TxRecord, parse_time
+from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.store.pairings import PairingStoreError
 from ecrd.terminal.pairing import PairingCodeError, PairingNotSavedError, PairingStepError
 from ecrd.terminal.payments import MONEY_ACTIONS
 from ecrd.terminal.terminal import NotPairedYet, Terminal
+from ecrd.text import first_control
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ class Params:
             raise errors.InvalidParams(
                 f"{name} must be a non-empty string of at most {max_len} characters", field=name
             )
+        no_controls(value, name)
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
@@ -86,6 +90,7 @@ class Params:
             return None
         if not isinstance(value, dict):
             raise errors.InvalidParams(f"{name} must be a JSON object", field=name)
+        no_controls(value, name)
         return value
 
     def terminal(self, daemon: Daemon) -> Terminal:
@@ -97,6 +102,15 @@ class Params:
                 terminal=tid,
             )
         return term
+
+
+def no_controls(value: Any, name: str) -> None:
+    """Text with a control character never reaches a terminal, the journal or a log."""
+    where = first_control(value, name)
+    if where is not None:
+        raise errors.InvalidParams(
+            f"{where} must not contain control characters (newline, tab, ESC...)", field=where
+        )
 
 
 def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
@@ -176,7 +190,8 @@ async def ping(daemon: Daemon, conn: Connection, p: Params) -> Any:
 
 
 async def status(daemon: Daemon, conn: Connection, p: Params) -> Any:
-    return await daemon.status()
+    async with conn.reading():  # it counts the journal: a read like the listings
+        return await daemon.status()
 
 
 async def terminal_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
@@ -188,6 +203,7 @@ async def terminal_pair(daemon: Daemon, conn: Connection, p: Params) -> Any:
     code = p.raw.get("code")
     if not isinstance(code, str | dict):
         raise errors.InvalidParams("code must be the 6 digits or the QR JSON", field="code")
+    no_controls(code, "code")
     if term.busy_with:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("pair", term.id, conn.peer)
@@ -214,7 +230,21 @@ async def terminal_info(daemon: Daemon, conn: Connection, p: Params) -> Any:
         raise translate(exc) from exc
 
 
-def _money_params(p: Params, action: str) -> dict[str, Any]:
+def _currency(p: Params, extra: tuple[str, ...]) -> str:
+    try:
+        currency = check_currency(p.raw.get("currency"))
+    except AmountError as exc:
+        raise errors.InvalidParams(str(exc), field="currency") from None
+    if not is_known(currency, extra):
+        raise errors.InvalidParams(
+            f"currency {currency!r} is not an ISO 4217 currency (a terminal's own code can be "
+            "allowed with [daemon].extra_currencies)",
+            field="currency",
+        )
+    return currency
+
+
+def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[str, Any]:
     if action == "Void":
         return {
             "original_reference_id": p.text("original_reference_id", required=True),
@@ -224,13 +254,9 @@ def _money_params(p: Params, action: str) -> dict[str, Any]:
         amount = str(parse_amount(p.raw.get("amount")))
     except AmountError as exc:
         raise errors.InvalidParams(str(exc), field="amount") from None
-    try:
-        currency = check_currency(p.raw.get("currency"))
-    except AmountError as exc:
-        raise errors.InvalidParams(str(exc), field="currency") from None
     params = {
         "amount": amount,
-        "currency": currency,
+        "currency": _currency(p, currencies),
         "customer_order_id": p.text("customer_order_id"),
         "payment_method": p.choice("payment_method", PAYMENT_METHODS),
         "print": p.choice("print", ("YES", "NO")),
@@ -246,7 +272,7 @@ def money(name: str) -> Method:
 
     async def method(daemon: Daemon, conn: Connection, p: Params) -> Any:
         term = p.terminal(daemon)
-        params = _money_params(p, action)
+        params = _money_params(p, action, daemon.config.daemon.extra_currencies)
         params = {k: v for k, v in params.items() if v is not None}
         ref = p.text("reference_id") or str(uuid.uuid4())
         timeout = p.number("timeout_s", 1, 3600)
@@ -283,27 +309,48 @@ async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
 
 async def transaction_get(daemon: Daemon, conn: Connection, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
-    record = await daemon.payments.db(daemon.payments.journal.get, ref)
+    async with conn.reading():
+        record = await daemon.read(daemon.journal_view.get, ref)
     if record is None:
         raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
     return record.to_api()
 
 
-async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
-    limit = p.number("limit", 1, 10000)
+def _since(p: Params) -> str | None:
+    since = p.text("since", max_len=40)
     try:
-        records = await daemon.payments.db(
-            daemon.payments.journal.list,
-            terminal=p.text("terminal"),
-            state=p.choice("state", STATES),
-            since=p.text("since", max_len=40),
-            limit=int(limit or 100),
-        )
-    except ValueError as exc:
+        return None if since is None else parse_time(since)
+    except (ValueError, OverflowError) as exc:  # OverflowError: a valid text out of range
         raise errors.InvalidParams(
-            f"since must be an RFC 3339 time with offset: {exc}", field="since"
+            f"since must be an RFC 3339 time with offset, years 0001-9999 in UTC: {exc}",
+            field="since",
         ) from None
-    return [r.to_api() for r in records]
+
+
+async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    """One page, newest first (docs/api.md, "Paging")."""
+    limit = p.number("limit", 1, MAX_PAGE)
+    if limit is not None and limit != int(limit):
+        raise errors.InvalidParams("limit must be an integer", field="limit")
+    query = {
+        "terminal": p.text("terminal"),
+        "state": p.choice("state", STATES),
+        "since": _since(p),
+        "before": p.text("before"),
+        "limit": int(limit or 100),
+    }
+    try:
+        async with conn.reading():
+            # Records become API dicts on the reader thread too: a page is up to 500 of them.
+            return await daemon.read(
+                lambda: [r.to_api() for r in daemon.journal_view.page(**query)]
+            )
+    except UnknownCursor:
+        raise errors.InvalidParams(
+            "before must be the reference_id of a journaled transaction (the last one of the "
+            "previous page)",
+            field="before",
+        ) from None
 
 
 async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> Any:
@@ -392,7 +439,7 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     ),
     "abort": (abort, ("terminal", "reference_id")),
     "transaction.get": (transaction_get, ("reference_id",)),
-    "transaction.list": (transaction_list, ("terminal", "state", "since", "limit")),
+    "transaction.list": (transaction_list, ("terminal", "state", "since", "before", "limit")),
     "transaction.resolve": (transaction_resolve, ("reference_id", "outcome", "note")),
     "subscribe": (subscribe, ("topics",)),
     "config.reload": (config_reload, ()),

@@ -2,9 +2,17 @@
 
 Invariants:
 
-* A client never blocks another, nor a payment: replies and events go through a bounded
-  per-client queue drained by that client's writer task; a client whose queue overflows
-  (it stopped reading) is disconnected.
+* A client never blocks another, nor a payment: replies and events go through a
+  per-client queue drained by that client's writer task.
+* Back-pressure: a client that does not read its replies stops being read. While more
+  than ``MAX_UNSENT`` bytes wait to be written, or ``MAX_IN_FLIGHT`` requests run, no new
+  line is taken from it; journal reads (listings) run one at a time per connection, each
+  only once its earlier replies are out; events wait for room too, and a subscription that
+  falls ``QUEUE_SIZE`` events behind is disconnected. So a connection holds a bounded
+  amount of memory whatever its peer does.
+* A connection that makes no progress (no complete line read, no reply written) for
+  ``idle_timeout_s`` is closed if nothing runs for it and it has no subscription, or if
+  replies wait for it unread all that time (its payments go on: design.md §3 rule 7).
 * Requests on one connection run concurrently (a ``ping`` is answered while a ``sale``
   waits for the customer); replies carry the request's ``id``.
 * A request that outlives its client keeps running: money commands live in the payments
@@ -21,16 +29,19 @@ import contextlib
 import errno
 import grp
 import logging
+import math
 import os
 import select
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from ecrd import errors
+from ecrd import errors, ownership
 from ecrd.api import jsonrpc
+from ecrd.api.admission import Admission, Refused
 from ecrd.api.methods import METHODS, Params
 from ecrd.events import Subscription
 
@@ -40,23 +51,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("ecrd.api")
 
 QUEUE_SIZE: Final = 512
+MAX_UNSENT: Final = 256 * 1024
+MAX_IN_FLIGHT: Final = 64
+# Only reachable if a bug let replies pile up despite the limits above.
+HARD_UNSENT: Final = 64 * 2**20
+UNKNOWN_UID: Final = -1
 
 
-def peer_credentials(sock: trio.socket.SocketType) -> str:
+def peer_credentials(sock: trio.socket.SocketType) -> tuple[int, str]:
+    """The peer's uid (``UNKNOWN_UID`` if the kernel does not say) and ``uid=.. pid=..``."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
-        return "uid=? pid=?"
+        return UNKNOWN_UID, "uid=? pid=?"
     pid, uid, _gid = struct.unpack("3i", raw)
-    return f"uid={uid} pid={pid}"
+    return uid, f"uid={uid} pid={pid}"
 
 
 class Connection:
-    def __init__(self, daemon: Daemon, stream: trio.SocketStream) -> None:
+    def __init__(self, daemon: Daemon, stream: trio.SocketStream, peer: str = "") -> None:
         self.daemon = daemon
         self.stream = stream
-        self.peer = peer_credentials(stream.socket)
-        self._out_send, self._out_recv = trio.open_memory_channel[bytes](QUEUE_SIZE)
+        self.peer = peer or peer_credentials(stream.socket)[1]
+        # Unbounded in messages, bounded in effect by the back-pressure rules above.
+        self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
         self._subscription: Subscription | None = None
         self._nursery: trio.Nursery | None = None
         self.dropped = False
@@ -64,6 +82,11 @@ class Connection:
         # Counted from send() until written: a message handed straight to a waiting
         # writer is in no buffer, yet not on the wire either.
         self._unwritten = 0
+        self._unsent_bytes = 0
+        self._room = trio.lowlevel.ParkingLot()
+        self._reads = trio.Lock()
+        self._progress = trio.current_time()
+        self._idle_scope = trio.CancelScope()
 
     @property
     def busy(self) -> bool:
@@ -84,13 +107,30 @@ class Connection:
             return False
 
     def send(self, message: dict[str, Any]) -> None:
+        data = jsonrpc.encode(message)
         try:
-            self._out_send.send_nowait(jsonrpc.encode(message))
-            self._unwritten += 1
-        except trio.WouldBlock:
-            self._drop("it does not read its replies")
+            self._out_send.send_nowait(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            return
+        self._unwritten += 1
+        self._unsent_bytes += len(data)
+        if self._unsent_bytes > HARD_UNSENT:
+            self._drop("it does not read its replies")
+
+    def _has_room(self) -> bool:
+        return self._unsent_bytes < MAX_UNSENT and self._handling < MAX_IN_FLIGHT
+
+    async def _wait_room(self) -> None:
+        while not self._has_room():
+            await self._room.park()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """A journal read for this client: one at a time, once its replies are out."""
+        async with self._reads:
+            while self._unsent_bytes >= MAX_UNSENT:
+                await self._room.park()
+            yield
 
     def _drop(self, why: str) -> None:
         if not self.dropped:
@@ -108,6 +148,10 @@ class Connection:
 
     async def _forward_events(self, sub: Subscription) -> None:
         async for event in sub.receive:
+            # Waiting here lets the subscription's own queue fill: a client that does not
+            # read its events is then disconnected (below), not buffered without end.
+            while self._unsent_bytes >= MAX_UNSENT:
+                await self._room.park()
             self.send(jsonrpc.notification("event", event))
         if sub.overflowed:
             self._drop("its event queue overflowed")
@@ -118,6 +162,7 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
+                nursery.start_soon(self._idle_watch)
                 async with trio.open_nursery() as requests:
                     await self._reader(requests)
                 # End of input (`echo REQUEST | socat - UNIX-CONNECT:...` shuts down its
@@ -137,12 +182,37 @@ class Connection:
             async for data in self._out_recv:
                 await self.stream.send_all(data)
                 self._unwritten -= 1
+                self._unsent_bytes -= len(data)
+                self._progress = trio.current_time()
+                self._room.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._drop("the connection broke")
+        self._idle_scope.cancel()  # all flushed at end of input: nothing left to watch
+
+    async def _idle_watch(self) -> None:
+        with self._idle_scope:
+            await self._close_when_idle()
+
+    async def _close_when_idle(self) -> None:
+        while True:
+            timeout = self.daemon.config.daemon.idle_timeout_s
+            now = trio.current_time()
+            if now < self._progress + timeout:
+                await trio.sleep(self._progress + timeout - now)
+            elif (self._handling or self._subscription is not None) and not self._unsent_bytes:
+                self._progress = now  # in use: look again a full period later
+            else:
+                why = "its replies went unread" if self._unsent_bytes else "idle"
+                log.info("client %s disconnected: %s for %gs", self.peer, why, timeout)
+                self.dropped = True
+                assert self._nursery is not None
+                self._nursery.cancel_scope.cancel()
+                return
 
     async def _reader(self, nursery: trio.Nursery) -> None:
         reader = jsonrpc.LineReader(self.daemon.config.daemon.max_line_bytes)
         while True:
+            await self._wait_room()
             try:
                 data = await self.stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -150,6 +220,8 @@ class Connection:
             if not data:
                 return
             for line in reader.feed(data):
+                await self._wait_room()
+                self._progress = trio.current_time()
                 if isinstance(line, jsonrpc.TooLong):
                     self.send(
                         jsonrpc.error(
@@ -164,16 +236,20 @@ class Connection:
                 if isinstance(parsed, dict):
                     self.send(parsed)
                 else:
-                    nursery.start_soon(self._handle, parsed)
+                    self._start(nursery, parsed)
+
+    def _start(self, nursery: trio.Nursery, req: jsonrpc.Request) -> None:
+        self._handling += 1  # counted at once, so that the reader sees the limit
+        nursery.start_soon(self._handle, req)
 
     async def _handle(self, req: jsonrpc.Request) -> None:
-        self._handling += 1
         try:
             reply = await dispatch(self.daemon, self, req)
             if not req.is_notification:
                 self.send(reply)
         finally:
             self._handling -= 1
+            self._room.unpark_all()
 
 
 async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
@@ -199,25 +275,20 @@ async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> di
     return jsonrpc.result(req.id, value)
 
 
-def _answers(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def bind_socket(path: str, group: str | None) -> trio.socket.SocketType:
-    """Create the socket 0660 (group from config) in a 0750 directory (design.md §6)."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    if _answers(path):
+    """Create the socket 0660 (group from config) in a 0750 directory of ecrd's own
+    (design.md §6, ecrd/ownership.py)."""
+    gid = None if group is None else grp.getgrnam(group).gr_gid
+    # ecrd must be a member of that group (systemd: SupplementaryGroups=); the directory
+    # gets the group too, or its members could not reach the socket.
+    ownership.own_directory(os.path.dirname(path) or ".", ownership.SOCKET_DIR_MODE, gid)
+    problem = ownership.socket_path_problem(path)
+    if problem is not None:
+        raise ownership.CannotStart(problem)
+    if ownership.answers(path):
         raise OSError(errno.EADDRINUSE, f"socket {path} is in use by a running process")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # left over from a process that died
+        os.unlink(path)  # a socket left over from a process that died (checked above)
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o117)  # never a moment with a world-writable socket
     try:
@@ -229,16 +300,21 @@ def bind_socket(path: str, group: str | None) -> trio.socket.SocketType:
         raise
     finally:
         os.umask(old)
-    os.chmod(path, 0o660)
-    if group is not None:
-        # ecrd must be a member of that group (systemd: SupplementaryGroups=); the
-        # directory gets the group too, or its members could not reach the socket.
-        gid = grp.getgrnam(group).gr_gid
-        os.chown(path, -1, gid)
-        if os.stat(directory).st_uid == os.geteuid():
-            os.chown(directory, -1, gid)
+    os.chmod(path, 0o660)  # our own socket, in our own directory
+    if gid is not None:
+        os.chown(path, -1, gid, follow_symlinks=False)
     raw.listen(128)
     return trio.socket.from_stdlib_socket(raw)
+
+
+async def _refuse(stream: trio.SocketStream, message: str) -> None:
+    # The client may be gone already: that must not end the server.
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        with trio.move_on_after(1):  # nor may one that does not read hold this task
+            await stream.send_all(
+                jsonrpc.encode(jsonrpc.error(None, -32000, message, "too_many_clients"))
+            )
+    await stream.aclose()
 
 
 async def serve(
@@ -248,25 +324,23 @@ async def serve(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     listener = trio.SocketListener(sock)
-    limit = trio.CapacityLimiter(daemon.config.daemon.max_clients)
+    admission = Admission(lambda: daemon.config.daemon)
 
     async def handle(stream: trio.SocketStream) -> None:
-        if limit.available_tokens == 0:
-            # The client may be gone already: that must not end the server.
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await stream.send_all(
-                    jsonrpc.encode(
-                        jsonrpc.error(None, -32000, "too many clients", "too_many_clients")
-                    )
-                )
-            await stream.aclose()
+        uid, peer = peer_credentials(stream.socket)
+        try:
+            ticket = admission.admit(uid)
+        except Refused as exc:
+            log.warning("client %s refused: %s", peer, exc)
+            await _refuse(stream, str(exc))
             return
-        async with limit:
-            try:
-                await Connection(daemon, stream).serve()
-            except Exception:
-                # A bug in one connection must not stop the server for everyone else.
-                log.exception("connection failed; closing it")
+        try:
+            await Connection(daemon, stream, peer).serve()
+        except Exception:
+            # A bug in one connection must not stop the server for everyone else.
+            log.exception("connection failed; closing it")
+        finally:
+            admission.release(ticket)
 
     task_status.started()
     await trio.serve_listeners(handle, [listener])

@@ -1,0 +1,67 @@
+"""Value rules of the config file that take more than a type and a range.
+
+``config.parse`` applies them, and ``check-config``, ``run`` and ``config.reload`` all go
+through ``config.load``: a value that passes here is one that start-up and reload can use
+(a host httpx will take, a path that starts with ``/``), so a file that passes
+``check-config`` never ends in a traceback at start nor in a terminal that silently vanishes
+at reload.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Final
+
+from ecrd.text import first_control
+
+# A status query or a pairing confirmation is sent on its own, outside the money rules:
+# it must never be able to charge, refund, cancel or re-pair (design.md §3).
+UNSAFE_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void", "Abort", "Pair", "ConnectionInfo")
+_LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is not a bare IP address or host name (None if it is one)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = host.split(".")
+    # A last label of digits only ("1.2.3.999") is a bad address, not a host name.
+    if len(host) <= 253 and all(map(_LABEL.match, labels)) and not labels[-1].isdigit():
+        return None
+    return (
+        "a bare IP address or host name, without scheme, port or path "
+        '(e.g. "192.168.1.50"; the port goes in port = ...)'
+    )
+
+
+def path_problem(path: str) -> str | None:
+    if not path.startswith("/") or any(c.isspace() for c in path) or first_control(path, ""):
+        return 'a URL path starting with "/", without spaces (e.g. "/v2/wonder/payment/ecr")'
+    return None
+
+
+def action_problem(action: str) -> str | None:
+    if action.strip().lower() in {a.lower() for a in UNSAFE_ACTIONS}:
+        return "a read-only action, never one of " + ", ".join(UNSAFE_ACTIONS)
+    return None
+
+
+def currency_problem(code: object) -> str | None:
+    if not isinstance(code, str) or not _CURRENCY.match(code):
+        return "a list of three-letter upper-case currency codes"
+    return None
+
+
+def socket_problem(socket: str, state_dir: str) -> str | None:
+    """The socket must not be inside state_dir: binding it may remove a stale socket
+    there, and nothing in the state directory may ever be removed that way."""
+    sock, state = os.path.abspath(socket), os.path.abspath(state_dir)
+    if os.path.commonpath([sock, state]) == state:
+        return f"outside state_dir ({state_dir}), e.g. /run/ecrd/ecrd.sock"
+    return None

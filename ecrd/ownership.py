@@ -1,0 +1,118 @@
+"""ecrd's own directories and socket: created with the right owner and mode, or refused.
+
+The socket directory (0750) and ``state_dir`` (0700) are created by ecrd (or by systemd's
+``RuntimeDirectory=``/``StateDirectory=`` as ecrd's user). One found already there is used
+only if it is a real directory (not a symlink: ``lstat``, and ``O_NOFOLLOW`` when opened),
+owned by ecrd's user, and no looser than that mode; otherwise ecrd refuses to start and
+says which directory, what is wrong and how to fix it. Whoever else could write in the
+socket directory could put an impostor in place of the socket; whoever could read
+``state_dir`` would read the PINs. Ownership and mode changes go through a file descriptor
+of the directory itself, so they never follow a link.
+
+The socket path is only ever removed when it is a socket that nobody answers on (left over
+by a process that died): never a file, a directory, or a live socket. At exit, ecrd removes
+its socket only if the path is still the socket it bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+from typing import Final
+
+SOCKET_DIR_MODE: Final = 0o750
+STATE_DIR_MODE: Final = 0o700
+
+
+class CannotStart(Exception):
+    """A config or state problem that a restart cannot fix (``ecrd`` exits with status 2)."""
+
+
+def directory_problem(path: str, mode: int, *, owner: bool = True) -> str | None:
+    """Why an existing ``path`` cannot be ecrd's directory; None if it is fine or absent.
+    ``owner=False`` skips the owner check (``check-config`` may run as another user)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return (
+            f"{path} is a symbolic link; ecrd does not follow links for its directories: "
+            "point the config at the real directory, or remove the link"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} exists and is not a directory: move it away"
+    if owner and st.st_uid != os.geteuid():
+        return (
+            f"{path} is owned by uid {st.st_uid}, not by ecrd's user (uid {os.geteuid()}): "
+            f"`chown {os.geteuid()} {path}`, or remove it so that ecrd creates it"
+        )
+    extra = stat.S_IMODE(st.st_mode) & 0o777 & ~mode
+    if extra:
+        return (
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, looser than {mode:04o}: "
+            f"`chmod {mode:04o} {path}` (or give ecrd a directory of its own)"
+        )
+    return None
+
+
+def own_directory(path: str, mode: int, gid: int | None = None) -> None:
+    """Create ``path`` with ``mode`` (and group ``gid``), or check the one that is there."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    problem = directory_problem(path, mode)
+    if problem is not None:
+        raise CannotStart(problem)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)  # only ever tighter (checked above), or what umask took away
+        if gid is not None and st.st_gid != gid:
+            os.fchown(fd, -1, gid)
+    finally:
+        os.close(fd)
+
+
+def socket_path_problem(path: str) -> str | None:
+    """Why binding ``path`` would have to remove something that is not a stale socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return (
+            f"socket path {path} exists and is not a socket; ecrd never removes it: "
+            "choose another [daemon].socket, or move that file away"
+        )
+    return None
+
+
+def answers(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove_own_socket(path: str, bound: tuple[int, int] | None) -> None:
+    """Remove the socket at exit, unless something else has taken its place."""
+    if bound is not None and identity(path) == bound:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,0 +1,109 @@
+"""Read-only access to the journal, on its own SQLite connection and its own thread.
+
+WAL lets readers and the writer run at the same time, so the API's listings and lookups
+(``transaction.get``, ``transaction.list``, ``status``) never wait behind a payment's
+fsynced write, and a payment never waits behind a client's long listing. The writer
+(``Journal``, used by ``terminal.payments``) keeps its own connection and limiter.
+
+The connection is opened ``mode=ro``: nothing here can change the journal. Listings are
+paged: at most ``MAX_PAGE`` records, newest first, and ``before`` (a reference id from the
+previous page) continues where that page ended.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import trio
+
+from ecrd.store.journal import _SELECT, STATES, JournalError, TxRecord, _record
+
+T = TypeVar("T")
+MAX_PAGE: Final = 500
+
+
+class UnknownCursor(LookupError):
+    """``before`` names no journaled transaction."""
+
+
+class JournalView:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._limiter = trio.CapacityLimiter(1)
+        self._conn: sqlite3.Connection | None = None
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    # Opened on first use: the writer has created the file and its WAL.
+                    uri = "file:" + urllib.parse.quote(self.path) + "?mode=ro"
+                    self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                    self._conn.row_factory = sqlite3.Row
+                    self._conn.execute("PRAGMA busy_timeout = 5000")
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: {doing} failed: {exc}") from exc
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn`` on the reader thread (one read at a time, never queued with writes)."""
+        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self._limiter)
+
+    def get(self, reference_id: str) -> TxRecord | None:
+        with self._read("get") as conn:
+            row = conn.execute(_SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def page(
+        self,
+        *,
+        terminal: str | None = None,
+        state: str | None = None,
+        since: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+    ) -> list[TxRecord]:
+        """Records newest first, created at or after ``since`` (journal format), older than
+        the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``)."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        limit = max(1, min(limit, MAX_PAGE))
+        with self._read("list") as conn:
+            cursor = (None, None)
+            if before is not None:
+                found = conn.execute(
+                    "SELECT created_at, seq FROM transactions WHERE reference_id = ?", (before,)
+                ).fetchone()
+                if found is None:
+                    raise UnknownCursor(before)
+                cursor = (found[0], found[1])
+            rows = conn.execute(
+                _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
+                "AND (:state IS NULL OR state = :state) "
+                "AND (:since IS NULL OR created_at >= :since) "
+                "AND (:at IS NULL OR (created_at, seq) < (:at, :seq)) "
+                "ORDER BY created_at DESC, seq DESC LIMIT :limit",
+                {"terminal": terminal, "state": state, "since": since, "at": cursor[0],
+                 "seq": cursor[1], "limit": limit},
+            ).fetchall()  # fmt: skip
+        return [_record(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._read("counts") as conn:
+            rows = conn.execute("SELECT state, count(*) FROM transactions GROUP BY state")
+            found = {state: count for state, count in rows}
+        return {state: found.get(state, 0) for state in STATES}
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
