@@ -26,7 +26,7 @@ from e2e import Daemon, Sim, pair, write_config
 from hostile import AsUser, closed_by_peer, connect, drip, fill_journal, flood
 from test_reliability import rss_kib
 
-from ecrd.api.admission import RESERVE
+from ecrd.api.sharing import RESERVE
 
 
 def start(tmp: Path, sim: Sim | None, **daemon: Any) -> Daemon:

@@ -29,7 +29,7 @@ import tomli_w
 from e2e import Daemon, Sim, pair, write_config
 from test_reliability import check_reply, strict_loads
 
-from ecrd.api.admission import RESERVE
+from ecrd.api.sharing import RESERVE
 
 MAX_LINE = 65536  # max_line_bytes, the default
 MAX_CLIENTS = 8  # set low so that "too many clients" is cheap to reach

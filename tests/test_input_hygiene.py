@@ -188,7 +188,7 @@ async def test_a_reload_with_a_bad_host_or_path_is_refused_and_the_terminal_stay
 
 
 async def test_a_reloaded_max_clients_applies_to_the_next_connection(stack: Stack) -> None:
-    from ecrd.api.admission import RESERVE
+    from ecrd.api.sharing import RESERVE
 
     rewrite_config(stack, max_clients=2)
     async with open_trio_client(stack.socket) as c:

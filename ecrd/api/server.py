@@ -41,7 +41,7 @@ import trio
 
 from ecrd import errors, ownership
 from ecrd.api import jsonrpc
-from ecrd.api.admission import Admission, Refused
+from ecrd.api.sharing import Admission, Refused
 from ecrd.api.methods import METHODS, Params
 from ecrd.events import Subscription
 
