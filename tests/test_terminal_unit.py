@@ -15,6 +15,7 @@ from ecrd import errors
 from ecrd.events import EventBus
 from ecrd.protocol.envelope import WrongTerminal
 from ecrd.store.journal import Journal
+from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.payments import Payments
 from ecrd.transport.base import NotDelivered, ReplyTimeout
 
@@ -40,7 +41,8 @@ async def start_payments(
     return payments, journal
 
 
-SALE = {"amount": "10.00", "currency": "HKD"}
+def sale(ref: str) -> PaymentRequest:
+    return PaymentRequest("t1", "Sale", ref, amount="10.00", currency="HKD")
 
 
 async def test_an_exchange_returns_the_body_of_the_reply_that_answers_it(tmp_path: Path) -> None:
@@ -62,7 +64,7 @@ async def test_a_sale_the_terminal_charges_is_succeeded(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     payments, journal = await start_payments(nursery, tmp_path, FakeLink(charged))
-    record = await payments.money("t1", "Sale", "r1", SALE)
+    record = await payments.money(sale("r1"))
     assert record.state == "succeeded"
     assert journal.get("r1") == record
 
@@ -75,7 +77,7 @@ async def test_a_reply_for_another_action_leaves_the_sale_unknown(
 
     link = FakeLink(refund_reply)
     payments, _ = await start_payments(nursery, tmp_path, link)
-    record = await payments.money("t1", "Sale", "r1", SALE)
+    record = await payments.money(sale("r1"))
     assert record.state == "unknown"
     assert record.error == {"reason": "reply_mismatch", "message": record.error["message"]}
     assert record.reply is not None and record.reply["status"] == "Success"
@@ -90,8 +92,8 @@ async def test_a_request_that_never_left_is_failed_and_blocks_nothing(
         return next(calls, None) or charged(action, message)
 
     payments, _ = await start_payments(nursery, tmp_path, FakeLink(script))
-    assert (await payments.money("t1", "Sale", "r1", SALE)).state == "failed"
-    assert (await payments.money("t1", "Sale", "r2", SALE)).state == "succeeded"
+    assert (await payments.money(sale("r1"))).state == "failed"
+    assert (await payments.money(sale("r2"))).state == "succeeded"
 
 
 async def test_a_request_that_may_have_arrived_is_unknown_and_blocks_the_terminal(
@@ -99,7 +101,7 @@ async def test_a_request_that_may_have_arrived_is_unknown_and_blocks_the_termina
 ) -> None:
     link = FakeLink(lambda action, message: ReplyTimeout("no reply in time"))
     payments, _ = await start_payments(nursery, tmp_path, link)
-    assert (await payments.money("t1", "Sale", "r1", SALE)).state == "unknown"
+    assert (await payments.money(sale("r1"))).state == "unknown"
     with pytest.raises(errors.UnresolvedTransaction):
-        await payments.money("t1", "Sale", "r2", SALE)
+        await payments.money(sale("r2"))
     assert len(link.sent) == 1  # never resent

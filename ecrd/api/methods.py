@@ -18,6 +18,7 @@ from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, p
 from ecrd.store.journal import STATES, TxRecord, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.store.pairings import PairingStoreError
+from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.pairing import PairingCodeError, PairingNotSavedError, PairingStepError
 from ecrd.terminal.payments import MONEY_ACTIONS
 from ecrd.terminal.terminal import NotPairedYet, Terminal
@@ -278,11 +279,9 @@ def money(name: str) -> Method:
         timeout = p.number("timeout_s", 1, 3600)
         wait = p.flag("wait")
         daemon.log_peer(name, term.id, conn.peer, ref=ref)
+        request = PaymentRequest(term.id, action, ref, **params)
         record = await daemon.payments.money(
-            term.id,
-            action,
-            ref,
-            params,
+            request,
             peer=conn.peer,
             wait=wait,
             timeout_s=timeout,

@@ -41,8 +41,8 @@ import trio
 
 from ecrd import errors, ownership
 from ecrd.api import jsonrpc
-from ecrd.api.sharing import Admission, Refused
 from ecrd.api.methods import METHODS, Params
+from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
 
 if TYPE_CHECKING:

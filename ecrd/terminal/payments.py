@@ -35,7 +35,16 @@ from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
 from ecrd.protocol.outcome import Expected, Verdict, money_verdict, status_verdict
-from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord, same_params
+from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord
+from ecrd.terminal.admission import (
+    Facts,
+    Go,
+    PaymentRequest,
+    Refuse,
+    Replay,
+    admit,
+    mismatch,
+)
 from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
@@ -64,7 +73,8 @@ NOTE_UNPROVEN: Final = (
 
 @attrs.define
 class _InFlight:
-    record: TxRecord
+    request: PaymentRequest
+    record: TxRecord | None = None  # None until begin() has journaled it
     done: trio.Event = attrs.field(factory=trio.Event)
     # Set when the outcome could not be journaled (disk full): every waiter gets it.
     error: errors.ApiError | None = None
@@ -72,32 +82,7 @@ class _InFlight:
 
 def expected_of(record: TxRecord) -> Expected:
     """What a reply about ``record`` may not contradict (protocol/outcome.py)."""
-    return Expected(
-        reference_id=record.reference_id,
-        action=record.action,
-        amount=record.amount,
-        currency=record.currency,
-        request_id=record.request_id,
-    )
-
-
-def terminal_body(action: str, reference_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The request body of protocol.md §8 from the API's parameters."""
-    body: dict[str, Any] = {"referenceID": reference_id}
-    names = {
-        "original_reference_id": "originalReferenceID",
-        "currency": "currency",
-        "amount": "amount",
-        "customer_order_id": "customerOrderID",
-        "payment_method": "paymentMethod",
-        "print": "print",
-    }
-    for key, wire in names.items():
-        if params.get(key) is not None:
-            body[wire] = params[key]
-    for key, value in (params.get("extra") or {}).items():
-        body.setdefault(key, value)  # callers' extra fields never override typed ones
-    return body
+    return PaymentRequest.of(record).expected(record.request_id)
 
 
 class Payments:
@@ -162,148 +147,128 @@ class Payments:
 
     async def money(
         self,
-        terminal_id: str,
-        action: str,
-        reference_id: str,
-        params: dict[str, Any],
+        request: PaymentRequest,
         *,
         peer: str = "",
         wait: bool = False,
         timeout_s: float | None = None,
         still_wanted: Callable[[], bool] = lambda: True,
     ) -> TxRecord:
-        """Admit a money command (rules 2, 4, 5), run it (rules 1, 3, 7), return its record.
+        """Admit a money command (rules 2, 4, 5: ``admission.admit``), run it (rules 1, 3,
+        7), return its record.
 
         ``still_wanted`` says whether the caller is still there; it is asked after any wait
         and right before the command is journaled, so a request whose client hung up while
         it waited for a busy terminal is dropped, never sent.
         """
-        term = self.terminals.get(terminal_id)
+        term = self.terminals.get(request.terminal)
         if term is None:
-            raise errors.TerminalNotFound(f"no terminal {terminal_id!r} in the configuration")
+            raise errors.TerminalNotFound(f"no terminal {request.terminal!r} in the configuration")
+        ref = request.reference_id
         while True:
-            attached, blocking = await self._existing(terminal_id, action, reference_id, params)
-            if attached is not None:
-                return attached
-            if not self.accepting:
-                raise errors.ShuttingDown("ecrd is stopping and takes no new payments")
-            if not term.paired:
-                unconfirmed = term.pending is not None
-                raise errors.NotPaired(str(NotPairedYet(terminal_id, unconfirmed=unconfirmed)))
-            if blocking and self.block_on_unknown:
-                refs = [r.reference_id for r in blocking]
-                raise errors.UnresolvedTransaction(
-                    f"terminal {terminal_id!r} has {len(refs)} transaction(s) of unknown "
-                    f"outcome ({', '.join(refs)}); settle with `ecrctl resolve REF "
-                    "succeeded|failed` first",
-                    reference_ids=refs,
-                )
-            if reference_id in self._inflight:
+            flight = self._inflight.get(ref)
+            if flight is not None:
+                return await self._attach(flight, request)
+            facts = await self._facts(request, term)
+            if ref in self._inflight:
                 continue  # someone started it while we looked: attach on the next turn
-            if term.busy_with is None:
+            decision = admit(request, facts, wait=wait)
+            if isinstance(decision, Replay):
+                return decision.record
+            if isinstance(decision, Refuse):
+                raise decision.error
+            if isinstance(decision, Go):
                 break
-            if not wait:
-                raise errors.TerminalBusy(
-                    f"terminal {terminal_id!r} is busy with {term.busy_with}",
-                    busy_with=term.busy_with,
-                )
-            await self._idle.setdefault(terminal_id, trio.Event()).wait()
+            await self._idle.setdefault(term.id, trio.Event()).wait()
         if not still_wanted():
             log.warning(
                 "terminal=%s ref=%s dropped unsent: its client hung up while it waited",
-                terminal_id,
-                reference_id,
+                term.id,
+                ref,
             )
-            raise errors.ClientGone(f"the client of {reference_id!r} hung up; nothing was sent")
-        # From here to the registration there is no checkpoint: admission is atomic.
-        term.busy_with = reference_id
-        placeholder = _InFlight(record=_placeholder(terminal_id, action, reference_id, params))
-        request_id = new_request_id()
-        self._inflight[reference_id] = placeholder
+            raise errors.ClientGone(f"the client of {ref!r} hung up; nothing was sent")
+        # No checkpoint from the facts to the registration in _start: admission is atomic.
+        return await self._start(term, request, peer, timeout_s)
+
+    async def _facts(self, request: PaymentRequest, term: Terminal) -> Facts:
+        """What admission needs: the journal's word (one call), then the live state."""
+        ref, tid = request.reference_id, request.terminal
+
+        def lookup() -> tuple[TxRecord | None, list[TxRecord]]:
+            record = self.journal.get(ref)
+            if record is not None:
+                return record, []
+            pending = [r for r in self.journal.pending() if r.terminal == tid]
+            return None, self.journal.unknown(tid) + pending
+
+        stored, blocking = await self.db(lookup)
+        return Facts(
+            stored=stored,
+            # A pending row with no payment in flight is one whose outcome could not be
+            # journaled (disk full): as unresolved as an unknown one.
+            blocking=[r for r in blocking if r.reference_id not in self._inflight],
+            busy_with=term.busy_with,
+            paired=term.paired,
+            pairing_unconfirmed=term.pending is not None,
+            accepting=self.accepting,
+            block_on_unknown=self.block_on_unknown,
+        )
+
+    async def _attach(self, flight: _InFlight, request: PaymentRequest) -> TxRecord:
+        """The same reference is running (rule 2): the same request waits for its result."""
+        if not request.same_as(flight.request):
+            raise mismatch(request, flight.record or flight.request)
+        await flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        if flight.record is None:  # begin() itself failed: nothing was journaled
+            ref = request.reference_id
+            raise errors.JournalFailure(f"reference_id {ref!r} could not be journaled")
+        return flight.record
+
+    async def _start(
+        self, term: Terminal, request: PaymentRequest, peer: str, timeout_s: float | None
+    ) -> TxRecord:
+        """Rule 1: journal it, then send it in this object's nursery (rule 7)."""
+        ref = request.reference_id
+        term.busy_with = ref
+        flight = self._inflight[ref] = _InFlight(request)
         try:
-            record = await self.db(
+            flight.record = await self.db(
                 self.journal.begin,
-                reference_id=reference_id,
-                terminal=terminal_id,
-                action=action,
-                params=params,
-                amount=params.get("amount"),
-                currency=params.get("currency"),
+                reference_id=ref,
+                terminal=request.terminal,
+                action=request.action,
+                params=request.params(),
+                amount=request.amount,
+                currency=request.currency,
                 who=peer or "ecrd",
-                request_id=request_id,
+                request_id=new_request_id(),
                 link=term.cfg.transport,
             )
         except BaseException as exc:
-            self._release(term, reference_id)
-            placeholder.done.set()
+            self._release(term, ref)
+            flight.done.set()
             if isinstance(exc, DuplicateReference):
-                placeholder.record = exc.existing
-                self._check_same(exc.existing, terminal_id, action, params)
+                flight.record = exc.existing
+                if not request.same_as(PaymentRequest.of(exc.existing)):
+                    raise mismatch(request, exc.existing) from None
                 return exc.existing
             raise
         # No checkpoint from begin() to start_soon(): a caller cancelled now (its client
         # hung up) cannot leave a journaled payment that nobody sends (rule 7).
-        placeholder.record = record
         log.info(
             "terminal=%s ref=%s %s %s %s accepted from %s",
-            terminal_id,
-            reference_id,
-            action,
-            params.get("amount") or "",
-            params.get("currency") or "",
+            term.id, ref, request.action, request.amount or "", request.currency or "",
             peer or "?",
-        )
+        )  # fmt: skip
         assert self._nursery is not None
-        self._nursery.start_soon(self._execute, term, placeholder, timeout_s)
-        await placeholder.done.wait()
-        if placeholder.error is not None:
-            raise placeholder.error
-        return placeholder.record
-
-    async def _existing(
-        self, terminal_id: str, action: str, reference_id: str, params: dict[str, Any]
-    ) -> tuple[TxRecord | None, list[TxRecord]]:
-        """The record this request attaches to (rule 2), if any, and else the terminal's
-        unknown records (rule 4) — read in one journal call."""
-        flight = self._inflight.get(reference_id)
-        if flight is not None:
-            self._check_same(flight.record, terminal_id, action, params)
-            await flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            if not flight.record.created_at:  # begin() itself failed: nothing was journaled
-                raise errors.JournalFailure(f"reference_id {reference_id!r} could not be journaled")
-            return flight.record, []
-
-        def lookup() -> tuple[TxRecord | None, list[TxRecord]]:
-            record = self.journal.get(reference_id)
-            if record is not None:
-                return record, []
-            pending = [r for r in self.journal.pending() if r.terminal == terminal_id]
-            return None, self.journal.unknown(terminal_id) + pending
-
-        record, blocking = await self.db(lookup)
-        # A pending row with no payment in flight is one whose outcome could not be
-        # journaled (disk full): as unresolved as an unknown one.
-        blocking = [r for r in blocking if r.reference_id not in self._inflight]
-        if record is not None:
-            self._check_same(record, terminal_id, action, params)
-        return record, blocking
-
-    @staticmethod
-    def _check_same(
-        record: TxRecord, terminal_id: str, action: str, params: dict[str, Any]
-    ) -> None:
-        if (
-            record.terminal != terminal_id
-            or record.action != action
-            or not same_params(record.params, params)
-        ):
-            raise errors.DuplicateReferenceMismatch(
-                f"reference_id {record.reference_id!r} was already used for a different "
-                f"request ({record.action} on {record.terminal}); use a new reference_id",
-                transaction=record.to_api(),
-            )
+        self._nursery.start_soon(self._execute, term, flight, timeout_s)
+        await flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        assert flight.record is not None
+        return flight.record
 
     async def wait_idle(self, term: Terminal) -> None:
         while term.busy_with is not None:
@@ -320,6 +285,7 @@ class Payments:
     # -- rule 1, 3: execution -----------------------------------------------------------------
 
     async def _execute(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
+        assert flight.record is not None  # journaled by _start before this task starts
         ref = flight.record.reference_id
         try:
             await self._exchange(term, flight, timeout_s)
@@ -340,12 +306,19 @@ class Payments:
         finally:
             self._release(term, ref)
             flight.done.set()
-        if flight.record.state == "unknown" and term.cfg.status_action:
+        if (
+            flight.record is not None
+            and flight.record.state == "unknown"
+            and term.cfg.status_action
+        ):
             assert self._nursery is not None
             self._nursery.start_soon(self._settle_later, term, ref)
 
     async def _exchange(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
+        """Send it (rule 1: it is journaled) and record what the outcome is — or is not —
+        from what came back (rule 3)."""
         rec = flight.record
+        assert rec is not None
         ref = rec.reference_id
         sent = False
 
@@ -361,7 +334,7 @@ class Payments:
         try:
             _, body = await term.exchange(
                 rec.action,
-                terminal_body(rec.action, ref, rec.params),
+                flight.request.body(),
                 timeout=timeout_s or term.cfg.timeout_for(rec.action),
                 on_sending=on_sending,
                 request_id=rec.request_id,
@@ -388,19 +361,23 @@ class Payments:
             raise
         else:
             await failpoints.hit("before_finish")
-            verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
-            try:
-                if verdict.settles:
-                    flight.record = await self.db(
-                        self.journal.finish, ref, state=verdict.state, reply=body
-                    )
-                    self._publish(ref, term.id, verdict.state)
-                else:
-                    flight.record = await self._unproven(rec, verdict, body)
-            except errors.JournalFailure as exc:
-                exc.data["reply"] = body  # what the terminal said, so nobody has to guess
-                raise
+            flight.record = await self._conclude(term, rec, body)
             await failpoints.hit("after_finish")
+
+    async def _conclude(self, term: Terminal, rec: TxRecord, body: dict[str, Any]) -> TxRecord:
+        """A reply came: it settles the payment only if it proves its outcome."""
+        verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
+        try:
+            if not verdict.settles:
+                return await self._unproven(rec, verdict, body)
+            record = await self.db(
+                self.journal.finish, rec.reference_id, state=verdict.state, reply=body
+            )
+        except errors.JournalFailure as exc:
+            exc.data["reply"] = body  # what the terminal said, so nobody has to guess
+            raise
+        self._publish(rec.reference_id, term.id, verdict.state)
+        return record
 
     async def _unproven(self, rec: TxRecord, verdict: Verdict, body: dict[str, Any]) -> TxRecord:
         """A reply came, but it does not prove this payment's outcome: unknown, with the
@@ -530,24 +507,3 @@ class Payments:
         log.warning("ref=%s resolved as %s by %s: %s", ref, outcome, who, note)
         self._publish(ref, record.terminal, record.state, resolved_by=who)
         return record
-
-
-def _placeholder(terminal: str, action: str, reference_id: str, params: dict[str, Any]) -> TxRecord:
-    """What an attaching caller compares against before ``begin`` returns."""
-    return TxRecord(
-        reference_id=reference_id,
-        terminal=terminal,
-        action=action,
-        params=params,
-        state="pending",
-        amount=params.get("amount"),
-        currency=params.get("currency"),
-        request_id=None,
-        link=None,
-        reply=None,
-        error=None,
-        note=None,
-        resolved_by=None,
-        created_at="",
-        updated_at="",
-    )

@@ -44,6 +44,7 @@ from ecrd.protocol.envelope import (
 )
 from ecrd.protocol.outcome import MONEY_ACTIONS
 from ecrd.store.pairings import Pairing, PairingStore
+from ecrd.terminal.admission import not_paired_message
 from ecrd.terminal.links import Target, aimed_at, cloud_link, make_link, retarget
 from ecrd.terminal.pairing import (
     PairingCode,
@@ -634,13 +635,4 @@ class NotPairedYet(Exception):
     reason = "not_paired"
 
     def __init__(self, terminal_id: str, *, unconfirmed: bool = False) -> None:
-        if unconfirmed:
-            super().__init__(
-                f"terminal {terminal_id!r} is finishing an interrupted pairing (asking it "
-                "which PIN it uses); try again in a moment, or pair it again"
-            )
-            return
-        super().__init__(
-            f"terminal {terminal_id!r} is not paired: run `ecrctl pair {terminal_id} CODE` "
-            "with the 6-digit code the terminal shows"
-        )
+        super().__init__(not_paired_message(terminal_id, unconfirmed))
