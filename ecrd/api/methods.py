@@ -20,6 +20,7 @@ from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.store.pairings import PairingStoreError
 from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.pairing import PairingCodeError, PairingNotSavedError, PairingStepError
+from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.payments import MONEY_ACTIONS
 from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.text import first_control
@@ -209,7 +210,7 @@ async def terminal_pair(daemon: Daemon, conn: Connection, p: Params) -> Any:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("pair", term.id, conn.peer)
     try:
-        return await term.pair(code)
+        return await pair(term, code)
     except Exception as exc:
         raise translate(exc, pairing=True) from exc
 

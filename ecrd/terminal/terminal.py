@@ -17,43 +17,33 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import trio
 
-from ecrd import logs
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
-    ReplyMismatch,
-    StaleResponse,
     body_of,
     check_response,
     request_message,
 )
-from ecrd.protocol.outcome import MONEY_ACTIONS
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.terminal.admission import not_paired_message
-from ecrd.terminal.links import Target, aimed_at, cloud_link, make_link, retarget
+from ecrd.terminal.links import Target, cloud_link, make_link, retarget
 from ecrd.terminal.pairing import (
-    PairingCode,
-    PairingNotSavedError,
-    PairingStepError,
-    new_pin_of,
-    parse_pairing_code,
     port_number,
 )
+from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck
+from ecrd.terminal.sealing import Cipher
 from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink
 from ecrd.workers import Workers
@@ -101,7 +91,7 @@ class Terminal:
         self.pending = pending
         self.last_error: str | None = None
         self.busy_with: str | None = None  # reference_id of the money command in flight
-        self._sealers: dict[str, crypto.Sealer] = {}
+        self._cipher = Cipher(shared.keys, shared.workers, self._scheme)
         self._links: dict[str, Link] = {}
         self._last_state: LinkState = "unknown"
         self._info_link: CloudLink | None = None  # the cloud's terminal-info service
@@ -111,7 +101,7 @@ class Terminal:
         self._target = self._start_target()
         self._links.update(links or {})
         for kind in cfg.links:
-            self._link(kind)
+            self.link(kind)
 
     def __repr__(self) -> str:
         return f"<Terminal {self.id} {self.cfg.transport} paired={self.paired}>"
@@ -136,7 +126,7 @@ class Terminal:
         """The terminal's links by kind (read-only; ``aim`` moves them)."""
         return MappingProxyType(self._links)
 
-    def _link(self, kind: str) -> Link:
+    def link(self, kind: str) -> Link:
         link = self._links.get(kind)
         if link is None:
             link = self._links[kind] = make_link(
@@ -154,6 +144,9 @@ class Terminal:
         self._target = target
         for link in [*self._links.values(), *([self._info_link] if self._info_link else [])]:
             retarget(link, target)
+
+    def _scheme(self) -> crypto.Scheme:
+        return self.pairing.scheme if self.pairing else self.cfg.crypto
 
     @property
     def paired(self) -> bool:
@@ -199,7 +192,7 @@ class Terminal:
             if self.pending is not None:
                 nursery.start_soon(self._settle_pending, self.pending)
             else:
-                await self._check_pending()
+                await self.check_pending()
             task_status.started()
 
     async def aclose(self) -> None:
@@ -219,7 +212,7 @@ class Terminal:
             if self.pairing is None:
                 continue
             try:
-                plain = await self._open(self.pairing.pin, reply.data)
+                plain = await self._cipher.open(self.pairing.pin, reply.data)
                 header = plain.get("header") or {}
                 if header.get("serverDeviceSN") != self.pairing.device_sn:
                     continue
@@ -230,34 +223,6 @@ class Terminal:
     async def _offer_late(self, response_id: str, action: str, body: dict[str, Any]) -> None:
         if self.shared.late_reply is not None:
             await self.shared.late_reply(self.id, response_id, action, body)
-
-    # -- crypto off the event loop ---------------------------------------------------------
-
-    def _sealer(self, pin: str) -> crypto.Sealer:
-        sealer = self._sealers.get(pin)
-        if sealer is None:
-            scheme = self.pairing.scheme if self.pairing else self.cfg.crypto
-            sealer = crypto.Sealer(pin, scheme, keys=self.shared.keys)
-            self._sealers[pin] = sealer
-        return sealer
-
-    async def _seal(self, pin: str, message: dict[str, Any]) -> str:
-        sealer = self._sealer(pin)
-        if sealer.needs_derivation():
-            return await self.shared.workers.run(partial(sealer.seal, message))
-        return sealer.seal(message)  # AES only: ~25 µs, cheaper than a thread hop
-
-    async def _open(self, pin: str, data: str) -> dict[str, Any]:
-        scheme = self.pairing.scheme if self.pairing else self.cfg.crypto
-        keys = self.shared.keys
-        opener = partial(crypto.open_, data, pin, scheme, keys=keys, fallback=True)
-        if crypto.opening_needs_derivation(data, pin, scheme, keys):
-            return await self.shared.workers.run(opener)
-        try:  # no derivation needed under the configured scheme: AES only, inline
-            return crypto.open_(data, pin, scheme, keys=keys)
-        except crypto.CryptoError:
-            # The fallback scheme (protocol.md §3) may derive: a worker tries both.
-            return await self.shared.workers.run(opener)
 
     # -- one exchange ------------------------------------------------------------------------
 
@@ -291,9 +256,16 @@ class Terminal:
             expect_sn = self.pairing.device_sn
         message = request_message(body, self.shared.client_sn, request_id=request_id)
         request_id = message["header"]["requestID"]
-        envelope = Envelope(action, await self._seal(pin, message))
+        envelope = Envelope(action, await self._cipher.seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
-        check = _ReplyCheck(self, pin, envelope.action, request_id, expect_sn)
+        check = ReplyCheck(
+            self.id,
+            action,
+            request_id,
+            expect_sn,
+            partial(self._cipher.open, pin),
+            self._offer_late,
+        )
         if via is not None:
             await via.exchange(envelope, timeout=timeout, accept=check.accept)
         else:
@@ -313,7 +285,7 @@ class Terminal:
     ) -> Envelope:
         not_delivered: NotDelivered | None = None
         for kind in links:
-            link = self._link(kind)
+            link = self.link(kind)
             if on_sending is not None:
                 await on_sending(request_id, kind)
             try:
@@ -354,7 +326,7 @@ class Terminal:
         )  # fmt: skip
         self.aim(attrs.evolve(old, host=host, port=port))
         self.pairing = attrs.evolve(self.pairing, host=host, port=port)
-        await self._store(self.shared.pairings.put, self.pairing)
+        await self.store(self.shared.pairings.put, self.pairing)
         return True
 
     async def terminal_info(self, pin: str) -> dict[str, Any]:
@@ -366,115 +338,17 @@ class Terminal:
             {"businessID": self.shared.cloud.business_id}, self.shared.client_sn
         )
         request_id = message["header"]["requestID"]
-        envelope = Envelope("ConnectionInfo", await self._seal(pin, message))
+        envelope = Envelope("ConnectionInfo", await self._cipher.seal(pin, message))
         reply = await cloud.terminal_info(envelope, timeout=self.shared.cloud.timeout_s)
-        plain = await self._open(pin, reply.data)
+        plain = await self._cipher.open(pin, reply.data)
         return check_response(plain, request_id)
 
-    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def store(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.shared.store_limiter)
 
-    # -- pairing (protocol.md §7; the order of the steps: pairing.py) ------------------------
+    # -- pairing state (the steps: pairing_flow.py) ------------------------------------------
 
-    async def pair(self, code: object) -> dict[str, Any]:
-        parsed = parse_pairing_code(code)
-        logs.register_secret(parsed.pin)
-        via = self._pairing_link(parsed)
-        try:
-            pairing, info = await self._pair_steps(parsed, via)
-        except BaseException:
-            # Nothing changed here. If the terminal gave a new PIN before the failure, it
-            # was saved as pending; the terminal itself tells whether it uses it.
-            with trio.CancelScope(shield=True):
-                await self._check_pending()
-            raise
-        finally:
-            if via is not None:
-                with trio.CancelScope(shield=True):
-                    await via.aclose()
-        self._adopt(pairing)
-        log.info("terminal=%s paired with %s", self.id, pairing.device_sn)
-        self.shared.events.publish(
-            "terminal", terminal=self.id, paired=True, device_sn=pairing.device_sn
-        )
-        if not await self._save(partial(self.shared.pairings.commit, pairing)):
-            raise PairingNotSavedError(
-                f"terminal {self.id!r} is paired and works, but the pairing could not be "
-                f"saved to {self.shared.pairings.path}: fix the file or the disk, then pair "
-                "again before ecrd restarts (the new PIN is kept as pending if it could be)"
-            )
-        info = {k: v for k, v in info.items() if not k.lower().startswith("pin")}
-        return {"terminal": self.id, "device_sn": pairing.device_sn, "info": info}
-
-    def _pairing_target(self, parsed: PairingCode) -> Target:
-        """Where pairing talks to: the QR code's address, for a terminal that has one."""
-        if parsed.ip and self._target.host:
-            return attrs.evolve(self._target, host=parsed.ip, port=parsed.port or self.cfg.port)
-        return self._target
-
-    def _pairing_link(self, parsed: PairingCode) -> Link | None:
-        """A link of pairing's own where it must differ from the terminal's (another
-        address, another SN). The terminal's links stay as they are until it succeeds."""
-        primary = self._link(self.cfg.transport)
-        return aimed_at(primary, self._pairing_target(parsed), self.cfg, self.shared.cloud)
-
-    async def _pair_steps(
-        self, parsed: PairingCode, via: Link | None
-    ) -> tuple[Pairing, dict[str, Any]]:
-        pin1, t = parsed.pin, self.cfg.info_timeout_s
-        links = (self.cfg.transport,)
-        sn, info = await self._identify(pin1, via)
-        target = attrs.evolve(self._pairing_target(parsed), device_sn=sn)
-        if via is not None:
-            retarget(via, target)
-        # Before Pair: after it the terminal may take only the new PIN, which must be saved.
-        await self._store(self.shared.pairings.check_writable)
-        _, reply = await self.exchange(
-            "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links,
-            expect_sn=sn, via=via,
-        )  # fmt: skip
-        pin2 = new_pin_of(reply, self.cfg.pin_fields)
-        logs.register_secret(pin2)
-        pairing = self._new_pairing(target, pin2)
-        await self._save(partial(self.shared.pairings.put_pending, pairing))
-        confirm_body: dict[str, Any] | None = (
-            None if self.cfg.pair_confirm_action == "DeviceInfo" else {}
-        )
-        _, confirmed = await self.exchange(
-            self.cfg.pair_confirm_action, confirm_body, pin=pin2, timeout=t, links=links,
-            expect_sn=sn, via=via,
-        )  # fmt: skip
-        return pairing, {**info, **confirmed}
-
-    async def _identify(self, pin1: str, via: Link | None) -> tuple[str, dict[str, Any]]:
-        """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
-        if self.cfg.transport == "cloud":
-            info = await self.terminal_info(pin1)
-            sn = str(info.get("deviceSn") or "")
-        else:
-            # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
-            header, info = await self.exchange(
-                "DeviceInfo", None, pin=pin1, timeout=self.cfg.info_timeout_s,
-                links=(self.cfg.transport,), expect_sn=ANY_TERMINAL, via=via,
-            )  # fmt: skip
-            sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
-        if not sn:
-            raise PairingStepError("the terminal did not tell its serial number")
-        return sn, info
-
-    def _new_pairing(self, target: Target, pin: str) -> Pairing:
-        assert target.device_sn is not None
-        return Pairing(
-            terminal_id=self.id,
-            device_sn=target.device_sn,
-            pin=pin,
-            scheme=self.cfg.crypto,
-            host=target.host,
-            port=target.port,
-            paired_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-
-    def _adopt(self, pairing: Pairing) -> None:
+    def adopt(self, pairing: Pairing) -> None:
         """The one place a new pairing takes effect: PIN, SN and address together."""
         cfg = self.cfg
         host = pairing.host or cfg.host
@@ -485,27 +359,27 @@ class Terminal:
                 device_sn=pairing.device_sn,
             )
         )
-        self._forget_pins()
+        self._cipher.forget()
         self.pairing = pairing
         self.pending = None
         self.last_error = None
 
-    async def _save(self, write: Callable[[], None]) -> bool:
+    async def save_pairing(self, write: Callable[[], None]) -> bool:
         """Write to the pairing store; a failure is logged loudly, never loses the PIN in
         memory. False when it failed."""
         try:
-            await self._store(write)
+            await self.store(write)
         except Exception as exc:
             log.critical("terminal=%s pairing could NOT be saved: %s", self.id, exc)
             return False
         return True
 
-    async def _check_pending(self) -> None:
+    async def check_pending(self) -> None:
         """A new PIN saved as pending by a pairing that did not finish (at start, or after a
         failed pairing): settle it in the background. Meanwhile the terminal takes no
         money, since it may accept only the pending PIN."""
         try:
-            pending = (await self._store(self.shared.pairings.pending)).get(self.id)
+            pending = (await self.store(self.shared.pairings.pending)).get(self.id)
         except Exception as exc:
             log.error("terminal=%s cannot read pending pairings: %s", self.id, exc)
             return
@@ -529,7 +403,7 @@ class Terminal:
                 if self.pending is pending:
                     log.warning("terminal=%s dropped an unconfirmed PIN (not in use)", self.id)
                     self.pending = None
-                    await self._save(partial(self.shared.pairings.drop_pending, self.id))
+                    await self.save_pairing(partial(self.shared.pairings.drop_pending, self.id))
                 return
             except Exception as exc:
                 log.info("terminal=%s unconfirmed pairing not settled yet: %s", self.id, exc)
@@ -538,18 +412,13 @@ class Terminal:
                 continue
             if self.pending is pending:  # not overtaken by a new pairing meanwhile
                 log.warning("terminal=%s finished an interrupted pairing", self.id)
-                self._adopt(pending)
-                await self._save(partial(self.shared.pairings.commit, pending))
+                self.adopt(pending)
+                await self.save_pairing(partial(self.shared.pairings.commit, pending))
             return
 
-    def _forget_pins(self) -> None:
-        for pin in list(self._sealers):
-            self.shared.keys.forget(pin)
-        self._sealers.clear()
-
     async def unpair(self) -> None:
-        await self._store(self.shared.pairings.remove, self.id)
-        self._forget_pins()
+        await self.store(self.shared.pairings.remove, self.id)
+        self._cipher.forget()
         self.pairing = None
         self.shared.events.publish("terminal", terminal=self.id, paired=False)
         log.info("terminal=%s unpaired", self.id)
@@ -575,60 +444,6 @@ class Terminal:
                     log.warning("terminal=%s liveness probe failed: %s (%s)", self.id, reason, exc)
                 self.last_error = reason
             self._note_state()
-
-
-class AnyTerminal(enum.Enum):
-    ANY = "any"
-
-
-# ``exchange(expect_sn=ANY_TERMINAL)``: a reply from any serial number (pairing's first
-# step, when the terminal's SN is what is being asked).
-ANY_TERMINAL: Final = AnyTerminal.ANY
-
-
-@attrs.define
-class _ReplyCheck:
-    """Which reply answers one request, and what it said: ``accept`` decrypts and checks a
-    reply (responseID, SN, and for money the envelope action); ``result`` returns the
-    reply taken, or raises what made it unusable."""
-
-    terminal: Terminal
-    pin: str
-    action: str
-    request_id: str
-    expect_sn: str | None
-    outcome: tuple[dict[str, Any], dict[str, Any]] | Exception | None = None
-
-    async def accept(self, reply: Envelope) -> bool:
-        """False for a late reply to an earlier request (possible on a serial line): it is
-        offered to ``late_reply`` and the exchange waits on for its own."""
-        term = self.terminal
-        try:
-            plain = await term._open(self.pin, reply.data)
-            body = check_response(plain, self.request_id, self.expect_sn)
-        except StaleResponse as exc:
-            log.warning("terminal=%s set aside a late reply: %s", term.id, exc)
-            response_id = str((plain.get("header") or {}).get("responseID"))
-            await term._offer_late(response_id, reply.action, body_of(plain))
-            return False
-        except Exception as exc:  # final: raised by result()
-            self.outcome = exc
-            return True
-        if self.action in MONEY_ACTIONS and reply.action != self.action:
-            # A Refund's "Success" is no proof of a Sale (a reply settles only what it
-            # proves; payments.py keeps the body as evidence).
-            message = f"the reply is for action {reply.action!r}, not {self.action!r}"
-            self.outcome = ReplyMismatch(message, body)
-            return True
-        self.outcome = (plain["header"], body)
-        return True
-
-    def result(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self.outcome is None:  # a link returned without a reply it was told to take
-            raise StaleResponse(f"no reply answers request {self.request_id}")
-        if isinstance(self.outcome, Exception):
-            raise self.outcome
-        return self.outcome
 
 
 class NotPairedYet(Exception):

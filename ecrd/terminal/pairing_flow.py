@@ -1,0 +1,135 @@
+"""Pairing a terminal (protocol.md §7): the steps, in the order that keeps a shop's
+pairing safe (``pairing.py`` states the order and why). A failed pairing changes nothing in
+the terminal actor: the steps talk through a link of their own where the QR code says so,
+and only ``Terminal.adopt`` makes a new pairing take effect."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+from ecrd import logs
+from ecrd.store.pairings import Pairing
+from ecrd.terminal.links import Target, aimed_at, retarget
+from ecrd.terminal.pairing import (
+    PairingCode,
+    PairingNotSavedError,
+    PairingStepError,
+    new_pin_of,
+    parse_pairing_code,
+)
+from ecrd.terminal.replies import ANY_TERMINAL
+from ecrd.terminal.terminal import Terminal
+from ecrd.transport.base import Link
+
+log = logging.getLogger("ecrd.terminal")
+
+
+async def pair(term: Terminal, code: object) -> dict[str, Any]:
+    parsed = parse_pairing_code(code)
+    logs.register_secret(parsed.pin)
+    via = _pairing_link(term, parsed)
+    try:
+        pairing, info = await _pair_steps(term, parsed, via)
+    except BaseException:
+        # Nothing changed here. If the terminal gave a new PIN before the failure, it
+        # was saved as pending; the terminal itself tells whether it uses it.
+        with trio.CancelScope(shield=True):
+            await term.check_pending()
+        raise
+    finally:
+        if via is not None:
+            with trio.CancelScope(shield=True):
+                await via.aclose()
+    term.adopt(pairing)
+    log.info("terminal=%s paired with %s", term.id, pairing.device_sn)
+    term.shared.events.publish(
+        "terminal", terminal=term.id, paired=True, device_sn=pairing.device_sn
+    )
+    if not await term.save_pairing(partial(term.shared.pairings.commit, pairing)):
+        raise PairingNotSavedError(
+            f"terminal {term.id!r} is paired and works, but the pairing could not be "
+            f"saved to {term.shared.pairings.path}: fix the file or the disk, then pair "
+            "again before ecrd restarts (the new PIN is kept as pending if it could be)"
+        )
+    info = {k: v for k, v in info.items() if not k.lower().startswith("pin")}
+    return {"terminal": term.id, "device_sn": pairing.device_sn, "info": info}
+
+
+def _pairing_target(term: Terminal, parsed: PairingCode) -> Target:
+    """Where pairing talks to: the QR code's address, for a terminal that has one."""
+    if parsed.ip and term.target.host:
+        return attrs.evolve(term.target, host=parsed.ip, port=parsed.port or term.cfg.port)
+    return term.target
+
+
+def _pairing_link(term: Terminal, parsed: PairingCode) -> Link | None:
+    """A link of pairing's own where it must differ from the terminal's (another
+    address, another SN). The terminal's links stay as they are until it succeeds."""
+    primary = term.link(term.cfg.transport)
+    return aimed_at(primary, _pairing_target(term, parsed), term.cfg, term.shared.cloud)
+
+
+async def _pair_steps(
+    term: Terminal, parsed: PairingCode, via: Link | None
+) -> tuple[Pairing, dict[str, Any]]:
+    pin1, t = parsed.pin, term.cfg.info_timeout_s
+    links = (term.cfg.transport,)
+    sn, info = await _identify(term, pin1, via)
+    target = attrs.evolve(_pairing_target(term, parsed), device_sn=sn)
+    if via is not None:
+        retarget(via, target)
+    # Before Pair: after it the terminal may take only the new PIN, which must be saved.
+    await term.store(term.shared.pairings.check_writable)
+    _, reply = await term.exchange(
+        "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links,
+        expect_sn=sn, via=via,
+    )  # fmt: skip
+    pin2 = new_pin_of(reply, term.cfg.pin_fields)
+    logs.register_secret(pin2)
+    pairing = _new_pairing(term, target, pin2)
+    await term.save_pairing(partial(term.shared.pairings.put_pending, pairing))
+    confirm_body: dict[str, Any] | None = (
+        None if term.cfg.pair_confirm_action == "DeviceInfo" else {}
+    )
+    _, confirmed = await term.exchange(
+        term.cfg.pair_confirm_action, confirm_body, pin=pin2, timeout=t, links=links,
+        expect_sn=sn, via=via,
+    )  # fmt: skip
+    return pairing, {**info, **confirmed}
+
+
+async def _identify(term: Terminal, pin1: str, via: Link | None) -> tuple[str, dict[str, Any]]:
+    """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
+    if term.cfg.transport == "cloud":
+        info = await term.terminal_info(pin1)
+        sn = str(info.get("deviceSn") or "")
+    else:
+        # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
+        header, info = await term.exchange(
+            "DeviceInfo", None, pin=pin1, timeout=term.cfg.info_timeout_s,
+            links=(term.cfg.transport,), expect_sn=ANY_TERMINAL, via=via,
+        )  # fmt: skip
+        sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
+    if not sn:
+        raise PairingStepError("the terminal did not tell its serial number")
+    return sn, info
+
+
+def _new_pairing(term: Terminal, target: Target, pin: str) -> Pairing:
+    assert target.device_sn is not None
+    return Pairing(
+        terminal_id=term.id,
+        device_sn=target.device_sn,
+        pin=pin,
+        scheme=term.cfg.crypto,
+        host=target.host,
+        port=target.port,
+        paired_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
