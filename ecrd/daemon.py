@@ -134,7 +134,7 @@ class Daemon:
                 await nursery.start(self.payments.run)
                 for term in self.terminals.values():
                     self._start_terminal(term)
-                await nursery.start(server.serve, self, sock)
+                await nursery.start(server.serve, self, sock, self.connections)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
                 log.info(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ecrd import __version__, errors
+from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
@@ -26,14 +27,10 @@ from ecrd.terminal.terminal import NotPairedYet, Terminal
 from ecrd.text import first_control
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
-if TYPE_CHECKING:
-    from ecrd.api.server import Connection
-    from ecrd.daemon import Daemon
-
 PROTOCOL_VERSION: Final = 1
 TOPICS: Final = ("transaction.state", "terminal")
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
-Method = Callable[["Daemon", "Connection", "Params"], Awaitable[Any]]
+Method = Callable[[Service, Client, "Params"], Awaitable[Any]]
 
 
 class Params:
@@ -95,7 +92,7 @@ class Params:
         no_controls(value, name)
         return value
 
-    def terminal(self, daemon: Daemon) -> Terminal:
+    def terminal(self, daemon: Service) -> Terminal:
         tid = self.text("terminal", required=True)
         term = daemon.terminals.get(tid)
         if term is None:
@@ -187,20 +184,20 @@ def money_result(record: TxRecord) -> dict[str, Any]:
 # -- methods ------------------------------------------------------------------------------
 
 
-async def ping(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def ping(daemon: Service, conn: Client, p: Params) -> Any:
     return {"version": __version__, "protocol": PROTOCOL_VERSION}
 
 
-async def status(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def status(daemon: Service, conn: Client, p: Params) -> Any:
     async with conn.reading():  # it counts the journal: a read like the listings
         return await daemon.status()
 
 
-async def terminal_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def terminal_list(daemon: Service, conn: Client, p: Params) -> Any:
     return [t.summary() for t in daemon.terminals.values()]
 
 
-async def terminal_pair(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def terminal_pair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     code = p.raw.get("code")
     if not isinstance(code, str | dict):
@@ -215,7 +212,7 @@ async def terminal_pair(daemon: Daemon, conn: Connection, p: Params) -> Any:
         raise translate(exc, pairing=True) from exc
 
 
-async def terminal_unpair(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def terminal_unpair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     if term.busy_with:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
@@ -224,7 +221,7 @@ async def terminal_unpair(daemon: Daemon, conn: Connection, p: Params) -> Any:
     return {"terminal": term.id, "paired": False}
 
 
-async def terminal_info(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def terminal_info(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     try:
         return await term.info()
@@ -272,7 +269,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
 def money(name: str) -> Method:
     action = MONEY_ACTIONS[name]
 
-    async def method(daemon: Daemon, conn: Connection, p: Params) -> Any:
+    async def method(daemon: Service, conn: Client, p: Params) -> Any:
         term = p.terminal(daemon)
         params = _money_params(p, action, daemon.config.daemon.extra_currencies)
         params = {k: v for k, v in params.items() if v is not None}
@@ -294,7 +291,7 @@ def money(name: str) -> Method:
     return method
 
 
-async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     ref = p.text("reference_id") or term.busy_with
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
@@ -307,7 +304,7 @@ async def abort(daemon: Daemon, conn: Connection, p: Params) -> Any:
     return body
 
 
-async def transaction_get(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
     async with conn.reading():
         record = await daemon.read(daemon.journal_view.get, ref)
@@ -327,7 +324,7 @@ def _since(p: Params) -> str | None:
         ) from None
 
 
-async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
     """One page, newest first (docs/api.md, "Paging")."""
     limit = p.number("limit", 1, MAX_PAGE)
     if limit is not None and limit != int(limit):
@@ -353,7 +350,7 @@ async def transaction_list(daemon: Daemon, conn: Connection, p: Params) -> Any:
         ) from None
 
 
-async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
     outcome = p.choice("outcome", ("succeeded", "failed"), required=True)
     note = p.text("note", max_len=1000) or ""
@@ -361,7 +358,7 @@ async def transaction_resolve(daemon: Daemon, conn: Connection, p: Params) -> An
     return record.to_api()
 
 
-async def terminal_send(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     action = p.text("action", required=True, max_len=64)
     money_like = {a.lower() for a in MONEY_ACTIONS.values()} | {"pair", "connectioninfo"}
@@ -378,7 +375,7 @@ async def terminal_send(daemon: Daemon, conn: Connection, p: Params) -> Any:
     return body
 
 
-async def subscribe(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
     topics = p.raw.get("topics")
     if topics is not None and (
         not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
@@ -394,7 +391,7 @@ async def subscribe(daemon: Daemon, conn: Connection, p: Params) -> Any:
     return {"subscribed": sorted(chosen) if chosen else "all"}
 
 
-async def config_reload(daemon: Daemon, conn: Connection, p: Params) -> Any:
+async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
     daemon.log_peer("config.reload", "-", conn.peer)
     return await daemon.reload()
 

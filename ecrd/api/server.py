@@ -35,18 +35,16 @@ import select
 import socket
 import struct
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import trio
 
 from ecrd import errors, ownership
 from ecrd.api import jsonrpc
 from ecrd.api.methods import METHODS, Params
+from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
-
-if TYPE_CHECKING:
-    from ecrd.daemon import Daemon
 
 log = logging.getLogger("ecrd.api")
 
@@ -69,8 +67,16 @@ def peer_credentials(sock: trio.socket.SocketType) -> tuple[int, str]:
 
 
 class Connection:
-    def __init__(self, daemon: Daemon, stream: trio.SocketStream, peer: str = "") -> None:
+    def __init__(
+        self,
+        daemon: Service,
+        stream: trio.SocketStream,
+        peer: str = "",
+        registry: set[Connection] | None = None,
+    ) -> None:
         self.daemon = daemon
+        # The open connections, for the daemon's shutdown to wait on their replies.
+        self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
         self.peer = peer or peer_credentials(stream.socket)[1]
         # Unbounded in messages, bounded in effect by the back-pressure rules above.
@@ -157,7 +163,7 @@ class Connection:
             self._drop("its event queue overflowed")
 
     async def serve(self) -> None:
-        self.daemon.connections.add(self)
+        self._registry.add(self)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -171,7 +177,7 @@ class Connection:
                     self._subscription.close()
                 self._out_send.close()
         finally:
-            self.daemon.connections.discard(self)
+            self._registry.discard(self)
             if self._subscription is not None:
                 self._subscription.close()
             with trio.CancelScope(shield=True):
@@ -252,7 +258,7 @@ class Connection:
             self._room.unpark_all()
 
 
-async def dispatch(daemon: Daemon, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
+async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
     entry = METHODS.get(req.method)
     if entry is None:
         return jsonrpc.error(
@@ -318,8 +324,9 @@ async def _refuse(stream: trio.SocketStream, message: str) -> None:
 
 
 async def serve(
-    daemon: Daemon,
+    daemon: Service,
     sock: trio.socket.SocketType,
+    connections: set[Connection],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -335,7 +342,7 @@ async def serve(
             await _refuse(stream, str(exc))
             return
         try:
-            await Connection(daemon, stream, peer).serve()
+            await Connection(daemon, stream, peer, connections).serve()
         except Exception:
             # A bug in one connection must not stop the server for everyone else.
             log.exception("connection failed; closing it")
