@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from ecrd import config_rules
+from ecrd import config_rules, errors
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
 from ecrd.text import first_control
@@ -33,8 +33,7 @@ _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
-class ConfigError(Exception):
-    reason = "config_error"
+ConfigError = errors.ConfigError  # raised here, defined once with the other errors
 
 
 @attrs.frozen

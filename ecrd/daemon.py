@@ -34,7 +34,6 @@ import trio
 from ecrd import __version__, errors, logs, ownership
 from ecrd.api import server
 from ecrd.config import Config, ConfigError, DaemonConfig, TerminalConfig, load
-from ecrd.errors import ConfigProblem
 from ecrd.events import EventBus
 from ecrd.ownership import CannotStart
 from ecrd.sdnotify import Notifier, watchdog_interval
@@ -182,7 +181,7 @@ class Daemon:
             async for signum in sigs:
                 if signum == signal.SIGHUP:
                     # A bad file is logged and shown in STATUS=; the daemon carries on.
-                    with contextlib.suppress(ConfigProblem):
+                    with contextlib.suppress(ConfigError):
                         await self.reload()
                 elif not self.stopping:
                     nursery.start_soon(self.shutdown, nursery)
@@ -291,7 +290,7 @@ class Daemon:
             self.reload_error = str(exc)
             log.error("config reload failed, keeping the old config: %s", exc)
             self.notifier.status(self.status_line())
-            raise ConfigProblem(f"reload failed, the old config stays in force: {exc}") from exc
+            raise ConfigError(f"reload failed, the old config stays in force: {exc}") from exc
         self.reload_error = None
         tls_context.cache_clear()  # CA files may have changed too
         applied, needs_restart = self._apply_daemon(new.daemon)

@@ -1,10 +1,16 @@
-"""Errors that reach a client of the socket, each with a stable ``reason`` (design.md §2).
+"""ecrd's one error tree: every error has a stable ``reason`` (design.md §2).
 
-The JSON-RPC ``code`` groups them; ``data.reason`` is the contract clients switch on.
-Who is at fault is in the class docstring: the caller (fix your request), the terminal or
-its link (check the device), or this box (check ecrd's logs).
+``Reasoned`` is the root. Each layer raises its own domain errors under it — the protocol
+(``CryptoError``, ``ProtocolError``), the links (``LinkError``: ``NotDelivered`` /
+``MaybeDelivered``), the stores (``PairingStoreError``, ``DuplicateReference``) — and the
+errors below, which mean the same thing at every layer and reach the socket as they are.
+One map at the API edge (``api/methods.translate``) turns the layers' errors into these;
+``ApiError.to_error`` is the JSON-RPC error object. The ``code`` groups them;
+``data.reason`` is the contract clients switch on. Who is at fault: the caller (fix your
+request), the terminal or its link (check the device), or this box (check ecrd's logs).
 
-    ApiError
+    Reasoned
+    └── ApiError
     ├── InvalidParams              caller   -32602 invalid_params
     ├── TerminalNotFound           caller   -32001 terminal_not_found
     ├── TransactionNotFound        caller   -32002 transaction_not_found
@@ -20,7 +26,7 @@ its link (check the device), or this box (check ecrd's logs).
     ├── TerminalError              terminal -32013 bad_reply / stale_response / wrong_terminal / ...
     ├── PairingFailed              terminal -32014 pairing_failed
     ├── PairingNotSaved            box      -32015 pairing_not_saved
-    ├── ConfigProblem              admin    -32020 config_error
+    ├── ConfigError                admin    -32020 config_error
     ├── JournalFailure             box      -32021 journal_error
     ├── ShuttingDown               box      -32022 shutting_down
     └── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
@@ -31,9 +37,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
-class ApiError(Exception):
-    code: ClassVar[int] = -32000
+class Reasoned(Exception):
+    """Any error of ecrd's: ``reason`` is a stable string, safe to log and to switch on."""
+
     reason: ClassVar[str] = "error"
+
+
+def reason_of(exc: BaseException) -> str:
+    """The stable reason of any error (a foreign one: its class name, for the logs)."""
+    return exc.reason if isinstance(exc, Reasoned) else type(exc).__name__
+
+
+class ApiError(Reasoned):
+    code: ClassVar[int] = -32000
 
     def __init__(self, message: str, *, reason: str | None = None, **data: Any) -> None:
         super().__init__(message)
@@ -123,7 +139,9 @@ class PairingNotSaved(ApiError):
     reason = "pairing_not_saved"
 
 
-class ConfigProblem(ApiError):
+class ConfigError(ApiError):
+    """The configuration file is invalid; the message names the file, key and expectation."""
+
     code = -32020
     reason = "config_error"
 

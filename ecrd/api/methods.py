@@ -20,10 +20,9 @@ from ecrd.store.journal import STATES, TxRecord, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.store.pairings import PairingStoreError
 from ecrd.terminal.admission import PaymentRequest
-from ecrd.terminal.pairing import PairingCodeError, PairingNotSavedError, PairingStepError
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.payments import MONEY_ACTIONS
-from ecrd.terminal.terminal import NotPairedYet, Terminal
+from ecrd.terminal.terminal import Terminal
 from ecrd.text import first_control
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
@@ -116,14 +115,6 @@ def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
     """Lower-layer exceptions → API errors with stable reasons."""
     if isinstance(exc, errors.ApiError):
         return exc
-    if isinstance(exc, NotPairedYet):
-        return errors.NotPaired(str(exc))
-    if isinstance(exc, PairingCodeError):
-        return errors.InvalidParams(str(exc), field="code")
-    if isinstance(exc, PairingStepError):
-        return errors.PairingFailed(str(exc))
-    if isinstance(exc, PairingNotSavedError):
-        return errors.PairingNotSaved(str(exc))
     if isinstance(exc, PairingStoreError) and pairing:
         return errors.PairingFailed(
             f"the pairing store cannot be written, so pairing stopped before the terminal "

@@ -39,6 +39,7 @@ from typing import Any, Final, Literal
 
 from Crypto.Cipher import AES
 
+from ecrd.errors import Reasoned
 from ecrd.protocol import strictjson
 
 Scheme = Literal["v2", "legacy"]
@@ -52,7 +53,7 @@ BLOCK: Final = 16
 ZERO_IV: Final = bytes(IV_LEN)
 
 
-class CryptoError(Exception):
+class CryptoError(Reasoned):
     """The ``data`` field could not be opened. Never carries the PIN."""
 
     reason = "crypto_error"

@@ -36,6 +36,8 @@ from typing import Any, Final
 
 import attrs
 
+from ecrd.errors import Reasoned
+
 VERSION: Final = "2.0"
 MAX_AMOUNT: Final = Decimal("99999999.99")
 # Used with fullmatch: "$" alone would also accept a trailing newline.
@@ -43,7 +45,7 @@ _AMOUNT_RE: Final = re.compile(r"(0|[1-9][0-9]{0,7})\.[0-9]{2}")
 _CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
 
 
-class ProtocolError(Exception):
+class ProtocolError(Reasoned):
     """The peer sent something this protocol does not allow (remote fault)."""
 
     reason = "protocol_error"

@@ -60,6 +60,7 @@ from typing import Any, Final
 import attrs
 import tomli_w
 
+from ecrd.errors import Reasoned
 from ecrd.protocol.crypto import SCHEMES, Scheme
 
 FORMAT_VERSION: Final = 1
@@ -78,7 +79,7 @@ _FIELDS: Final[dict[str, type]] = {
 _REQUIRED: Final = ("device_sn", "pin", "scheme", "paired_at")
 
 
-class PairingStoreError(Exception):
+class PairingStoreError(Reasoned):
     reason = "pairing_store_error"
 
 

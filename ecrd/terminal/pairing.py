@@ -24,24 +24,10 @@ from typing import Any, Final
 
 import attrs
 
+from ecrd import errors
+
 _PIN_RE: Final = re.compile(r"^[0-9]{6}$")
 _NEW_PIN_RE: Final = re.compile(r"[0-9]{4,12}")
-
-
-class PairingCodeError(ValueError):
-    """The code is neither 6 digits nor the pairing page's QR JSON."""
-
-
-class PairingStepError(Exception):
-    """A pairing step got an answer that does not let pairing go on."""
-
-    reason = "pairing_failed"
-
-
-class PairingNotSavedError(Exception):
-    """The terminal is paired and works, but the pairing could not be written to disk."""
-
-    reason = "pairing_not_saved"
 
 
 def port_number(value: object) -> int | None:
@@ -71,11 +57,11 @@ def parse_pairing_code(code: object) -> PairingCode:
         try:
             qr = json.loads(code)
         except ValueError:
-            raise PairingCodeError(
+            raise _bad_code(
                 "code must be the 6 digits shown on the terminal, or its QR JSON"
             ) from None
     if not isinstance(qr, dict) or not _PIN_RE.match(str(qr.get("pairCode", ""))):
-        raise PairingCodeError("QR JSON must carry a 6-digit pairCode")
+        raise _bad_code("QR JSON must carry a 6-digit pairCode")
     port = qr.get("port")
     return PairingCode(
         pin=str(qr["pairCode"]),
@@ -86,6 +72,10 @@ def parse_pairing_code(code: object) -> PairingCode:
     )
 
 
+def _bad_code(message: str) -> errors.InvalidParams:
+    return errors.InvalidParams(message, field="code")
+
+
 def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
     """pinCode2 from the Pair reply: the first of ``fields`` that holds one (protocol.md
     §7 step 3, [ASSUMED] field names)."""
@@ -93,7 +83,7 @@ def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
         value = str(reply.get(field, ""))
         if _NEW_PIN_RE.fullmatch(value):
             return value
-    raise PairingStepError(
+    raise errors.PairingFailed(
         "the Pair reply carries no new PIN in any of the fields "
         + ", ".join(fields)
         + " (set pin_fields in the config)"

@@ -14,16 +14,10 @@ from typing import Any
 import attrs
 import trio
 
-from ecrd import logs
+from ecrd import errors, logs
 from ecrd.store.pairings import Pairing
 from ecrd.terminal.links import Target, aimed_at, retarget
-from ecrd.terminal.pairing import (
-    PairingCode,
-    PairingNotSavedError,
-    PairingStepError,
-    new_pin_of,
-    parse_pairing_code,
-)
+from ecrd.terminal.pairing import PairingCode, new_pin_of, parse_pairing_code
 from ecrd.terminal.replies import ANY_TERMINAL
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import Link
@@ -53,7 +47,7 @@ async def pair(term: Terminal, code: object) -> dict[str, Any]:
         "terminal", terminal=term.id, paired=True, device_sn=pairing.device_sn
     )
     if not await term.save_pairing(partial(term.shared.pairings.commit, pairing)):
-        raise PairingNotSavedError(
+        raise errors.PairingNotSaved(
             f"terminal {term.id!r} is paired and works, but the pairing could not be "
             f"saved to {term.shared.pairings.path}: fix the file or the disk, then pair "
             "again before ecrd restarts (the new PIN is kept as pending if it could be)"
@@ -118,7 +112,7 @@ async def _identify(term: Terminal, pin1: str, via: Link | None) -> tuple[str, d
         )  # fmt: skip
         sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
     if not sn:
-        raise PairingStepError("the terminal did not tell its serial number")
+        raise errors.PairingFailed("the terminal did not tell its serial number")
     return sn, info
 
 

@@ -45,7 +45,7 @@ from ecrd.terminal.admission import (
     admit,
     mismatch,
 )
-from ecrd.terminal.terminal import NotPairedYet, Terminal
+from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 log = logging.getLogger("ecrd.payments")
@@ -339,7 +339,7 @@ class Payments:
                 on_sending=on_sending,
                 request_id=rec.request_id,
             )
-        except (NotDelivered, NotPairedYet) as exc:
+        except (NotDelivered, errors.NotPaired) as exc:
             flight.record = await self._finish(ref, "failed", exc, NOTE_NOT_SENT)
         except ReplyMismatch as exc:
             verdict = Verdict("unknown", exc.reason, str(exc))
@@ -396,7 +396,7 @@ class Payments:
         return record
 
     async def _finish(self, ref: str, state: str, exc: BaseException, note: str) -> TxRecord:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
+        reason = errors.reason_of(exc)
         if state == "unknown":
             log.error("ref=%s outcome UNKNOWN (%s: %s)", ref, reason, exc)
         record = await self.db(

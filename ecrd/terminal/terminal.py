@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from ecrd import errors
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
@@ -248,7 +249,7 @@ class Terminal:
         """
         if pin is None:
             if self.pairing is None:
-                raise NotPairedYet(self.id)
+                raise errors.NotPaired(not_paired_message(self.id, unconfirmed=False))
             pin = self.pairing.pin
         if expect_sn is ANY_TERMINAL:
             expect_sn = None
@@ -439,15 +440,8 @@ class Terminal:
             try:
                 await self.info()
             except Exception as exc:  # the probe reports, it never stops the terminal
-                reason = getattr(exc, "reason", type(exc).__name__)
+                reason = errors.reason_of(exc)
                 if self.last_error != reason:
                     log.warning("terminal=%s liveness probe failed: %s (%s)", self.id, reason, exc)
                 self.last_error = reason
             self._note_state()
-
-
-class NotPairedYet(Exception):
-    reason = "not_paired"
-
-    def __init__(self, terminal_id: str, *, unconfirmed: bool = False) -> None:
-        super().__init__(not_paired_message(terminal_id, unconfirmed))

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 
 import trio
 
+from ecrd.errors import Reasoned
 from ecrd.protocol.envelope import Envelope
 
 LinkState = Literal["up", "down", "unknown"]
@@ -30,7 +31,7 @@ LinkState = Literal["up", "down", "unknown"]
 Accept = Callable[[Envelope], Awaitable[bool]]
 
 
-class LinkError(Exception):
+class LinkError(Reasoned):
     reason = "link_error"
 
 
