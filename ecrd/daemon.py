@@ -33,9 +33,11 @@ import trio
 
 from ecrd import __version__, errors, logs, ownership
 from ecrd.api import server
-from ecrd.config import Config, ConfigError, DaemonConfig, TerminalConfig, load
+from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
 from ecrd.ownership import CannotStart
+from ecrd.reload import Plan
+from ecrd.reload import plan as reload_plan
 from ecrd.sdnotify import Notifier, watchdog_interval
 from ecrd.store.journal import Journal, JournalError
 from ecrd.store.journal_view import JournalView
@@ -46,8 +48,7 @@ from ecrd.transport.lan import tls_context
 
 log = logging.getLogger("ecrd")
 T = TypeVar("T")
-# [daemon] keys a reload cannot apply to a running daemon; every other one it applies.
-RESTART_KEYS = ("socket", "socket_group", "state_dir", "client_device_sn")
+_REPORTED = {"add": "added", "remove": "removed", "change": "changed"}
 
 
 def lock_state_dir(state_dir: str) -> int:
@@ -293,67 +294,47 @@ class Daemon:
             raise ConfigError(f"reload failed, the old config stays in force: {exc}") from exc
         self.reload_error = None
         tls_context.cache_clear()  # CA files may have changed too
-        applied, needs_restart = self._apply_daemon(new.daemon)
-        old = {t.id: t for t in self.config.terminals}
-        fresh = {t.id: t for t in new.terminals}
-        # A changed [cloud] table changes every terminal's cloud client (link or address
-        # lookup), so they are all rebuilt.
-        cloud_changed = new.cloud != self.config.cloud
-        self.config = attrs.evolve(new, daemon=self.config.daemon)
+        steps = reload_plan(self.config, new)
+        self._apply_daemon(steps)
+        self.config = attrs.evolve(new, daemon=steps.daemon)
         self.shared.cloud = new.cloud
-        report = await self._apply_terminals(old, fresh, cloud_changed)
-        report.update(applied=applied, needs_restart=needs_restart)
+        report = await self._apply_terminals(steps)
+        report.update(applied=list(steps.applied), needs_restart=list(steps.needs_restart))
         log.info("config reloaded: %s", report)
         self.notifier.status(self.status_line())
         return report
 
-    def _apply_daemon(self, new: DaemonConfig) -> tuple[list[str], list[str]]:
-        """Take the new [daemon] keys that a running daemon can take; the others keep their
-        old value until the next start."""
-        current = self.config.daemon
-        names = [f.name for f in attrs.fields(DaemonConfig)]
-        differ = [k for k in names if getattr(new, k) != getattr(current, k)]
-        needs_restart = [k for k in differ if k in RESTART_KEYS]
-        applied = [k for k in differ if k not in RESTART_KEYS]
-        self.config = attrs.evolve(
-            self.config,
-            daemon=attrs.evolve(new, **{k: getattr(current, k) for k in needs_restart}),
-        )
-        if "log_level" in applied:
-            logging.getLogger().setLevel(new.log_level.upper())
-        self.payments.block_on_unknown = new.block_on_unknown
-        # max_clients, max_clients_per_user, idle_timeout_s, max_line_bytes and
-        # extra_currencies are read from self.config where they are used.
-        return applied, needs_restart
+    def _apply_daemon(self, steps: Plan) -> None:
+        """The [daemon] keys a running daemon takes: the log level and the money rule's
+        switch here; max_clients, max_clients_per_user, idle_timeout_s, max_line_bytes and
+        extra_currencies are read from self.config where they are used."""
+        if "log_level" in steps.applied:
+            logging.getLogger().setLevel(steps.daemon.log_level.upper())
+        self.payments.block_on_unknown = steps.daemon.block_on_unknown
 
-    async def _apply_terminals(
-        self, old: dict[str, TerminalConfig], fresh: dict[str, TerminalConfig], cloud: bool
-    ) -> dict[str, Any]:
-        added = sorted(set(fresh) - set(old))
-        removed = sorted(set(old) - set(fresh))
-        changed = sorted(k for k in set(old) & set(fresh) if old[k] != fresh[k] or cloud)
-        deferred: list[str] = []
+    async def _apply_terminals(self, steps: Plan) -> dict[str, Any]:
+        """One terminal at a time; a busy one after its payment (deferred)."""
+        report: dict[str, Any] = {"added": [], "removed": [], "changed": [], "deferred": []}
         failed: dict[str, str] = {}
         assert self._nursery is not None
-        for tid in removed + changed + added:
-            moved = tid in old and tid in fresh and (
-                (old[tid].host, old[tid].port) != (fresh[tid].host, fresh[tid].port)
-            )  # fmt: skip
+        for step in steps.steps:
+            tid = step.terminal
             term = self.terminals.get(tid)
             if (term is not None and term.busy_with is not None) or self._replacing[tid].locked():
-                deferred.append(tid)  # after its payment (or the replacement under way)
-                self._nursery.start_soon(self._replace, tid, fresh.get(tid), moved)
+                report["deferred"].append(tid)  # after its payment (or the one under way)
+                self._nursery.start_soon(self._replace, tid, step.new, step.moved)
+                problem = None
             else:
-                problem = await self._replace(tid, fresh.get(tid), moved)
-                if problem is not None:
-                    failed[tid] = problem
-        return {
-            "added": [t for t in added if t not in failed],
-            "removed": removed,
-            "changed": [t for t in changed if t not in failed],
-            "deferred": deferred,
-            "failed": failed,
-        }
+                problem = await self._replace(tid, step.new, step.moved)
+            if problem is not None:
+                failed[tid] = problem
+            else:
+                report[
+                    {"add": "added", "remove": "removed", "change": "changed"}[step.kind]
+                ].append(tid)
+        for key in ("added", "removed", "changed"):
+            report[key].sort()
+        return {**report, "failed": failed}
 
     async def _build(self, cfg: TerminalConfig, *, address_changed: bool) -> Terminal:
         store = partial(trio.to_thread.run_sync, limiter=self.shared.store_limiter)
