@@ -84,6 +84,7 @@ from ecrd.store.journal_records import (
     TransitionRefused,
     TxRecord,
     canonical_params,
+    check_error,
     column_value,
     format_time,
     new_record,
@@ -120,6 +121,11 @@ __all__ = [
     "same_params",
 ]
 
+# The names ``journal_view`` imports from here since before the split; new code imports
+# ``SELECT`` and ``record_from_row`` from ``journal_records``.
+_SELECT: Final = SELECT
+_record = record_from_row
+
 # Who the audit trail names when the daemon itself changes a record.
 DAEMON: Final = "ecrd"
 
@@ -134,11 +140,6 @@ _SENDING: Final = ("request_id", "link", "updated_at")
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _check_error(error: Mapping[str, Any] | None) -> None:
-    if error is not None and not isinstance(error.get("reason"), str):
-        raise ValueError('error must be {"reason": <str>, "message": ...}')
 
 
 class Journal:
@@ -288,7 +289,7 @@ class Journal:
         """
         if state not in _FINISH_STATES:
             raise ValueError(f"finish goes to succeeded, failed or unknown, not {state!r}")
-        _check_error(error)
+        check_error(error)
         changes = {
             "state": state,
             "reply": None if reply is None else dict(reply),

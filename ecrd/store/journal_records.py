@@ -164,6 +164,12 @@ def column_value(record: TxRecord, name: str) -> Any:
     return value
 
 
+def check_error(error: Mapping[str, Any] | None) -> None:
+    """Refuse an ``error`` that is not ``{"reason": <str>, "message": ...}``."""
+    if error is not None and not isinstance(error.get("reason"), str):
+        raise ValueError('error must be {"reason": <str>, "message": ...}')
+
+
 def _decode(name: str, value: Any) -> Any:
     return _loads(value) if name in _JSON_COLUMNS else value
 
