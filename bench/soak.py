@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from e2e import Daemon, Sim, pair, write_config
 
+from bench._soak_report import Ledgers, judge, other_checks, print_money
 from ecrd.client import Client, EcrdError
 
 LINKS = ("lan", "serial", "cloud")
@@ -325,61 +326,11 @@ class Soak:
         return problem
 
 
-def report(soak: Soak, elapsed: float) -> bool:
-    """Print the comparison; True if a money check failed."""
+def print_run(
+    soak: Soak, issued: list[SaleJob], records: dict[str, Any], ledgers: Ledgers, elapsed: float
+) -> None:
+    """What was done: sales, clients, faults, the journal's states, the terminals' charges."""
     jobs = soak.jobs
-    listed: list[dict[str, Any]] = []
-    before: dict[str, str] = {}
-    while page := soak.call("transaction.list", limit=500, **before):
-        listed += page
-        before = {"before": page[-1]["reference_id"]}  # docs/api.md, "Paging"
-    records = {r["reference_id"]: r for r in listed}
-    ledgers = {link: soak.ledger(link) for link in LINKS}
-    issued = [j for j in jobs if j.outcome is not None or j.attempts]
-    charges: Counter[str] = Counter()
-    requests: Counter[str] = Counter()
-    for entries in ledgers.values():
-        for e in entries:
-            requests[e["referenceID"]] += 1
-            charges[e["referenceID"]] += bool(e["charged"])
-
-    lost: list[SaleJob] = []
-    double: list[SaleJob] = []
-    phantom: list[SaleJob] = []
-    resent: list[SaleJob] = []
-    disagree: list[SaleJob] = []
-    late: list[SaleJob] = []
-    unfinished: list[SaleJob] = []
-    unknown: list[SaleJob] = []
-    errors: list[str] = []
-    for job in jobs:
-        rec = records.get(job.ref)
-        state = rec["state"] if rec else None
-        if charges[job.ref] and state in (None, "failed", "resolved_failed"):
-            lost.append(job)
-        if charges[job.ref] > 1:
-            double.append(job)
-        if state == "succeeded" and not charges[job.ref]:
-            phantom.append(job)
-        if requests[job.ref] > 1:
-            resent.append(job)
-        if state == "unknown":
-            unknown.append(job)
-        if job in issued and job.outcome is None:
-            unfinished.append(job)
-        # An unknown may be settled later by the terminal's own late reply (serial): that is
-        # no disagreement if the settled state matches what the terminal charged.
-        settled = state in ("succeeded", "failed") and (state == "succeeded") == bool(
-            charges[job.ref]
-        )
-        if any(o != state and not (o == "unknown" and settled) for o in job.outcomes):
-            disagree.append(job)
-        elif "unknown" in job.outcomes and state != "unknown":
-            late.append(job)
-        errors.extend(f"{job.ref}: {p}" for p in job.problems)
-    pending = [r for r in records.values() if r["state"] == "pending"]
-    print(f"unknown when answered, settled since by the terminal's late reply: {len(late)}")
-
     states = Counter(r["state"] for r in records.values())
     print(
         f"soak: {len(issued)} of {len(jobs)} sales on {', '.join(LINKS)} in {elapsed:.0f} s; "
@@ -394,46 +345,40 @@ def report(soak: Soak, elapsed: float) -> bool:
     asked = Counter(j.fault for j in issued)
     print("faults: " + ", ".join(f"{name} {asked[name]}" for name in FAULTS if asked[name]))
     print("journal: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
-    per_link = ", ".join(f"{k} {sum(e['charged'] for e in es)}" for k, es in ledgers.items())
-    print(
-        f"terminals: {sum(requests.values())} requests, {sum(charges.values())} charged "
-        f"({per_link})"
+    per_link = ", ".join(
+        f"{k} {sum(e['charged'] for e in es)}" for k, es in ledgers.by_link.items()
     )
-    print()
     print(
-        f"lost results: {len(lost)}, double charges: {len(double)}, "
-        f"unknown: {len(unknown)}" + (" (all listed)" if unknown else "")
+        f"terminals: {sum(ledgers.requests.values())} requests, "
+        f"{sum(ledgers.charges.values())} charged ({per_link})"
     )
-    if unknown:
-        print(f"  {'reference':<18} {'terminal':<9} {'amount':>7}  {'fault':<15} "
-              f"{'reached':<8} {'charged':<8} cause")  # fmt: skip
-        for job in unknown:
-            cause = (records[job.ref].get("error") or {}).get("reason", "")
-            reached = "yes" if requests[job.ref] else "no"
-            charged = "yes" if charges[job.ref] else "no"
-            print(
-                f"  {job.ref:<18} {job.terminal:<9} {job.amount:>7}  {job.fault:<15} "
-                f"{reached:<8} {charged:<8} {cause}"
-            )
-    for title, bad in (("LOST", lost), ("DOUBLE", double)):
-        for job in bad:
-            rec = records.get(job.ref) or {}
-            said = f"{rec.get('state')} ({(rec.get('error') or {}).get('reason', '-')})"
-            print(f"  {title} {job.ref}: charged {charges[job.ref]}x, journal says {said}")
+
+
+def journal_records(soak: Soak) -> dict[str, Any]:
+    """Every record, page by page (docs/api.md, "Paging")."""
+    listed: list[dict[str, Any]] = []
+    before: dict[str, str] = {}
+    while page := soak.call("transaction.list", limit=500, **before):
+        listed += page
+        before = {"before": page[-1]["reference_id"]}
+    return {r["reference_id"]: r for r in listed}
+
+
+def report(soak: Soak, elapsed: float) -> bool:
+    """Print the comparison; True if a money check failed."""
+    records = journal_records(soak)
+    ledgers = Ledgers({link: soak.ledger(link) for link in LINKS})
+    issued = [j for j in soak.jobs if j.outcome is not None or j.attempts]
+    found = judge(soak.jobs, issued, records, ledgers)
+    print(f"unknown when answered, settled since by the terminal's late reply: {len(found.late)}")
+    print_run(soak, issued, records, ledgers, elapsed)
     print()
-    checks = {
-        "successes the terminal never charged": [j.ref for j in phantom],
-        "references sent to a terminal twice": [j.ref for j in resent],
-        "clients told other than the journal": [
-            f"{j.ref} {j.outcomes} vs {records.get(j.ref, {}).get('state')}" for j in disagree
-        ],
-        "records still pending": [r["reference_id"] for r in pending],
-        "clients without a final answer": [j.ref for j in unfinished],
-        "unexpected errors": errors + soak.problems,
-    }
+    print_money(found, records, ledgers)
+    print()
+    checks = other_checks(found, records, soak.problems)
     for name, items in checks.items():
         print(f"{name}: {len(items)}" + (f"  {items[:10]}" if items else ""))
-    return bool(lost or double or any(checks.values()))
+    return bool(found.lost or found.double or any(checks.values()))
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ from ecrd.store.journal import (
     TxRecord,
     same_params,
 )
+from ecrd.store.journal_records import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")
@@ -178,6 +179,10 @@ def test_begin_records_a_pending_transaction(journal: Journal) -> None:
     assert record.created_at == record.updated_at
     assert RFC3339_UTC.match(record.created_at)
     assert journal.get("R1") == record
+
+
+def test_the_api_shows_every_column_once(journal: Journal) -> None:
+    assert sorted(sale(journal).to_api()) == sorted(COLUMNS)
 
 
 def test_begin_is_committed_before_it_returns(journal: Journal, path: Path) -> None:

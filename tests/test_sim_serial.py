@@ -12,7 +12,7 @@ import trio
 
 from ecrd.protocol.crypto import KeyCache
 from ecrd.protocol.frames import FrameDecoder, FrameFormat, encode_frame
-from ecrd.sim import SerialPort, SimTerminal, serve_serial
+from ecrd.sim import SimCable, SimTerminal, serve_serial
 from ecrd.sim.probe import Probe, SerialProbe, call, pair, serial_exchange
 
 KEYS = KeyCache()
@@ -25,20 +25,20 @@ async def terminal() -> SimTerminal:
 
 
 @pytest.fixture
-async def port(nursery: trio.Nursery, terminal: SimTerminal, tmp_path: Path) -> SerialPort:
+async def port(nursery: trio.Nursery, terminal: SimTerminal, tmp_path: Path) -> SimCable:
     serve = _serve(terminal, symlink=tmp_path / "ttyECR0")
-    port: SerialPort = await nursery.start(serve)
+    port: SimCable = await nursery.start(serve)
     return port
 
 
 @pytest.fixture
-async def line(port: SerialPort) -> AsyncIterator[SerialProbe]:
+async def line(port: SimCable) -> AsyncIterator[SerialProbe]:
     async with SerialProbe(port.path) as line:
         yield line
 
 
 def _serve(terminal: SimTerminal, **kwargs: Any) -> Any:
-    async def serve(task_status: trio.TaskStatus[SerialPort]) -> None:
+    async def serve(task_status: trio.TaskStatus[SimCable]) -> None:
         await serve_serial(terminal, task_status=task_status, **kwargs)
 
     return serve
@@ -48,7 +48,7 @@ def sale(ref: str, amount: str = "10.20") -> dict[str, Any]:
     return {"referenceID": ref, "amount": amount, "currency": "HKD"}
 
 
-async def test_symlink_points_at_a_real_tty(port: SerialPort, tmp_path: Path) -> None:
+async def test_symlink_points_at_a_real_tty(port: SimCable, tmp_path: Path) -> None:
     assert port.path == str(tmp_path / "ttyECR0")
     assert port.slave_path is not None and os.path.realpath(port.path) == port.slave_path
     fd = os.open(port.path, os.O_RDWR | os.O_NOCTTY)
@@ -133,7 +133,7 @@ async def test_request_split_into_many_writes_and_noise_is_understood(line: Seri
 
 
 async def test_unplug_removes_the_device_and_replug_brings_a_new_one(
-    port: SerialPort, terminal: SimTerminal
+    port: SimCable, terminal: SimTerminal
 ) -> None:
     async with SerialProbe(port.path) as old:
         await port.unplug()
@@ -148,7 +148,7 @@ async def test_unplug_removes_the_device_and_replug_brings_a_new_one(
 
 
 async def test_reply_due_after_replug_goes_out_on_the_new_line(
-    port: SerialPort, terminal: SimTerminal
+    port: SimCable, terminal: SimTerminal
 ) -> None:
     async with SerialProbe(port.path) as line:
         probe = await pair(serial_exchange(line), PIN1, keys=KEYS)
@@ -166,7 +166,7 @@ async def test_reply_due_after_replug_goes_out_on_the_new_line(
 
 
 async def test_reply_due_while_unplugged_is_lost_but_charged(
-    port: SerialPort, terminal: SimTerminal
+    port: SimCable, terminal: SimTerminal
 ) -> None:
     async with SerialProbe(port.path) as line:
         probe = await pair(serial_exchange(line), PIN1, keys=KEYS)
@@ -184,7 +184,7 @@ async def test_reply_due_while_unplugged_is_lost_but_charged(
 
 
 async def test_pacing_limits_the_reply_rate(nursery: trio.Nursery, terminal: SimTerminal) -> None:
-    port: SerialPort = await nursery.start(_serve(terminal, pace_bps=2000.0))
+    port: SimCable = await nursery.start(_serve(terminal, pace_bps=2000.0))
     assert port.path == port.slave_path  # no symlink asked for
     async with SerialProbe(port.path) as line:
         start = trio.current_time()
@@ -196,7 +196,7 @@ async def test_frame_format_is_configurable_and_cmd_is_echoed(
     nursery: trio.Nursery, terminal: SimTerminal
 ) -> None:
     fmt = FrameFormat(cmd=0x0101, byteorder="little", crc="crc32c")
-    port: SerialPort = await nursery.start(_serve(terminal, fmt=fmt))
+    port: SimCable = await nursery.start(_serve(terminal, fmt=fmt))
     async with SerialProbe(port.path, fmt) as line:
         sent = await Probe(PIN1, keys=KEYS).seal("DeviceInfo")
         await line.send_raw(encode_frame(sent.envelope.to_bytes(), fmt, cmd=0x0202))
@@ -208,7 +208,7 @@ async def test_frame_format_is_configurable_and_cmd_is_echoed(
     assert frames[0].cmd == 0x0202
 
 
-async def test_non_envelope_frame_is_dropped(port: SerialPort, line: SerialProbe) -> None:
+async def test_non_envelope_frame_is_dropped(port: SimCable, line: SerialProbe) -> None:
     await line.send_raw(encode_frame(b"not an envelope"))
     await _until(lambda: port.frames_dropped == 1)
 

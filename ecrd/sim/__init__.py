@@ -13,7 +13,7 @@ from ecrd.sim.cloud import COMMAND_PATH, INFO_PATH, serve_cloud
 from ecrd.sim.control import serve_control
 from ecrd.sim.faults import FAULTS, MAGIC_CENTS, Fault, FaultError
 from ecrd.sim.lan import LAN_PATH, serve_lan
-from ecrd.sim.serial import SerialPort, serve_serial
+from ecrd.sim.serial import SimCable, serve_serial
 from ecrd.sim.simulator import Simulator
 from ecrd.sim.terminal import Reply, SimTerminal
 
@@ -26,7 +26,7 @@ __all__ = [
     "Fault",
     "FaultError",
     "Reply",
-    "SerialPort",
+    "SimCable",
     "SimTerminal",
     "Simulator",
     "serve_cloud",

@@ -40,7 +40,7 @@ from ecrd.sim.terminal import SimTerminal
 log = logging.getLogger("ecrd.sim.serial")
 
 
-class SerialPort:
+class SimCable:
     """One simulated cable. ``path`` is what a daemon should open."""
 
     def __init__(self, symlink: str | os.PathLike[str] | None = None) -> None:
@@ -54,7 +54,7 @@ class SerialPort:
         self._settled = trio.Event()
 
     def __repr__(self) -> str:
-        return f"<SerialPort {self.path} {'plugged' if self.plugged else 'unplugged'}>"
+        return f"<SimCable {self.path} {'plugged' if self.plugged else 'unplugged'}>"
 
     @property
     def path(self) -> str:
@@ -109,12 +109,12 @@ async def serve_serial(
     symlink: str | os.PathLike[str] | None = None,
     fmt: FrameFormat | None = None,
     pace_bps: float | None = None,
-    task_status: trio.TaskStatus[SerialPort] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[SimCable] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``terminal`` on a pty; reports the ``SerialPort`` (its ``path`` is the symlink
+    """Serve ``terminal`` on a pty; reports the ``SimCable`` (its ``path`` is the symlink
     if one was asked for, else the slave). ``pace_bps`` limits the reply write rate
     (11520 bytes/s mimics 115200 baud 8N1)."""
-    port = SerialPort(symlink)
+    port = SimCable(symlink)
     try:
         await _Line(terminal, port, fmt or FrameFormat(), pace_bps).run(task_status)
     finally:
@@ -123,7 +123,7 @@ async def serve_serial(
 
 class _Line:
     def __init__(
-        self, terminal: SimTerminal, port: SerialPort, fmt: FrameFormat, pace_bps: float | None
+        self, terminal: SimTerminal, port: SimCable, fmt: FrameFormat, pace_bps: float | None
     ) -> None:
         self.terminal = terminal
         self.port = port
@@ -132,7 +132,7 @@ class _Line:
         self.stream: trio.lowlevel.FdStream | None = None  # the pty plugged in now, if any
         self.write_lock = trio.Lock()
 
-    async def run(self, task_status: trio.TaskStatus[SerialPort]) -> None:
+    async def run(self, task_status: trio.TaskStatus[SimCable]) -> None:
         port, started = self.port, False
         # Requests outlive the pty they came on: the customer goes on paying while the
         # cable is out, and the reply goes to whatever line is plugged in when it is due.

@@ -24,7 +24,7 @@ import trio
 from ecrd.protocol.frames import FrameFormat
 from ecrd.sim.cloud import COMMAND_PATH, INFO_PATH, serve_cloud
 from ecrd.sim.lan import LAN_PATH, serve_lan
-from ecrd.sim.serial import SerialPort, serve_serial
+from ecrd.sim.serial import SimCable, serve_serial
 from ecrd.sim.terminal import DEFAULT_BUSINESS_ID, LinkKind, SimTerminal
 
 
@@ -39,7 +39,7 @@ class Slot:
     symlink: Path | None = None
     fmt: FrameFormat = attrs.field(factory=FrameFormat)
     pace_bps: float | None = None
-    serial: SerialPort | None = None  # set once the pty is open
+    serial: SimCable | None = None  # set once the pty is open
 
     def describe(self, host: str) -> dict[str, Any]:
         t = self.terminal

@@ -51,6 +51,9 @@ are serialised rather than interleaved.
 
 Timestamps are RFC 3339 UTC with milliseconds (``2026-11-26T04:50:42.123Z``): fixed width,
 so they sort as text.
+
+This module is the queries. What a record is, and how it maps to a row, is
+``journal_records``; the file, its schema and its migrations are ``journal_schema``.
 """
 
 from __future__ import annotations
@@ -61,256 +64,82 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
 import attrs
 
-STATES: Final = (
-    "pending",
-    "succeeded",
-    "failed",
-    "unknown",
-    "resolved_succeeded",
-    "resolved_failed",
+from ecrd.store.journal_records import (
+    COLUMNS,
+    INSERT,
+    MONEY_ACTIONS,
+    SELECT,
+    STATES,
+    DuplicateReference,
+    Event,
+    JournalError,
+    TransactionNotFound,
+    TransitionRefused,
+    TxRecord,
+    canonical_params,
+    check_error,
+    column_value,
+    format_time,
+    new_record,
+    parse_time,
+    record_from_row,
+    same_params,
+    update_sql,
 )
-MONEY_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void")
+from ecrd.store.journal_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    immediate,
+    open_connection,
+    prepare,
+    sql_errors,
+)
+
+__all__ = [
+    "DAEMON",
+    "MIGRATIONS",
+    "MONEY_ACTIONS",
+    "SCHEMA_VERSION",
+    "STATES",
+    "DuplicateReference",
+    "Event",
+    "Journal",
+    "JournalError",
+    "TransactionNotFound",
+    "TransitionRefused",
+    "TxRecord",
+    "canonical_params",
+    "format_time",
+    "parse_time",
+    "same_params",
+]
+
+# The names ``journal_view`` imports from here since before the split; new code imports
+# ``SELECT`` and ``record_from_row`` from ``journal_records``.
+_SELECT: Final = SELECT
+_record = record_from_row
 
 # Who the audit trail names when the daemon itself changes a record.
 DAEMON: Final = "ecrd"
 
 _FINISH_STATES: Final = frozenset({"succeeded", "failed", "unknown"})
 _SETTLE_STATES: Final = frozenset({"succeeded", "failed"})
-_BUSY_TIMEOUT_MS: Final = 5000
 
-# Each entry brings the schema from version i to i + 1 (PRAGMA user_version). Never edit a
-# released entry: append a new one, so that every journal in the field can be upgraded.
-MIGRATIONS: Final[Sequence[Sequence[str]]] = (
-    (
-        """
-        CREATE TABLE transactions (
-            seq          INTEGER PRIMARY KEY,
-            reference_id TEXT NOT NULL UNIQUE,
-            terminal     TEXT NOT NULL,
-            action       TEXT NOT NULL CHECK (action IN ('Sale', 'PreAuth', 'Refund', 'Void')),
-            params       TEXT NOT NULL,
-            state        TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed',
-                                 'unknown', 'resolved_succeeded', 'resolved_failed')),
-            amount       TEXT,
-            currency     TEXT,
-            request_id   TEXT,
-            link         TEXT,
-            reply        TEXT,
-            error        TEXT,
-            note         TEXT,
-            resolved_by  TEXT,
-            created_at   TEXT NOT NULL,
-            updated_at   TEXT NOT NULL
-        )
-        """,
-        "CREATE INDEX transactions_by_terminal ON transactions (terminal, created_at)",
-        "CREATE INDEX transactions_by_state ON transactions (state, created_at)",
-        "CREATE INDEX transactions_by_time ON transactions (created_at)",
-        """
-        CREATE TABLE events (
-            seq          INTEGER PRIMARY KEY,
-            reference_id TEXT NOT NULL REFERENCES transactions (reference_id),
-            at           TEXT NOT NULL,
-            from_state   TEXT,
-            to_state     TEXT NOT NULL,
-            who          TEXT NOT NULL,
-            note         TEXT
-        )
-        """,
-        "CREATE INDEX events_by_reference ON events (reference_id, seq)",
-    ),
-)
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-
-class JournalError(Exception):
-    """The journal could not be read or written; the command it served must fail."""
-
-    reason = "journal_error"
-
-
-class DuplicateReference(Exception):
-    """``begin`` was given a reference id the journal already holds."""
-
-    reason = "duplicate_reference"
-
-    def __init__(self, existing: TxRecord) -> None:
-        super().__init__(
-            f"reference_id {existing.reference_id!r} is already journalled "
-            f"({existing.action} on {existing.terminal}, {existing.state})"
-        )
-        self.existing = existing
-
-
-class TransitionRefused(ValueError):
-    """The record is not in a state from which the requested change is allowed."""
-
-    reason = "invalid_transition"
-
-
-class TransactionNotFound(LookupError):
-    reason = "transaction_not_found"
-
-
-def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{attribute.name} must be a string or None, not {type(value).__name__}")
-
-
-@attrs.frozen
-class TxRecord:
-    """One money command as the journal knows it. ``amount`` is a decimal string."""
-
-    reference_id: str
-    terminal: str
-    action: str = attrs.field(validator=attrs.validators.in_(MONEY_ACTIONS))
-    params: dict[str, Any]
-    state: str = attrs.field(validator=attrs.validators.in_(STATES))
-    amount: str | None = attrs.field(validator=_optional_str)
-    currency: str | None = attrs.field(validator=_optional_str)
-    request_id: str | None
-    link: str | None
-    reply: dict[str, Any] | None
-    error: dict[str, Any] | None
-    note: str | None
-    resolved_by: str | None
-    created_at: str
-    updated_at: str
-
-    def to_api(self) -> dict[str, Any]:
-        """The record as the socket API returns it (design.md §2)."""
-        return {
-            "reference_id": self.reference_id,
-            "terminal": self.terminal,
-            "action": self.action,
-            "amount": self.amount,
-            "currency": self.currency,
-            "state": self.state,
-            "reply": _copy(self.reply),
-            "error": _copy(self.error),
-            "note": self.note,
-            "resolved_by": self.resolved_by,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "link": self.link,
-            "request_id": self.request_id,
-            "params": _copy(self.params),
-        }
-
-
-@attrs.frozen
-class Event:
-    """One row of the audit trail. ``from_state`` is None for the row ``begin`` writes."""
-
-    reference_id: str
-    at: str
-    from_state: str | None
-    to_state: str
-    who: str
-    note: str | None
-
-
-def canonical_params(params: Mapping[str, Any]) -> str:
-    """The one JSON text for a set of request parameters: sorted keys, no spaces.
-
-    Strict on purpose: ``1`` and ``1.0``, ``True`` and ``1`` are different parameters, and
-    NaN is refused. Callers drop or fill optional parameters before they get here.
-    """
-    return json.dumps(
-        params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two requests with one reference id are the same request (design.md §3 rule 2)."""
-    return canonical_params(a) == canonical_params(b)
-
-
-def format_time(moment: datetime) -> str:
-    """``moment`` as RFC 3339 UTC with milliseconds. A naive datetime is refused."""
-    if moment.tzinfo is None:
-        raise ValueError("a timestamp needs a time zone")
-    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.removesuffix("+00:00") + "Z"
-
-
-def parse_time(text: str) -> str:
-    """Normalise an RFC 3339 timestamp a caller gave into the journal's own format."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"an RFC 3339 timestamp needs an offset or 'Z': {text!r}")
-    return format_time(moment)
+# The columns a change of state writes; the others are set by ``begin`` (and the link's
+# two by ``mark_sending``).
+_CHANGED: Final = ("state", "reply", "error", "note", "resolved_by", "updated_at")
+_SENDING: Final = ("request_id", "link", "updated_at")
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    # A frozen record still holds mutable dicts; callers get a copy they may change.
-    return None if value is None else json.loads(json.dumps(value))
-
-
-def _dumps(value: Mapping[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _loads(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    value = json.loads(text)
-    assert isinstance(value, dict), "the journal stores JSON objects only"
-    return value
-
-
-def _check_error(error: Mapping[str, Any] | None) -> None:
-    if error is not None and not isinstance(error.get("reason"), str):
-        raise ValueError('error must be {"reason": <str>, "message": ...}')
-
-
-_SELECT: Final = (
-    "SELECT reference_id, terminal, action, params, state, amount, currency, request_id, link, "
-    "reply, error, note, resolved_by, created_at, updated_at FROM transactions "
-)
-
-
-def _record(row: sqlite3.Row) -> TxRecord:
-    params = _loads(row["params"])
-    assert params is not None
-    return TxRecord(
-        reference_id=row["reference_id"],
-        terminal=row["terminal"],
-        action=row["action"],
-        params=params,
-        state=row["state"],
-        amount=row["amount"],
-        currency=row["currency"],
-        request_id=row["request_id"],
-        link=row["link"],
-        reply=_loads(row["reply"]),
-        error=_loads(row["error"]),
-        note=row["note"],
-        resolved_by=row["resolved_by"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _create_private(path: str) -> None:
-    # Created 0600 from the start (design.md §4): SQLite would apply the umask, and the
-    # -wal and -shm files it makes later copy the main file's mode.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    os.close(fd)
 
 
 class Journal:
@@ -322,93 +151,31 @@ class Journal:
         self.path = os.fspath(path)
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            _create_private(self.path)
-            self._conn = sqlite3.connect(
-                self.path,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
-                check_same_thread=False,
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
-        self._conn.row_factory = sqlite3.Row
+        self._conn = open_connection(self.path)
         self._closed = False
         self._identity = self._file_identity()
         self._problem: str | None = None
         try:
-            self._configure()
-            self._migrate()
+            prepare(self._conn, self.path)
         except BaseException:
             self._conn.close()
             self._closed = True
             raise
 
-    # -- connection set-up ----------------------------------------------------------------
-
-    def _configure(self) -> None:
-        with self._errors("open"):
-            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise JournalError(
-                    f"the journal {self.path} cannot use WAL mode (got {mode!r}); "
-                    "is it on a file system without shared memory support?"
-                )
-            self._conn.execute("PRAGMA synchronous = FULL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-
-    def _migrate(self) -> None:
-        with self._errors("open"), self._transaction():
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"the journal {self.path} has schema version {version}, newer than the "
-                    f"{SCHEMA_VERSION} this ecrd understands; run the ecrd that wrote it, "
-                    "or a later one"
-                )
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    self._conn.execute(statement)
-            # PRAGMA does not take parameters; SCHEMA_VERSION is our own integer.
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-
-    # -- transactions and error mapping ---------------------------------------------------
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {doing} failed: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock up front, so a read-then-write (the duplicate check,
-        # the transition check) cannot race another writer of the same file.
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                # SQLite has already rolled back after the errors that make ROLLBACK fail.
-                with suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-            raise
+    # -- access: one caller at a time, errors mapped, writes in one transaction -----------
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._check_open()
-            with self._errors(doing), self._transaction():
+            with sql_errors(self.path, doing), immediate(self._conn):
                 yield self._conn
 
     @contextmanager
     def _read(self, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._check_open()
-            with self._errors(doing):
+            with sql_errors(self.path, doing):
                 yield self._conn
 
     def _file_identity(self) -> tuple[int, int] | None:
@@ -467,22 +234,17 @@ class Journal:
         """
         if action not in MONEY_ACTIONS:
             raise ValueError(f"not a money action: {action!r}")
-        canonical = canonical_params(params)
         now = self._now()
-        record = TxRecord(
+        record = new_record(
             reference_id=reference_id,
             terminal=terminal,
             action=action,
-            params=json.loads(canonical),
+            params=json.loads(canonical_params(params)),
             state="pending",
             amount=amount,
             currency=currency,
             request_id=request_id,
             link=link,
-            reply=None,
-            error=None,
-            note=None,
-            resolved_by=None,
             created_at=now,
             updated_at=now,
         )
@@ -491,24 +253,7 @@ class Journal:
             existing = self._fetch(conn, reference_id)
             if existing is not None:
                 raise DuplicateReference(existing)
-            conn.execute(
-                "INSERT INTO transactions (reference_id, terminal, action, params, state, "
-                "amount, currency, request_id, link, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    reference_id,
-                    terminal,
-                    action,
-                    canonical,
-                    "pending",
-                    amount,
-                    currency,
-                    request_id,
-                    link,
-                    now,
-                    now,
-                ),
-            )
+            conn.execute(INSERT, [column_value(record, name) for name in COLUMNS])
             self._event(conn, reference_id, now, None, "pending", who, None)
         return record
 
@@ -521,14 +266,11 @@ class Journal:
         with self._write("mark_sending") as conn:
             current = self._expect(conn, reference_id, {"pending"}, "mark_sending")
             now = self._now()
-            conn.execute(
-                "UPDATE transactions SET request_id = ?, link = ?, updated_at = ? "
-                "WHERE reference_id = ?",
-                (request_id, link, now, reference_id),
-            )
+            record = attrs.evolve(current, request_id=request_id, link=link, updated_at=now)
+            self._store(conn, record, _SENDING)
             note = f"sending on {link}, requestID {request_id}"
             self._event(conn, reference_id, now, "pending", "pending", DAEMON, note)
-        return attrs.evolve(current, request_id=request_id, link=link, updated_at=now)
+        return record
 
     def finish(
         self,
@@ -547,7 +289,7 @@ class Journal:
         """
         if state not in _FINISH_STATES:
             raise ValueError(f"finish goes to succeeded, failed or unknown, not {state!r}")
-        _check_error(error)
+        check_error(error)
         changes = {
             "state": state,
             "reply": None if reply is None else dict(reply),
@@ -598,12 +340,12 @@ class Journal:
             "message": "ecrd stopped before the terminal's reply was recorded",
         }
         with self._write("recover") as conn:
-            rows = conn.execute(_SELECT + "WHERE state = 'pending' ORDER BY seq").fetchall()
+            rows = conn.execute(SELECT + "WHERE state = 'pending' ORDER BY seq").fetchall()
             now = self._now()
             changed = []
             for row in rows:
                 record = attrs.evolve(
-                    _record(row), state="unknown", error=error, note=note, updated_at=now
+                    record_from_row(row), state="unknown", error=error, note=note, updated_at=now
                 )
                 self._store(conn, record)
                 self._event(conn, record.reference_id, now, "pending", "unknown", DAEMON, note)
@@ -640,19 +382,13 @@ class Journal:
             )
         return current
 
-    def _store(self, conn: sqlite3.Connection, record: TxRecord) -> None:
+    @staticmethod
+    def _store(
+        conn: sqlite3.Connection, record: TxRecord, columns: Sequence[str] = _CHANGED
+    ) -> None:
         conn.execute(
-            "UPDATE transactions SET state = ?, reply = ?, error = ?, note = ?, "
-            "resolved_by = ?, updated_at = ? WHERE reference_id = ?",
-            (
-                record.state,
-                _dumps(record.reply),
-                _dumps(record.error),
-                record.note,
-                record.resolved_by,
-                record.updated_at,
-                record.reference_id,
-            ),
+            update_sql(columns),
+            [*(column_value(record, name) for name in columns), record.reference_id],
         )
 
     @staticmethod
@@ -675,8 +411,8 @@ class Journal:
 
     @staticmethod
     def _fetch(conn: sqlite3.Connection, reference_id: str) -> TxRecord | None:
-        row = conn.execute(_SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
-        return None if row is None else _record(row)
+        row = conn.execute(SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
+        return None if row is None else record_from_row(row)
 
     def get(self, reference_id: str) -> TxRecord | None:
         with self._read("get") as conn:
@@ -698,13 +434,13 @@ class Journal:
         after = None if since is None else parse_time(since)
         with self._read("list") as conn:
             rows = conn.execute(
-                _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
+                SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
                 "AND (:state IS NULL OR state = :state) "
                 "AND (:since IS NULL OR created_at >= :since) "
                 "ORDER BY created_at DESC, seq DESC LIMIT :limit",
                 {"terminal": terminal, "state": state, "since": after, "limit": limit},
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def unknown(self, terminal: str | None = None) -> builtins.list[TxRecord]:
         """The ``unknown`` records (of one terminal), oldest first: the order to settle them."""
@@ -717,11 +453,11 @@ class Journal:
     def _in_state(self, state: str, terminal: str | None) -> builtins.list[TxRecord]:
         with self._read(state) as conn:
             rows = conn.execute(
-                _SELECT + "WHERE state = :state AND (:terminal IS NULL OR terminal = :terminal) "
+                SELECT + "WHERE state = :state AND (:terminal IS NULL OR terminal = :terminal) "
                 "ORDER BY seq",
                 {"state": state, "terminal": terminal},
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def events(self, reference_id: str) -> builtins.list[Event]:
         """The audit trail of one record, oldest first."""
@@ -747,7 +483,7 @@ class Journal:
             if self._closed:
                 return
             self._closed = True
-            with self._errors("close"):
+            with sql_errors(self.path, "close"):
                 self._conn.close()
 
     def __enter__(self) -> Journal:

@@ -1,22 +1,14 @@
 """The RS232 link: framed envelopes over a tty (protocol.md §6), kept open by a supervisor.
 
-Two pieces:
-
-``SerialPort``
-    A Trio stream over one open tty, the shape of trio's ``FdStream``: non-blocking
-    ``os.read``/``os.write`` woken by ``wait_readable``/``wait_writable``.
-    ``receive_some`` returns ``b""`` only when the device hung up, never for "no data yet":
-    the tty is set to VMIN=1, VTIME=0, so an empty non-blocking read is ``EAGAIN``.
-    Errors from the device (EIO, ENXIO) are ``BrokenResourceError``; using the port after
-    ``aclose`` is ``ClosedResourceError``. ``notify_closing`` runs before the fd is closed,
-    so no task is left waiting on a closed (or reused) fd number.
-
 ``SerialLink``
     ``run()`` (started in a nursery) opens the device exclusively, reads frames and routes
     each reply to the exchange waiting for it. On device loss — EOF, EIO/ENXIO, the path
     disappearing or pointing to another device, open failing — the link is ``down``, the
     port is closed and reopened with capped, jittered backoff. Each outage logs one
     warning and one info when it ends, never a line per retry.
+
+The port itself (opening the device, the Trio stream over the tty) is
+``ecrd.transport.serial_port``; its names are importable from here too.
 
 Invariants of ``SerialLink.exchange``:
 
@@ -35,23 +27,39 @@ Invariants of ``SerialLink.exchange``:
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
-import termios
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import attrs
-import serial
 import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.protocol.frames import FrameDecoder, FrameError, FrameFormat, encode_frame
 from ecrd.transport.backoff import Backoff
 from ecrd.transport.base import LinkError, LinkState, MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.serial_port import (
+    SerialOpenError,
+    SerialPortInUse,
+    SerialSettings,
+    TtyStream,
+    open_serial,
+)
+
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_FRAME_FORMAT",
+    "DEFAULT_REPLY_ACTIONS",
+    "Accept",
+    "SerialLink",
+    "SerialOpenError",
+    "SerialPortInUse",
+    "SerialSettings",
+    "SerialStats",
+    "TtyStream",
+    "open_serial",
+]
 
 Accept = Callable[[Envelope], Awaitable[bool]]
 
@@ -59,157 +67,8 @@ Accept = Callable[[Envelope], Awaitable[bool]]
 DEFAULT_REPLY_ACTIONS: Final[Mapping[str, str]] = {"ConnectionInfo": "DeviceInfo"}
 DEFAULT_FRAME_FORMAT: Final = FrameFormat()
 DEFAULT_BACKOFF: Final = Backoff(initial=0.2, cap=10.0)
-_BUSY_ERRNOS: Final = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY})
 
 log = logging.getLogger(__name__)
-
-
-class SerialOpenError(OSError):
-    """The device could not be opened (missing, no permission, not a tty)."""
-
-
-class SerialPortInUse(SerialOpenError):
-    """Another program holds the device open exclusively."""
-
-
-@attrs.frozen
-class SerialSettings:
-    """Line settings (design.md §5 keys), validated before any device is touched."""
-
-    baudrate: int = attrs.field(default=115200, validator=attrs.validators.gt(0))
-    bytesize: int = attrs.field(default=8, validator=attrs.validators.in_((5, 6, 7, 8)))
-    parity: str = attrs.field(
-        default="N", validator=attrs.validators.in_(("N", "E", "O", "M", "S"))
-    )
-    stopbits: float = attrs.field(default=1.0, validator=attrs.validators.in_((1.0, 1.5, 2.0)))
-    rtscts: bool = False
-
-
-def open_serial(device: str, settings: SerialSettings) -> SerialPort:
-    """Open ``device`` exclusively, in raw mode, for ``SerialPort``. Blocking: use a thread."""
-    try:
-        handle = serial.Serial(
-            port=device,
-            baudrate=settings.baudrate,
-            bytesize=settings.bytesize,
-            parity=settings.parity,
-            stopbits=settings.stopbits,
-            rtscts=settings.rtscts,
-            exclusive=True,  # flock(LOCK_EX | LOCK_NB): a second ecrd or minicom fails here
-            timeout=0,
-        )
-    except serial.SerialException as exc:
-        raise _open_error(device, exc) from exc
-    try:
-        _prepare_fd(handle.fd)
-    except (OSError, termios.error) as exc:
-        handle.close()
-        raise SerialOpenError(f"cannot configure serial device {device}: {exc}") from exc
-    return SerialPort(handle)
-
-
-def _open_error(device: str, exc: serial.SerialException) -> SerialOpenError:
-    if exc.errno in _BUSY_ERRNOS:
-        return SerialPortInUse(
-            exc.errno, f"serial device {device} is in use by another program (opened exclusively)"
-        )
-    if exc.errno == errno.ENOENT:
-        return SerialOpenError(exc.errno, f"serial device {device} does not exist")
-    return SerialOpenError(exc.errno, f"cannot open serial device {device}: {exc}")
-
-
-def _prepare_fd(fd: int) -> None:
-    # pyserial leaves VMIN=0, VTIME=0, where an empty read means "no data" and looks
-    # exactly like a hang-up. VMIN=1 makes "no data" EAGAIN on a non-blocking fd.
-    attrs_ = termios.tcgetattr(fd)
-    attrs_[6][termios.VMIN] = 1
-    attrs_[6][termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSANOW, attrs_)
-    os.set_blocking(fd, False)
-    # flock is advisory; TIOCEXCL also makes the kernel refuse other opens (except root's).
-    fcntl.ioctl(fd, termios.TIOCEXCL)
-
-
-class SerialPort(trio.abc.Stream):
-    """A Trio stream over an open tty. ``bytes_sent`` counts bytes the kernel accepted."""
-
-    def __init__(self, handle: serial.Serial) -> None:
-        self._handle = handle
-        self.fd: int = handle.fd
-        self.bytes_sent = 0
-        self._closed = False
-        self._sending = False
-        self._receiving = False
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is writing to this serial port")
-        self._sending = True
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            with memoryview(data) as view:
-                while view:
-                    n = await self._write_some(view)
-                    self.bytes_sent += n
-                    view = view[n:]
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        finally:
-            self._sending = False
-
-    async def _write_some(self, view: memoryview) -> int:
-        while True:
-            self._check_open()
-            try:
-                return os.write(self.fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.fd)
-            except OSError as exc:
-                raise self._translate(exc) from exc
-
-    async def wait_send_all_might_not_block(self) -> None:
-        self._check_open()
-        await trio.lowlevel.wait_writable(self.fd)
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._receiving:
-            raise trio.BusyResourceError("another task is reading from this serial port")
-        self._receiving = True
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            while True:
-                self._check_open()
-                try:
-                    data = os.read(self.fd, max_bytes or 65536)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(self.fd)
-                except OSError as exc:
-                    raise self._translate(exc) from exc
-                else:
-                    break
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
-        finally:
-            self._receiving = False
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("serial port was closed")
-
-    def _translate(self, exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
-        if exc.errno == errno.EBADF:
-            return trio.ClosedResourceError("serial port was closed")
-        return trio.BrokenResourceError(f"serial device failed: {exc}")
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            trio.lowlevel.notify_closing(self.fd)
-            # Unsent output would make close() wait (up to 30 s on some UART drivers).
-            # If the device is already gone, closing is all that is left to do.
-            with contextlib.suppress(termios.error):
-                termios.tcflush(self.fd, termios.TCOFLUSH)
-            self._handle.close()
-        await trio.lowlevel.checkpoint()
 
 
 @attrs.frozen
@@ -312,7 +171,7 @@ class SerialLink:
         # exchange timed out can still settle an unknown transaction upstream.
         self._on_stale = on_stale
         self._decoder = FrameDecoder(frame_format)
-        self._port: SerialPort | None = None
+        self._port: TtyStream | None = None
         self._waiters: list[_Waiter] = []
         self._write_lock = trio.Lock()
         self._closing = trio.Event()
@@ -384,7 +243,7 @@ class SerialLink:
         except FrameError as exc:
             raise NotDelivered(f"request cannot be sent over RS232: {exc}") from exc
 
-    async def _write(self, port: SerialPort, frame: bytes, written: _Written) -> None:
+    async def _write(self, port: TtyStream, frame: bytes, written: _Written) -> None:
         async with self._write_lock:
             before = port.bytes_sent
             try:
@@ -438,7 +297,7 @@ class SerialLink:
             with trio.move_on_after(next(delays)):
                 await self._closing.wait()
 
-    async def _open(self) -> SerialPort | None:
+    async def _open(self) -> TtyStream | None:
         try:
             port = await trio.to_thread.run_sync(open_serial, self.device, self.settings)
         except SerialOpenError as exc:
@@ -448,7 +307,7 @@ class SerialLink:
         self._port = port
         return port
 
-    async def _session(self, port: SerialPort) -> None:
+    async def _session(self, port: TtyStream) -> None:
         try:
             self._came_up()
             await self._read_until_lost(port)
@@ -461,14 +320,14 @@ class SerialLink:
             with trio.CancelScope(shield=True):
                 await port.aclose()
 
-    async def _read_until_lost(self, port: SerialPort) -> None:
+    async def _read_until_lost(self, port: TtyStream) -> None:
         while True:
             with trio.move_on_after(self._path_check_interval):
                 while True:
                     self._feed(await self._receive(port))
             self._check_path(port)
 
-    async def _receive(self, port: SerialPort) -> bytes:
+    async def _receive(self, port: TtyStream) -> bytes:
         try:
             chunk = await port.receive_some()
         except trio.BrokenResourceError as exc:
@@ -479,7 +338,7 @@ class SerialLink:
             raise _DeviceLost("device hung up")
         return chunk
 
-    def _check_path(self, port: SerialPort) -> None:
+    def _check_path(self, port: TtyStream) -> None:
         # A USB adapter that vanished may leave the old fd silently dead; the path tells.
         try:
             same = os.stat(self.device).st_rdev == os.fstat(port.fd).st_rdev

@@ -1,0 +1,86 @@
+"""Benchmarks 3 and 4: ecrd's memory with 100 terminals configured, and its start-up time
+to the first answered ``ping``, each against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench._procs import Daemon, Procs, lan_terminal, vm_rss_mb, write_config
+from bench._table import Row, mb, ms
+
+STARTS = 5
+RSS_SETTLE_S = 3.0
+
+
+def bench_rss(procs: Procs, tmp: Path) -> tuple[list[Row], float]:
+    """The rows of benchmark 3, and how long the 100-terminal daemon took to be ready."""
+    one = write_config(tmp, "rss-1", [lan_terminal("t-001", "127.0.0.1", 9, probe=True)])
+    hundred = write_config(
+        tmp,
+        "rss-100",
+        [lan_terminal(f"t-{i:03d}", "127.0.0.1", 20001 + i, probe=True) for i in range(100)],
+    )
+    d1, d100 = Daemon(procs, one), Daemon(procs, hundred)
+    time.sleep(RSS_SETTLE_S)
+    rss1, rss100 = vm_rss_mb(d1.pid), vm_rss_mb(d100.pid)
+    d1.stop()
+    d100.stop()
+    rows = [
+        Row("3. RSS, 1 LAN terminal configured (base)", mb(rss1)),
+        Row(
+            "3. RSS, 100 LAN terminals configured",
+            mb(rss100),
+            "",
+            f"{rss100 / rss1:.2f}x",
+            "<= 60 MB",
+            rss100 <= 60,
+        ),
+    ]
+    return rows, d100.ready_s
+
+
+def time_command(args: list[str], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run(args, check=True, timeout=30)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_start(procs: Procs, tmp: Path, ready_100: float) -> list[Row]:
+    """The rows of benchmark 4."""
+    config = write_config(tmp, "start", [lan_terminal("t-001", "127.0.0.1", 9, probe=True)])
+    Daemon(procs, config).stop()  # first start creates the state dir and the journal
+    starts = []
+    for _ in range(STARTS):
+        d = Daemon(procs, config)
+        starts.append(d.ready_s)
+        d.stop()
+    python = time_command([sys.executable, "-c", "pass"], STARTS)
+    imports = time_command([sys.executable, "-c", "import ecrd.cli, ecrd.daemon"], STARTS)
+    med = statistics.median(starts)
+    base = statistics.median(python)
+    return [
+        Row("4. python -c pass (base)", ms(base), ms(max(python))),
+        Row(
+            "4. python -c 'import ecrd.cli, ecrd.daemon'",
+            ms(statistics.median(imports)),
+            ms(max(imports)),
+            f"{statistics.median(imports) / base:.1f}x",
+        ),
+        Row(
+            f"4. spawn ecrd run -> first ping, 1 terminal ({STARTS} starts; slow = max)",
+            ms(med),
+            ms(max(starts)),
+            f"{med / base:.1f}x",
+            "<= 1 s",
+            med <= 1.0,
+        ),
+        Row("4. spawn ecrd run -> first ping, 100 terminals (1 start)", ms(ready_100)),
+    ]

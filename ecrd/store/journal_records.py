@@ -1,0 +1,238 @@
+"""What the journal holds: records, audit events, their errors, and how a record is a row.
+
+Invariants:
+
+* ``TxRecord`` is the one definition of the ``transactions`` columns: ``COLUMNS`` is its
+  field names, in order, and every SELECT, INSERT and row conversion is derived from it.
+  (The ``CREATE TABLE`` in ``journal_schema.MIGRATIONS`` is released history and is not
+  derived; a new column is a new migration and a new field.)
+* ``params``, ``reply`` and ``error`` are stored as JSON objects; ``params`` as its
+  canonical text (``canonical_params``), so the stored text of one request is always the
+  same. Every other column holds its value as it is.
+* A record handed out never shares a mutable dict with the journal: ``to_api`` copies.
+* Timestamps are RFC 3339 UTC with milliseconds (``2026-11-26T04:50:42.123Z``): fixed
+  width, so they sort as text. A naive datetime is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+
+STATES: Final = (
+    "pending",
+    "succeeded",
+    "failed",
+    "unknown",
+    "resolved_succeeded",
+    "resolved_failed",
+)
+MONEY_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void")
+
+
+class JournalError(Exception):
+    """The journal could not be read or written; the command it served must fail."""
+
+    reason = "journal_error"
+
+
+class DuplicateReference(Exception):
+    """``begin`` was given a reference id the journal already holds."""
+
+    reason = "duplicate_reference"
+
+    def __init__(self, existing: TxRecord) -> None:
+        super().__init__(
+            f"reference_id {existing.reference_id!r} is already journalled "
+            f"({existing.action} on {existing.terminal}, {existing.state})"
+        )
+        self.existing = existing
+
+
+class TransitionRefused(ValueError):
+    """The record is not in a state from which the requested change is allowed."""
+
+    reason = "invalid_transition"
+
+
+class TransactionNotFound(LookupError):
+    reason = "transaction_not_found"
+
+
+def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string or None, not {type(value).__name__}")
+
+
+# The columns that hold a JSON object; ``params`` is written as its canonical text.
+_JSON_COLUMNS: Final = frozenset({"params", "reply", "error"})
+
+# The order in which the socket API shows a record's fields (design.md §2).
+_API_ORDER: Final = (
+    "reference_id",
+    "terminal",
+    "action",
+    "amount",
+    "currency",
+    "state",
+    "reply",
+    "error",
+    "note",
+    "resolved_by",
+    "created_at",
+    "updated_at",
+    "link",
+    "request_id",
+    "params",
+)
+
+
+@attrs.frozen
+class TxRecord:
+    """One money command as the journal knows it, one row of ``transactions``.
+
+    The fields are the table's columns, in order (``COLUMNS``). ``amount`` is a decimal
+    string.
+    """
+
+    reference_id: str
+    terminal: str
+    action: str = attrs.field(validator=attrs.validators.in_(MONEY_ACTIONS))
+    params: dict[str, Any]
+    state: str = attrs.field(validator=attrs.validators.in_(STATES))
+    amount: str | None = attrs.field(validator=_optional_str)
+    currency: str | None = attrs.field(validator=_optional_str)
+    request_id: str | None
+    link: str | None
+    reply: dict[str, Any] | None
+    error: dict[str, Any] | None
+    note: str | None
+    resolved_by: str | None
+    created_at: str
+    updated_at: str
+
+    def to_api(self) -> dict[str, Any]:
+        """The record as the socket API returns it (design.md §2)."""
+        return {name: self._api_value(name) for name in _API_ORDER}
+
+    def _api_value(self, name: str) -> Any:
+        value = getattr(self, name)
+        return _copy(value) if name in _JSON_COLUMNS else value
+
+
+COLUMNS: Final = tuple(field.name for field in attrs.fields(TxRecord))
+
+# The SQL below formats in column names, which are TxRecord's own field names, never input.
+SELECT: Final = f"SELECT {', '.join(COLUMNS)} FROM transactions "  # noqa: S608
+INSERT: Final = (
+    f"INSERT INTO transactions ({', '.join(COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+
+
+def update_sql(columns: Sequence[str]) -> str:
+    """The ``UPDATE`` of ``columns`` in the row with a given reference id (the last ``?``)."""
+    assert set(columns) <= set(COLUMNS), columns
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    return f"UPDATE transactions SET {assignments} WHERE reference_id = ?"  # noqa: S608
+
+
+def new_record(**given: Any) -> TxRecord:
+    """A record with the ``given`` fields; every other field is None."""
+    return TxRecord(**{**dict.fromkeys(COLUMNS), **given})
+
+
+def record_from_row(row: sqlite3.Row) -> TxRecord:
+    """The record a ``SELECT`` row holds."""
+    values = {name: _decode(name, row[name]) for name in COLUMNS}
+    assert values["params"] is not None
+    return TxRecord(**values)
+
+
+def column_value(record: TxRecord, name: str) -> Any:
+    """What the column ``name`` stores for ``record``."""
+    value = getattr(record, name)
+    if name == "params":
+        return canonical_params(value)
+    if name in _JSON_COLUMNS:
+        return _dumps(value)
+    return value
+
+
+def check_error(error: Mapping[str, Any] | None) -> None:
+    """Refuse an ``error`` that is not ``{"reason": <str>, "message": ...}``."""
+    if error is not None and not isinstance(error.get("reason"), str):
+        raise ValueError('error must be {"reason": <str>, "message": ...}')
+
+
+def _decode(name: str, value: Any) -> Any:
+    return _loads(value) if name in _JSON_COLUMNS else value
+
+
+@attrs.frozen
+class Event:
+    """One row of the audit trail. ``from_state`` is None for the row ``begin`` writes."""
+
+    reference_id: str
+    at: str
+    from_state: str | None
+    to_state: str
+    who: str
+    note: str | None
+
+
+def canonical_params(params: Mapping[str, Any]) -> str:
+    """The one JSON text for a set of request parameters: sorted keys, no spaces.
+
+    Strict on purpose: ``1`` and ``1.0``, ``True`` and ``1`` are different parameters, and
+    NaN is refused. Callers drop or fill optional parameters before they get here.
+    """
+    return json.dumps(
+        params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def same_params(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two requests with one reference id are the same request (design.md §3 rule 2)."""
+    return canonical_params(a) == canonical_params(b)
+
+
+def format_time(moment: datetime) -> str:
+    """``moment`` as RFC 3339 UTC with milliseconds. A naive datetime is refused."""
+    if moment.tzinfo is None:
+        raise ValueError("a timestamp needs a time zone")
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+def parse_time(text: str) -> str:
+    """Normalise an RFC 3339 timestamp a caller gave into the journal's own format."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"an RFC 3339 timestamp needs an offset or 'Z': {text!r}")
+    return format_time(moment)
+
+
+def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    # A frozen record still holds mutable dicts; callers get a copy they may change.
+    return None if value is None else json.loads(json.dumps(value))
+
+
+def _dumps(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _loads(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    value = json.loads(text)
+    assert isinstance(value, dict), "the journal stores JSON objects only"
+    return value
