@@ -217,7 +217,7 @@ class Daemon:
             try:
                 counts = await self.read(self.journal_view.counts)
                 self._unknown_count = counts.get("unknown", 0)
-            except errors.JournalFailure:
+            except errors.JournalError:
                 pass  # already logged; the watchdog must go on (a disk error is not a hang)
             self._check_journal_file()
             line = self.status_line()
@@ -259,7 +259,7 @@ class Daemon:
             return await self.journal_view.run(fn, *args, **kwargs)
         except JournalError as exc:
             log.error("journal error: %s", exc)
-            raise errors.JournalFailure(f"the transaction journal failed: {exc}") from exc
+            raise
 
     async def status(self) -> dict[str, Any]:
         counts = await self.read(self.journal_view.counts)

@@ -27,7 +27,7 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── PairingFailed              terminal -32014 pairing_failed
     ├── PairingNotSaved            box      -32015 pairing_not_saved
     ├── ConfigError                admin    -32020 config_error
-    ├── JournalFailure             box      -32021 journal_error
+    ├── JournalError               box      -32021 journal_error
     ├── ShuttingDown               box      -32022 shutting_down
     └── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
 """
@@ -72,7 +72,7 @@ class TerminalNotFound(ApiError):
     reason = "terminal_not_found"
 
 
-class TransactionNotFound(ApiError):
+class TransactionNotFound(ApiError, LookupError):
     code = -32002
     reason = "transaction_not_found"
 
@@ -146,7 +146,10 @@ class ConfigError(ApiError):
     reason = "config_error"
 
 
-class JournalFailure(ApiError):
+class JournalError(ApiError):
+    """The journal could not be read or written, or its file is not the one ecrd opened;
+    the command it served was not performed (store/journal.py raises it)."""
+
     code = -32021
     reason = "journal_error"
 

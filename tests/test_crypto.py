@@ -471,3 +471,11 @@ def test_sealer_seals_compact_utf8_json() -> None:
 def test_non_strict_json_in_a_reply_is_refused(plaintext: bytes) -> None:
     with pytest.raises(NotJson):
         parse_json_object(plaintext)
+
+
+def test_a_sealer_takes_its_randomness_as_a_parameter() -> None:
+    """protocol/ has no randomness of its own that a test cannot fix (design.md §1)."""
+    fixed = Sealer("482915", random=lambda n: bytes(range(n)))
+    other = Sealer("482915", random=lambda n: bytes(range(n)))
+    message = {"header": {"requestID": "r"}}
+    assert fixed.seal(message) == other.seal(message)

@@ -271,7 +271,9 @@ class Sealer:
         max_age: float = 3600.0,
         max_uses: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        random: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        """``clock`` and ``random`` (salts and IVs) are parameters, so tests fix them."""
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}")
         self._pin = pin
@@ -280,6 +282,7 @@ class Sealer:
         self._max_age = max_age
         self._max_uses = max_uses
         self._clock = clock
+        self._random = random
         self._lock = threading.Lock()
         self._salt = b""
         self._key = b""
@@ -304,7 +307,7 @@ class Sealer:
             if not self._stale():
                 self._uses += 1
                 return self._salt, self._key
-        salt = os.urandom(SALT_LEN)
+        salt = self._random(SALT_LEN)
         key = self._keys.get(self._pin, salt)
         with self._lock:
             self._salt, self._key, self._born, self._uses = salt, key, self._clock(), 1
@@ -315,4 +318,4 @@ class Sealer:
         if self.scheme == "legacy":
             return seal_legacy(plaintext, self._pin)
         salt, key = self._current()
-        return seal_v2(plaintext, key, salt)
+        return seal_v2(plaintext, key, salt, self._random(IV_LEN))

@@ -28,13 +28,13 @@ is never shown.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from ecrd.sim.faults import FaultError, make_fault
 from ecrd.sim.http import HttpRequest, HttpResponse, json_response, serve_http
-from ecrd.sim.simulator import Simulator, Slot
+from ecrd.sim.slots import Slot
 from ecrd.sim.terminal import PIN2_FIELDS
 
 SETTINGS: dict[str, tuple[tuple[type, ...], Callable[[Any], bool]]] = {
@@ -45,6 +45,17 @@ SETTINGS: dict[str, tuple[tuple[type, ...], Callable[[Any], bool]]] = {
     "magic_delay": ((int, float), lambda v: v >= 0),
     "reply_salt_reuse": ((bool,), lambda v: True),
 }
+
+
+class Simulated(Protocol):
+    """What the control API needs of the simulator (simulator.py's ``Simulator``)."""
+
+    host: str
+    slots: list[Slot]
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def slot(self, sn: str) -> Slot: ...
 
 
 class ControlError(Exception):
@@ -58,7 +69,7 @@ def state(slot: Slot, host: str) -> dict[str, Any]:
 
 
 class Control:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Simulated) -> None:
         self.sim = sim
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
@@ -171,7 +182,7 @@ def _allow(method: str, allowed: str) -> None:
 
 
 async def serve_control(
-    sim: Simulator,
+    sim: Simulated,
     host: str = "127.0.0.1",
     port: int = 0,
     *,

@@ -24,6 +24,8 @@ from typing import Any, Final
 
 import attrs
 
+from ecrd import errors
+
 STATES: Final = (
     "pending",
     "succeeded",
@@ -35,13 +37,12 @@ STATES: Final = (
 MONEY_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void")
 
 
-class JournalError(Exception):
-    """The journal could not be read or written; the command it served must fail."""
+# Defined once with the other errors that reach the socket as they are.
+JournalError = errors.JournalError
+TransactionNotFound = errors.TransactionNotFound
 
-    reason = "journal_error"
 
-
-class DuplicateReference(Exception):
+class DuplicateReference(errors.Reasoned):
     """``begin`` was given a reference id the journal already holds."""
 
     reason = "duplicate_reference"
@@ -54,14 +55,9 @@ class DuplicateReference(Exception):
         self.existing = existing
 
 
-class TransitionRefused(ValueError):
-    """The record is not in a state from which the requested change is allowed."""
-
-    reason = "invalid_transition"
-
-
-class TransactionNotFound(LookupError):
-    reason = "transaction_not_found"
+class TransitionRefused(errors.InvalidState, ValueError):
+    """The record is not in a state from which the requested change is allowed (at the
+    socket: ``invalid_state``)."""
 
 
 def _optional_str(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -35,7 +35,13 @@ from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
 from ecrd.protocol.outcome import Expected, Verdict, money_verdict, status_verdict
-from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord
+from ecrd.store.journal import (
+    DuplicateReference,
+    Journal,
+    JournalError,
+    TransitionRefused,
+    TxRecord,
+)
 from ecrd.terminal.admission import (
     Facts,
     Go,
@@ -112,7 +118,7 @@ class Payments:
             )
         except JournalError as exc:
             log.error("journal error: %s", exc)
-            raise errors.JournalFailure(f"the transaction journal failed: {exc}") from exc
+            raise
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover (rule 6), then host the money tasks until cancelled."""
@@ -223,7 +229,7 @@ class Payments:
             raise flight.error
         if flight.record is None:  # begin() itself failed: nothing was journaled
             ref = request.reference_id
-            raise errors.JournalFailure(f"reference_id {ref!r} could not be journaled")
+            raise errors.JournalError(f"reference_id {ref!r} could not be journaled")
         return flight.record
 
     async def _start(
@@ -299,7 +305,7 @@ class Payments:
             flight.error = errors.OutcomeUnknown(
                 f"the outcome of {ref} could not be recorded ({exc}); the terminal may have "
                 f"charged: check it, then settle with `ecrctl resolve {ref} succeeded|failed`",
-                cause="journal_error" if isinstance(exc, errors.JournalFailure) else "internal",
+                cause="journal_error" if isinstance(exc, errors.JournalError) else "internal",
                 reply=getattr(exc, "data", {}).get("reply"),
                 transaction=flight.record.to_api(),
             )
@@ -373,7 +379,7 @@ class Payments:
             record = await self.db(
                 self.journal.finish, rec.reference_id, state=verdict.state, reply=body
             )
-        except errors.JournalFailure as exc:
+        except errors.JournalError as exc:
             exc.data["reply"] = body  # what the terminal said, so nobody has to guess
             raise
         self._publish(rec.reference_id, term.id, verdict.state)
@@ -447,7 +453,7 @@ class Payments:
             return False
         try:
             await self.db(self.journal.settle, ref, state=verdict.state, reply=body)
-        except (ValueError, errors.JournalFailure):
+        except (TransitionRefused, JournalError):  # settled meanwhile, or the disk failed
             return False
         log.warning("terminal=%s ref=%s settled as %s by %s", term.id, ref, verdict.state, action)
         self._publish(ref, term.id, verdict.state, settled_by=action)
@@ -477,7 +483,7 @@ class Payments:
         try:
             await self.db(self.journal.settle, ref, state=state, reply=body,
                           note="settled by the terminal's late reply")  # fmt: skip
-        except (ValueError, errors.JournalFailure):
+        except (TransitionRefused, JournalError):
             return
         log.warning("terminal=%s ref=%s settled as %s by a late reply", terminal_id, ref, state)
         self._publish(ref, terminal_id, state, settled_by="late_reply")
@@ -502,8 +508,8 @@ class Payments:
             )
         try:
             record = await self.db(self.journal.resolve, ref, outcome=outcome, note=note, who=who)
-        except ValueError as exc:  # settled by the status action meanwhile
-            raise errors.InvalidState(str(exc)) from None
+        except TransitionRefused:  # settled by the status action meanwhile: say so as it is
+            raise
         log.warning("ref=%s resolved as %s by %s: %s", ref, outcome, who, note)
         self._publish(ref, record.terminal, record.state, resolved_by=who)
         return record
