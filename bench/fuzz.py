@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -46,19 +47,36 @@ WARM_UP = 2000
 RSS_LIMIT_KIB = 32 * 1024
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class FuzzRun:
+    """What one fuzz run saw, and what broke its contract."""
+
+    sent: int = 0
+    replies: int = 0
+    events: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    before: int = 0  # VmRSS (KiB) after the warm-up
+    peak: int = 0
+    after: int = 0
+    elapsed: float = 0.0
+    alive: bool = True
+    money: int = 0  # money requests that reached a terminal (none may)
+    failures: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.fuzz", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000, help="lines to send")
     parser.add_argument("--seconds", type=float, default=300.0, help="time budget")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--hostile-seconds", type=float, default=30.0)
-    args = parser.parse_args(argv)
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, seed {args.seed}")
+    return parser.parse_args(argv)
 
-    failures: list[str] = []
-    codes: Counter[str] = Counter()
-    sent = replies = events = 0
+
+def fuzz(args: argparse.Namespace) -> FuzzRun:
+    """Warm up, then send lines in chunks until the count or the time budget is spent."""
+    run = FuzzRun()
     with (
         tempfile.TemporaryDirectory(prefix="ecrd-fuzz-") as tmp,
         running(Path(tmp)) as (
@@ -69,59 +87,73 @@ def main(argv: list[str] | None = None) -> int:
         assert daemon.proc is not None
         pid = daemon.proc.pid
         run_fuzz(daemon.socket, WARM_UP, args.seed - 1, connections=args.connections)
-        before = peak = rss_kib(pid)
+        run.before = run.peak = rss_kib(pid)
         start = time.monotonic()
         seed = args.seed
         try:
-            while sent < args.count and time.monotonic() - start < args.seconds:
-                n = min(CHUNK, args.count - sent)
-                stats = run_fuzz(daemon.socket, n, seed, connections=args.connections)
+            while run.sent < args.count and time.monotonic() - start < args.seconds:
+                stats = run_fuzz(
+                    daemon.socket, min(CHUNK, args.count - run.sent), seed,
+                    connections=args.connections,
+                )  # fmt: skip
                 seed += 1
-                sent += stats.sent
-                replies += stats.replies
-                events += stats.events
-                codes.update(stats.codes)
-                peak = max(peak, rss_kib(pid))
-                rate = sent / (time.monotonic() - start)
-                print(f"  {sent:>7} lines  {rate:7.0f}/s  VmRSS {peak / 1024:.1f} MiB", flush=True)
+                run.sent, run.replies = run.sent + stats.sent, run.replies + stats.replies
+                run.events += stats.events
+                run.codes.update(stats.codes)
+                run.peak = max(run.peak, rss_kib(pid))
+                rate = run.sent / (time.monotonic() - start)
+                print(f"  {run.sent:>7} lines  {rate:7.0f}/s  VmRSS {run.peak / 1024:.1f} MiB")
         except AssertionError as exc:
-            failures.append(f"a reply broke the contract (seed {seed}): {exc}")
+            run.failures.append(f"a reply broke the contract (seed {seed}): {exc}")
         except OSError as exc:
-            failures.append(f"a fuzz connection broke (seed {seed}): {exc!r}")
-        elapsed = time.monotonic() - start
-        alive = daemon.proc.poll() is None
-        after = rss_kib(pid) if alive else 0
-        money = sum(len(sim.ledger(link)) for link in ("lan", "serial", "cloud")) if alive else 0
+            run.failures.append(f"a fuzz connection broke (seed {seed}): {exc!r}")
+        run.elapsed = time.monotonic() - start
+        run.alive = daemon.proc.poll() is None
+        run.after = rss_kib(pid) if run.alive else 0
+        if run.alive:
+            run.money = sum(len(sim.ledger(link)) for link in ("lan", "serial", "cloud"))
+    return run
 
+
+def print_run(run: FuzzRun) -> None:
     print()
-    print(f"{'lines sent':<28}{sent:>12}")
-    print(f"{'replies':<28}{replies:>12}")
-    print(f"{'event notifications':<28}{events:>12}")
-    print(f"{'time':<28}{elapsed:>11.1f}s")
-    print(f"{'lines/s':<28}{sent / elapsed if elapsed else 0:>12.0f}")
-    print(f"{'VmRSS after warm-up':<28}{before / 1024:>10.1f} MiB")
-    print(f"{'VmRSS peak':<28}{peak / 1024:>10.1f} MiB")
-    print(f"{'VmRSS at the end':<28}{after / 1024:>10.1f} MiB")
+    print(f"{'lines sent':<28}{run.sent:>12}")
+    print(f"{'replies':<28}{run.replies:>12}")
+    print(f"{'event notifications':<28}{run.events:>12}")
+    print(f"{'time':<28}{run.elapsed:>11.1f}s")
+    print(f"{'lines/s':<28}{run.sent / run.elapsed if run.elapsed else 0:>12.0f}")
+    print(f"{'VmRSS after warm-up':<28}{run.before / 1024:>10.1f} MiB")
+    print(f"{'VmRSS peak':<28}{run.peak / 1024:>10.1f} MiB")
+    print(f"{'VmRSS at the end':<28}{run.after / 1024:>10.1f} MiB")
     print("\nreplies by code:")
-    for code, count in codes.most_common():
+    for code, count in run.codes.most_common():
         print(f"  {count:>8}  {code}")
     print()
 
-    if not alive:
+
+def judge(run: FuzzRun) -> list[str]:
+    """The acceptance lines of the fuzz phase (module docstring)."""
+    failures = list(run.failures)
+    if not run.alive:
         failures.append("ecrd died")
-    if codes["-32603 internal_error"]:
-        failures.append(f"{codes['-32603 internal_error']} internal_error replies")
-    if alive and after - before > RSS_LIMIT_KIB:
-        failures.append(f"VmRSS grew by {(after - before) / 1024:.1f} MiB (limit 32)")
-    if money:
-        failures.append(f"{money} money requests reached a terminal")
+    if run.codes["-32603 internal_error"]:
+        failures.append(f"{run.codes['-32603 internal_error']} internal_error replies")
+    if run.alive and run.after - run.before > RSS_LIMIT_KIB:
+        failures.append(f"VmRSS grew by {(run.after - run.before) / 1024:.1f} MiB (limit 32)")
+    if run.money:
+        failures.append(f"{run.money} money requests reached a terminal")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, seed {args.seed}")
+    run = fuzz(args)
+    print_run(run)
+    failures = judge(run)
     if args.hostile_seconds > 0:
         with tempfile.TemporaryDirectory(prefix="ecrd-hostile-") as tmp:
             failures += report(run_phase(Path(tmp), args.hostile_seconds))
         print()
     print("FAIL: " + "; ".join(failures) if failures else "all acceptance lines PASS")
     return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
