@@ -21,6 +21,7 @@ import attrs
 
 from ecrd import config_rules, errors
 from ecrd.protocol.crypto import Scheme
+from ecrd.protocol.envelope import PIN_FIELDS
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
 from ecrd.text import first_control
 
@@ -28,7 +29,6 @@ T = TypeVar("T")
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 TRANSPORTS: Final = ("lan", "serial", "cloud")
-PIN_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -125,9 +125,6 @@ class Config:
     daemon: DaemonConfig
     cloud: CloudConfig
     terminals: tuple[TerminalConfig, ...]
-
-    def terminal(self, terminal_id: str) -> TerminalConfig | None:
-        return next((t for t in self.terminals if t.id == terminal_id), None)
 
 
 class _Table:
@@ -273,12 +270,6 @@ def _terminal(t: _Table) -> TerminalConfig:
     transport = t.text("transport", choices=TRANSPORTS)
     if transport is None:
         raise t.fail("transport", "one of 'lan', 'serial', 'cloud'")
-    pin_fields = t.get("pin_fields", list, list(d.pin_fields), "a list of field names")
-    if not pin_fields or not all(isinstance(f, str) and f for f in pin_fields):
-        raise t.fail("pin_fields", "a non-empty list of field names")
-    codes = t.get("inconclusive_codes", list, [], "a list of errorCode strings")
-    if not all(isinstance(c, str) and c for c in codes):
-        raise t.fail("inconclusive_codes", "a list of non-empty errorCode strings")
     cfg = TerminalConfig(
         id=tid,
         transport=transport,
@@ -287,9 +278,9 @@ def _terminal(t: _Table) -> TerminalConfig:
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
         action_timeouts=_action_timeouts(t),
         status_action=t.text("status_action"),
-        inconclusive_codes=tuple(codes),
+        inconclusive_codes=_names(t, "inconclusive_codes", (), "errorCode strings"),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
-        pin_fields=tuple(pin_fields),
+        pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
         fallback=t.text("fallback", choices=("cloud",)),
         probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
         info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
@@ -309,6 +300,21 @@ def _terminal(t: _Table) -> TerminalConfig:
         frame_byteorder=t.text("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
         frame_crc=t.text("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
     )
+    _check_terminal(t, cfg)
+    return cfg
+
+
+def _names(
+    t: _Table, key: str, default: tuple[str, ...], what: str, *, required: bool = False
+) -> tuple[str, ...]:
+    """A list of non-empty strings (non-empty itself when ``required``)."""
+    value = t.get(key, list, list(default), f"a list of {what}")
+    if (required and not value) or not all(isinstance(v, str) and v for v in value):
+        raise t.fail(key, f"a {'non-empty ' if required else ''}list of non-empty {what}")
+    return tuple(value)
+
+
+def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
     if cfg.stopbits not in (1, 1.5, 2):
         raise t.fail("stopbits", "1, 1.5 or 2")
     if cfg.transport == "lan" and not cfg.host:
@@ -317,11 +323,6 @@ def _terminal(t: _Table) -> TerminalConfig:
         raise t.fail("device", 'set for transport = "serial" (e.g. /dev/ttyUSB0)')
     if cfg.fallback == cfg.transport:
         raise t.fail("fallback", "a different link than transport")
-    _check_terminal(t, cfg)
-    return cfg
-
-
-def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
     if cfg.host is not None:
         t.check("host", config_rules.host_problem(cfg.host))
     t.check("path", config_rules.path_problem(cfg.path))

@@ -14,11 +14,12 @@ import os
 import re
 from typing import Final
 
+from ecrd.protocol.outcome import MONEY_ACTIONS
 from ecrd.text import first_control
 
 # A status query or a pairing confirmation is sent on its own, outside the money rules:
 # it must never be able to charge, refund, cancel or re-pair (design.md §3).
-UNSAFE_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void", "Abort", "Pair", "ConnectionInfo")
+UNSAFE_ACTIONS: Final = (*MONEY_ACTIONS, "Abort", "Pair", "ConnectionInfo")
 _LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
 

@@ -262,6 +262,25 @@ async def _run(args: Args) -> int:
         return await COMMANDS[args.command](args, client)
 
 
+def _money_parsers(sub: Any) -> None:
+    for name in ("sale", "preauth", "refund"):
+        p = sub.add_parser(name, help=f"{name} (amount like 10.20)")
+        p.add_argument("terminal")
+        p.add_argument("amount")
+        p.add_argument("currency", nargs="?", default="HKD")
+        if name == "refund":
+            p.add_argument("--original", dest="original_reference_id", required=True)
+        p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
+        p.add_argument("--method", dest="payment_method")
+        p.add_argument("--order", dest="customer_order_id")
+        p.add_argument("--timeout", type=float)
+        p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
+    p = sub.add_parser("void", help="void a transaction")
+    p.add_argument("terminal")
+    p.add_argument("original_reference_id")
+    p.add_argument("--ref")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecrctl",
@@ -287,22 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("code", help="the 6 digits, or the QR JSON")
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
-    for name in ("sale", "preauth", "refund"):
-        p = sub.add_parser(name, help=f"{name} (amount like 10.20)")
-        p.add_argument("terminal")
-        p.add_argument("amount")
-        p.add_argument("currency", nargs="?", default="HKD")
-        if name == "refund":
-            p.add_argument("--original", dest="original_reference_id", required=True)
-        p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
-        p.add_argument("--method", dest="payment_method")
-        p.add_argument("--order", dest="customer_order_id")
-        p.add_argument("--timeout", type=float)
-        p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
-    p = sub.add_parser("void", help="void a transaction")
-    p.add_argument("terminal")
-    p.add_argument("original_reference_id")
-    p.add_argument("--ref")
+    _money_parsers(sub)
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
     p.add_argument("terminal")
     p.add_argument("--ref")

@@ -33,6 +33,7 @@ import trio
 
 from ecrd import __version__, errors, logs, ownership
 from ecrd.api import server
+from ecrd.backoff import Backoff
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
 from ecrd.ownership import CannotStart
@@ -165,9 +166,10 @@ class Daemon:
 
     async def _supervise(self, term: Terminal, scope: trio.CancelScope) -> None:
         """Restart one terminal's task tree with capped backoff; never take others down."""
-        delay = 1.0
+        delays = Backoff(initial=1.0, cap=60.0).delays()
         with scope:
             while True:
+                delay = next(delays)
                 try:
                     await term.run()
                     return
@@ -175,7 +177,6 @@ class Daemon:
                     log.exception("terminal=%s crashed, restarting in %.0fs", term.id, delay)
                     term.last_error = f"internal: {type(exc).__name__}"
                 await trio.sleep(delay)
-                delay = min(delay * 2, 60)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:

@@ -4,7 +4,7 @@
 (``CryptoError``, ``ProtocolError``), the links (``LinkError``: ``NotDelivered`` /
 ``MaybeDelivered``), the stores (``PairingStoreError``, ``DuplicateReference``) — and the
 errors below, which mean the same thing at every layer and reach the socket as they are.
-One map at the API edge (``api/methods.translate``) turns the layers' errors into these;
+One map at the API edge (``api/errormap.py``) turns the layers' errors into these;
 ``ApiError.to_error`` is the JSON-RPC error object. The ``code`` groups them;
 ``data.reason`` is the contract clients switch on. Who is at fault: the caller (fix your
 request), the terminal or its link (check the device), or this box (check ecrd's logs).

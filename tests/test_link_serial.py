@@ -12,7 +12,7 @@ import trio
 
 from ecrd.protocol.envelope import Envelope
 from ecrd.protocol.frames import FrameDecoder, encode_frame
-from ecrd.transport.backoff import Backoff
+from ecrd.backoff import Backoff
 from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout
 from ecrd.transport.serial import SerialLink, SerialPortInUse, SerialSettings, open_serial
 

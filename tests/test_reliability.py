@@ -44,7 +44,7 @@ from ecrd.protocol.frames import (
     FrameFormat,
     encode_frame,
 )
-from ecrd.transport.backoff import Backoff
+from ecrd.backoff import Backoff
 from ecrd.transport.serial import SerialLink
 
 MAX_LINE = 65536

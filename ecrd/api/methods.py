@@ -12,19 +12,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from ecrd import __version__, errors
+from ecrd.api.errormap import money_result, translate
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
-from ecrd.protocol.crypto import CryptoError
-from ecrd.protocol.envelope import AmountError, ProtocolError, check_currency, parse_amount
-from ecrd.store.journal import STATES, TxRecord, parse_time
+from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
+from ecrd.protocol.outcome import MONEY_ACTIONS, MONEY_METHODS
+from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
-from ecrd.store.pairings import PairingStoreError
 from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.pairing_flow import pair
-from ecrd.terminal.payments import MONEY_ACTIONS
 from ecrd.terminal.terminal import Terminal
 from ecrd.text import first_control
-from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 PROTOCOL_VERSION: Final = 1
 TOPICS: Final = ("transaction.state", "terminal")
@@ -109,67 +107,6 @@ def no_controls(value: Any, name: str) -> None:
         raise errors.InvalidParams(
             f"{where} must not contain control characters (newline, tab, ESC...)", field=where
         )
-
-
-def translate(exc: Exception, *, pairing: bool = False) -> errors.ApiError:
-    """Lower-layer exceptions → API errors with stable reasons."""
-    if isinstance(exc, errors.ApiError):
-        return exc
-    if isinstance(exc, PairingStoreError) and pairing:
-        return errors.PairingFailed(
-            f"the pairing store cannot be written, so pairing stopped before the terminal "
-            f"was asked for a new PIN (the old pairing still works): {exc}",
-            cause=exc.reason,
-        )
-    if isinstance(exc, NotDelivered):
-        return errors.LinkDown(f"the terminal could not be reached: {exc}", reason=exc.reason)
-    if isinstance(exc, MaybeDelivered) and pairing:
-        return errors.PairingFailed(
-            f"pairing failed: {exc} (check the code on the terminal's pairing page)",
-            cause=exc.reason,
-        )
-    if isinstance(exc, MaybeDelivered):
-        return errors.TerminalError(f"no usable reply from the terminal: {exc}", reason=exc.reason)
-    if isinstance(exc, CryptoError):
-        hint = (
-            "the code does not match the one on the terminal's pairing page"
-            if pairing
-            else "the terminal's reply cannot be decrypted with the paired PIN: it was probably "
-            "reset or paired again; pair it again with `ecrctl pair TERMINAL CODE`"
-        )
-        return errors.WrongKeyError(hint)
-    if isinstance(exc, ProtocolError):
-        return errors.TerminalError(f"the terminal's reply was rejected: {exc}", reason=exc.reason)
-    raise exc
-
-
-def money_result(record: TxRecord) -> dict[str, Any]:
-    """A finished record is a result, except the outcomes a POS must not mistake for one."""
-    api = record.to_api()
-    if record.state == "pending":  # in the journal, but its outcome never made it there
-        raise errors.OutcomeUnknown(
-            "the outcome of this payment was never journaled; check the terminal, then "
-            f"`ecrctl resolve {record.reference_id} succeeded|failed`",
-            transaction=api,
-            cause="journal_error",
-        )
-    if record.state == "unknown":
-        raise errors.OutcomeUnknown(
-            record.note or "the outcome is unknown",
-            transaction=api,
-            cause=(record.error or {}).get("reason"),
-        )
-    if record.state == "failed" and (record.error or {}).get("reason") in (
-        "link_down",
-        "cloud_not_configured",
-        "cloud_refused",
-    ):
-        raise errors.LinkDown(
-            record.note or "the terminal could not be reached",
-            reason=(record.error or {})["reason"],
-            transaction=api,
-        )
-    return api
 
 
 # -- methods ------------------------------------------------------------------------------
@@ -258,7 +195,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
 
 
 def money(name: str) -> Method:
-    action = MONEY_ACTIONS[name]
+    action = MONEY_METHODS[name]
 
     async def method(daemon: Service, conn: Client, p: Params) -> Any:
         term = p.terminal(daemon)
@@ -352,7 +289,7 @@ async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
 async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     action = p.text("action", required=True, max_len=64)
-    money_like = {a.lower() for a in MONEY_ACTIONS.values()} | {"pair", "connectioninfo"}
+    money_like = {a.lower() for a in MONEY_ACTIONS} | {"pair", "connectioninfo"}
     if action.strip().lower() in money_like:
         raise errors.MoneyActionRefused(
             f"{action} must go through its own method (sale, refund, void, terminal.pair) "

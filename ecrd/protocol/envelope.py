@@ -39,6 +39,8 @@ import attrs
 from ecrd.errors import Reasoned
 
 VERSION: Final = "2.0"
+# [ASSUMED] Where a Pair reply carries pinCode2, tried in order (protocol.md §7 step 3).
+PIN_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
 MAX_AMOUNT: Final = Decimal("99999999.99")
 # Used with fullmatch: "$" alone would also accept a trailing newline.
 _AMOUNT_RE: Final = re.compile(r"(0|[1-9][0-9]{0,7})\.[0-9]{2}")

@@ -33,8 +33,10 @@ import attrs
 
 State = Literal["succeeded", "failed", "unknown"]
 
-# The wire names of the actions that move money (protocol.md §8).
+# The wire names of the actions that move money (protocol.md §8): the one definition.
 MONEY_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void")
+# The socket API's method for each (docs/api.md): "sale" -> "Sale".
+MONEY_METHODS: Final = {action.lower(): action for action in MONEY_ACTIONS}
 
 # A Failed with one of these codes says nothing about whether the customer paid.
 INCONCLUSIVE_CODES: Final = frozenset({"DUPLICATE_REFERENCE"})

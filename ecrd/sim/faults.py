@@ -29,9 +29,10 @@ from typing import Any, Final
 
 import attrs
 
+from ecrd.protocol import outcome
 from ecrd.protocol.envelope import AmountError, parse_amount
 
-MONEY_ACTIONS: Final = frozenset({"Sale", "PreAuth", "Refund", "Void"})
+MONEY_ACTIONS: Final = frozenset(outcome.MONEY_ACTIONS)
 ALL_LINKS: Final = frozenset({"lan", "serial", "cloud"})
 MISMATCH_FIELDS: Final = (
     "referenceID",

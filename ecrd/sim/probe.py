@@ -21,7 +21,7 @@ import trio
 
 from ecrd.protocol import crypto
 from ecrd.protocol.crypto import KeyCache, Scheme
-from ecrd.protocol.envelope import Envelope, check_response, request_message
+from ecrd.protocol.envelope import PIN_FIELDS, Envelope, check_response, request_message
 from ecrd.protocol.frames import FrameDecoder, FrameFormat, encode_frame
 
 _SALTS: dict[str, bytes] = {}
@@ -177,7 +177,7 @@ async def pair(exchange: Exchange, pin1: str, *, keys: KeyCache | None = None) -
     first = Probe(pin1, keys=keys)
     info = await call(exchange, first, "DeviceInfo")
     paired = await call(exchange, first, "Pair", {"pairUuid": _uuid()})
-    pin2 = next(paired[k] for k in ("pinCode2", "pinCode", "newPinCode") if k in paired)
+    pin2 = next(paired[k] for k in PIN_FIELDS if k in paired)
     second = Probe(pin2, scheme=first.scheme, keys=keys)
     confirmed = await call(exchange, second, "DeviceInfo")
     assert confirmed["deviceSn"] == info["deviceSn"]

@@ -45,6 +45,7 @@ import trio
 from ecrd.protocol import crypto
 from ecrd.protocol.crypto import KeyCache, Scheme
 from ecrd.protocol.envelope import (
+    PIN_FIELDS,
     Envelope,
     MalformedMessage,
     body_of,
@@ -64,7 +65,7 @@ LinkKind = Literal["lan", "serial", "cloud"]
 DEFAULT_SN: Final = "NEXGO-N96-1170270945"
 DEFAULT_BUSINESS_ID: Final = "411d6207-1470-4d35-a557-54852463844d"
 DEFAULT_PORT: Final = 8443  # the port in the seed's pairing QR example
-PIN2_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
+PIN2_FIELDS: Final = PIN_FIELDS  # the field names a terminal may answer Pair with
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
     {"delay", "decline", "never_answer", "drop", "wrong_key", "stale_response", "garbage",

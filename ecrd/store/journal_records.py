@@ -25,6 +25,7 @@ from typing import Any, Final
 import attrs
 
 from ecrd import errors
+from ecrd.protocol import outcome
 
 STATES: Final = (
     "pending",
@@ -34,7 +35,7 @@ STATES: Final = (
     "resolved_succeeded",
     "resolved_failed",
 )
-MONEY_ACTIONS: Final = ("Sale", "PreAuth", "Refund", "Void")
+MONEY_ACTIONS: Final = outcome.MONEY_ACTIONS  # the CHECK of journal_schema spells them too
 
 
 # Defined once with the other errors that reach the socket as they are.

@@ -31,6 +31,7 @@ import attrs
 import trio
 
 from ecrd import errors, failpoints
+from ecrd.backoff import Backoff
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
@@ -51,30 +52,13 @@ from ecrd.terminal.admission import (
     admit,
     mismatch,
 )
+from ecrd.terminal.notes import NOTE_NOT_SENT, NOTE_RESTARTED, NOTE_UNKNOWN, NOTE_UNPROVEN
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 log = logging.getLogger("ecrd.payments")
+SETTLE_RETRY: Final = Backoff(initial=1.0, cap=60.0)  # asking the status action again
 T = TypeVar("T")
-
-MONEY_ACTIONS: Final = {"sale": "Sale", "preauth": "PreAuth", "refund": "Refund", "void": "Void"}
-
-NOTE_UNKNOWN: Final = (
-    "The request reached (or may have reached) the terminal but no usable reply came back, "
-    "so the customer may have been charged. Check the terminal's last transactions for "
-    "reference {ref}, then settle it with `ecrctl resolve {ref} succeeded|failed`."
-)
-NOTE_RESTARTED: Final = (
-    "ecrd stopped while this payment was in flight, so the customer may have been charged. "
-    "Check the terminal's last transactions for this reference, then settle it with "
-    "`ecrctl resolve REF succeeded|failed`."
-)
-NOTE_NOT_SENT: Final = "The request never reached the terminal; nothing was charged."
-NOTE_UNPROVEN: Final = (
-    "The terminal answered, but its reply does not prove this payment's outcome ({why}), so "
-    "the customer may have been charged. Check the terminal's last transactions for "
-    "reference {ref}, then settle it with `ecrctl resolve {ref} succeeded|failed`."
-)
 
 
 @attrs.define
@@ -424,12 +408,10 @@ class Payments:
 
     async def _settle_later(self, term: Terminal, ref: str, attempts: int = 5) -> None:
         """Ask the terminal's status action (protocol.md §8), with backoff, a few times."""
-        delay = 1.0
-        for _ in range(attempts):
+        for _, delay in zip(range(attempts), SETTLE_RETRY.delays(), strict=False):
             if await self.settle(term, ref):
                 return
             await trio.sleep(delay)
-            delay = min(delay * 2, 60.0)
 
     async def settle(self, term: Terminal, ref: str) -> bool:
         action = term.cfg.status_action

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ecrd import errors
+from ecrd.backoff import Backoff
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
@@ -393,7 +394,7 @@ class Terminal:
     async def _settle_pending(self, pending: Pairing) -> None:
         """The terminal decides: it answers under the pending PIN → the pairing is
         committed; it cannot read it (wrong key) → the pending PIN is dropped."""
-        backoff = 1.0
+        delays = Backoff(initial=1.0, cap=60.0).delays()
         while self.pending is pending:
             try:
                 await self.exchange(
@@ -408,8 +409,7 @@ class Terminal:
                 return
             except Exception as exc:
                 log.info("terminal=%s unconfirmed pairing not settled yet: %s", self.id, exc)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                await trio.sleep(next(delays))
                 continue
             if self.pending is pending:  # not overtaken by a new pairing meanwhile
                 log.warning("terminal=%s finished an interrupted pairing", self.id)

@@ -35,9 +35,9 @@ from typing import Final
 import attrs
 import trio
 
+from ecrd.backoff import Backoff
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.protocol.frames import FrameDecoder, FrameError, FrameFormat, encode_frame
-from ecrd.transport.backoff import Backoff
 from ecrd.transport.base import LinkError, LinkState, MaybeDelivered, NotDelivered, ReplyTimeout
 from ecrd.transport.serial_port import (
     SerialOpenError,
