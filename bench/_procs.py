@@ -97,11 +97,15 @@ def lan_terminal(tid: str, host: str, port: int, *, probe: bool = False) -> dict
 def write_config(tmp: Path, name: str, terminals: list[dict[str, Any]]) -> Path:
     data = {
         "daemon": {
-            "socket": str(tmp / name / "ecrd.sock"),
+            # A directory of ecrd's own for the socket: ecrd creates it 0750 (ownership.py).
+            "socket": str(tmp / name / "run" / "ecrd.sock"),
             "state_dir": str(tmp / name / "state"),
             "client_device_sn": "POS-BENCH",
             "log_level": "info",
             "shutdown_grace_s": 5,
+            # 32 terminals, each sold by its own connection, plus pings: all from one uid.
+            "max_clients": 128,
+            "max_clients_per_user": 96,
         },
         "terminal": terminals,
     }
@@ -126,7 +130,7 @@ class Daemon:
     def __init__(self, procs: Procs, config: Path, poll_s: float = 0.002) -> None:
         self.procs = procs
         self.dir = config.parent
-        self.socket = str(self.dir / "ecrd.sock")
+        self.socket = str(self.dir / "run" / "ecrd.sock")
         log = self.dir / "ecrd.log"
         t0 = time.perf_counter()
         self.proc = procs.spawn([str(BIN / "ecrd"), "run", "--config", str(config)], log)
