@@ -55,6 +55,14 @@ class DaemonConfig:
     idle_timeout_s: float = 300.0
     # Currency codes a terminal uses outside the ISO 4217 list (e.g. a test currency).
     extra_currencies: tuple[str, ...] = ()
+    # Prometheus text file for node_exporter's textfile collector; None: no file.
+    metrics_file: str | None = None
+
+
+@attrs.frozen
+class JournalConfig:
+    # Settled records older than this are pruned once a day; unknown ones never. 0: keep all.
+    keep_days: int = 400
 
 
 @attrs.frozen
@@ -125,6 +133,7 @@ class Config:
     daemon: DaemonConfig
     cloud: CloudConfig
     terminals: tuple[TerminalConfig, ...]
+    journal: JournalConfig = JournalConfig()
 
 
 class _Table:
@@ -211,7 +220,12 @@ def _daemon(t: _Table) -> DaemonConfig:
         ),
         idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, low=1, high=86400),
         extra_currencies=_currencies(t),
+        metrics_file=t.text("metrics_file"),
     )
+
+
+def _journal(t: _Table) -> JournalConfig:
+    return JournalConfig(keep_days=t.integer("keep_days", JournalConfig.keep_days, high=36500))
 
 
 def _currencies(t: _Table) -> tuple[str, ...]:
@@ -348,6 +362,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
     if problem is not None:
         raise ConfigError(f"{path}: [daemon].socket must be {problem} (got {daemon.socket!r})")
     cloud = section("cloud", _cloud, CloudConfig())
+    journal = section("journal", _journal, JournalConfig())
     top.used.add("terminal")
     raw_terminals = data.get("terminal", [])
     if not isinstance(raw_terminals, list):
@@ -368,7 +383,9 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
             raise ConfigError(
                 f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
             )
-    return Config(path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals))
+    return Config(
+        path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals), journal=journal
+    )
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from ecrd import __version__
+from ecrd import __version__, ctl_fleet
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
 from ecrd.text import escape
 
@@ -254,6 +254,7 @@ COMMANDS = {
     "reload": cmd_reload,
     "watch": cmd_watch,
     "ping": cmd_ping,
+    **ctl_fleet.COMMANDS,
 }
 
 
@@ -307,6 +308,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
     _money_parsers(sub)
+    ctl_fleet.add_parsers(sub)
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
     p.add_argument("terminal")
     p.add_argument("--ref")

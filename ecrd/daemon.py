@@ -25,17 +25,19 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
-from ecrd import __version__, errors, logs, ownership
+from ecrd import __version__, errors, housekeeping, logs, ownership
 from ecrd.api import server
 from ecrd.backoff import Backoff
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
+from ecrd.metrics import Metrics, Snapshot
 from ecrd.ownership import CannotStart
 from ecrd.reload import Plan
 from ecrd.reload import plan as reload_plan
@@ -101,6 +103,7 @@ class Daemon:
         self._hurry = trio.CancelScope()  # cancelled by a second stop signal
         self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
+        self.metrics = Metrics(__version__)
 
     def _open_state(self, state: str) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
@@ -138,6 +141,7 @@ class Daemon:
                 await nursery.start(server.serve, self, sock, self.connections)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
+                self._start_housekeeping(nursery)
                 log.info(
                     "ecrd %s ready on %s with %d terminal(s)",
                     __version__,
@@ -157,6 +161,43 @@ class Daemon:
             os.close(self._lock_fd)
             sock.close()
             ownership.remove_own_socket(self.config.daemon.socket, bound)
+
+    def _start_housekeeping(self, nursery: trio.Nursery) -> None:
+        nursery.start_soon(
+            housekeeping.publish_metrics, self.metrics, self.events, self.metrics_snapshot,
+            lambda: self.config.daemon.metrics_file,
+        )  # fmt: skip
+        nursery.start_soon(
+            housekeeping.prune_daily, self.journal.path,
+            lambda: self.config.journal.keep_days, lambda: datetime.now(UTC),
+        )  # fmt: skip
+
+    async def metrics_snapshot(self) -> Snapshot:
+        tally = await self.read(self.journal_view.tally)
+        return Snapshot(
+            tally=tally,
+            terminals=[t.summary() for t in self.terminals.values()],
+            clients=len(self.connections),
+            derivations=self.shared.keys.misses,
+            journal_bytes=self.journal_view.size_bytes(),
+        )
+
+    async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]:
+        """A consistent online copy of the journal (and of pairings.toml), both 0600."""
+        records = await self.read(self.journal_view.backup, path)
+        result: dict[str, Any] = {"journal": path, "records": records}
+        if with_pairings:
+            copy = path + ".pairings.toml"
+            await self.shared_store(self.pairing_store.copy_to, copy)
+            result["pairings"] = copy
+        log.warning("journal backed up to %s (%d records)", path, records)
+        return result
+
+    async def shared_store(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(partial(fn, *args), limiter=self.shared.store_limiter)
+
+    async def metrics_text(self) -> str:
+        return self.metrics.render(await self.metrics_snapshot()).decode()
 
     def _start_terminal(self, term: Terminal) -> None:
         assert self._nursery is not None
@@ -273,6 +314,8 @@ class Daemon:
             "terminals": [t.summary() for t in self.terminals.values()],
             "journal": counts,
             "journal_problem": self.journal.problem,
+            "journal_records": sum(counts.values()),
+            "journal_bytes": self.journal_view.size_bytes(),
             "in_flight": self.payments.in_flight,
             "reload_error": self.reload_error,
             "stopping": self.stopping,

@@ -241,14 +241,14 @@ async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     return record.to_api()
 
 
-def _since(p: Params) -> str | None:
-    since = p.text("since", max_len=40)
+def _time(p: Params, name: str) -> str | None:
+    value = p.text(name, max_len=40)
     try:
-        return None if since is None else parse_time(since)
+        return None if value is None else parse_time(value)
     except (ValueError, OverflowError) as exc:  # OverflowError: a valid text out of range
         raise errors.InvalidParams(
-            f"since must be an RFC 3339 time with offset, years 0001-9999 in UTC: {exc}",
-            field="since",
+            f"{name} must be an RFC 3339 time with offset, years 0001-9999 in UTC: {exc}",
+            field=name,
         ) from None
 
 
@@ -260,7 +260,8 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
     query = {
         "terminal": p.text("terminal"),
         "state": p.choice("state", STATES),
-        "since": _since(p),
+        "since": _time(p, "since"),
+        "until": _time(p, "until"),
         "before": p.text("before"),
         "limit": int(limit or 100),
     }
@@ -319,6 +320,27 @@ async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
     return {"subscribed": sorted(chosen) if chosen else "all"}
 
 
+async def metrics(daemon: Service, conn: Client, p: Params) -> Any:
+    """The Prometheus text (the same as ``[daemon] metrics_file``)."""
+    async with conn.reading():
+        return await daemon.metrics_text()
+
+
+async def journal_backup(daemon: Service, conn: Client, p: Params) -> Any:
+    path = p.text("path", required=True, max_len=4096)
+    if not path.startswith("/"):
+        raise errors.InvalidParams("path must be absolute (ecrd writes it)", field="path")
+    daemon.log_peer("journal.backup", "-", conn.peer, ref=path)
+    try:
+        return await daemon.backup(path, p.flag("with_pairings"))
+    except FileExistsError:
+        raise errors.InvalidParams(
+            f"{path} exists; a backup never overwrites", field="path"
+        ) from None
+    except OSError as exc:
+        raise errors.InvalidParams(f"cannot write {path}: {exc.strerror}", field="path") from None
+
+
 async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
     daemon.log_peer("config.reload", "-", conn.peer)
     return await daemon.reload()
@@ -364,8 +386,13 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     ),
     "abort": (abort, ("terminal", "reference_id")),
     "transaction.get": (transaction_get, ("reference_id",)),
-    "transaction.list": (transaction_list, ("terminal", "state", "since", "before", "limit")),
+    "transaction.list": (
+        transaction_list,
+        ("terminal", "state", "since", "until", "before", "limit"),
+    ),
     "transaction.resolve": (transaction_resolve, ("reference_id", "outcome", "note")),
     "subscribe": (subscribe, ("topics",)),
     "config.reload": (config_reload, ()),
+    "metrics": (metrics, ()),
+    "journal.backup": (journal_backup, ("path", "with_pairings")),
 }

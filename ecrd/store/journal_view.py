@@ -12,11 +12,12 @@ previous page) continues where that page ended.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -68,10 +69,12 @@ class JournalView:
         terminal: str | None = None,
         state: str | None = None,
         since: str | None = None,
+        until: str | None = None,
         before: str | None = None,
         limit: int = 100,
     ) -> list[TxRecord]:
-        """Records newest first, created at or after ``since`` (journal format), older than
+        """Records newest first, created at or after ``since`` and before ``until`` (journal
+        format), older than
         the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``)."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
@@ -89,10 +92,11 @@ class JournalView:
                 _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
                 "AND (:state IS NULL OR state = :state) "
                 "AND (:since IS NULL OR created_at >= :since) "
+                "AND (:until IS NULL OR created_at < :until) "
                 "AND (:at IS NULL OR (created_at, seq) < (:at, :seq)) "
                 "ORDER BY created_at DESC, seq DESC LIMIT :limit",
-                {"terminal": terminal, "state": state, "since": since, "at": cursor[0],
-                 "seq": cursor[1], "limit": limit},
+                {"terminal": terminal, "state": state, "since": since, "until": until,
+                 "at": cursor[0], "seq": cursor[1], "limit": limit},
             ).fetchall()  # fmt: skip
         return [_record(row) for row in rows]
 
@@ -101,6 +105,36 @@ class JournalView:
             rows = conn.execute("SELECT state, count(*) FROM transactions GROUP BY state")
             found = {state: count for state, count in rows}
         return {state: found.get(state, 0) for state in STATES}
+
+    def tally(self) -> list[tuple[str, str, str, int]]:
+        """``(terminal, action, state, count)`` for every combination in the journal."""
+        with self._read("tally") as conn:
+            rows = conn.execute(
+                "SELECT terminal, action, state, count(*) FROM transactions "
+                "GROUP BY terminal, action, state"
+            ).fetchall()
+        return [(str(t), str(a), str(s), int(n)) for t, a, s, n in rows]
+
+    def size_bytes(self) -> int:
+        """The journal's size on disk: the database and its write-ahead log."""
+        return sum(
+            os.stat(self.path + suffix).st_size
+            for suffix in ("", "-wal")
+            if os.path.exists(self.path + suffix)
+        )
+
+    def backup(self, dest: str) -> int:
+        """A consistent copy of the journal at ``dest`` (created 0600, never overwriting),
+        made with SQLite's online backup while payments go on; returns its record count."""
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(fd)
+        try:
+            with self._read("backup") as conn, closing(sqlite3.connect(dest)) as target:
+                conn.backup(target)
+                return int(target.execute("SELECT count(*) FROM transactions").fetchone()[0])
+        except BaseException:
+            os.unlink(dest)
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -168,6 +168,16 @@ class PairingStore:
             pairings[pairing.terminal_id] = pairing
             self._write(pairings, pending)
 
+    def copy_to(self, dest: str) -> None:
+        """A copy of the file at ``dest``, created 0600 (it holds PINs), never overwriting."""
+        with self._lock:
+            data = self.path.read_bytes() if self.path.exists() else b""
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
     def check_writable(self) -> None:
         """Rewrite the file as it is: proof, before a pairing step that cannot be undone,
         that the new PIN it brings can be saved (raises like ``put``)."""

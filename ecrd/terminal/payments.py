@@ -319,7 +319,7 @@ class Payments:
             sent = True
             self._publish(ref, term.id, "waiting_for_customer", link=link)
 
-        self._publish(ref, term.id, "pending")
+        self._publish(ref, term.id, "pending", action=rec.action)
         await failpoints.hit("after_begin")
         try:
             _, body = await term.exchange(

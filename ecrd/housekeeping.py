@@ -1,0 +1,74 @@
+"""The daemon's background chores for fleets: the metrics file and journal retention.
+
+* ``publish_metrics`` rewrites ``[daemon] metrics_file`` when a payment ends and at least
+  every ``every`` seconds (15), from a fresh ``Snapshot``; a failure to write is logged once
+  per cause and never stops anything else.
+* ``prune_daily`` prunes settled records older than ``[journal] keep_days`` at start and
+  then once a day (``store/retention.py``: unknown and pending records are never pruned).
+Both read their settings through callables, so a reload applies at the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Final
+
+import trio
+
+from ecrd.events import EventBus
+from ecrd.metrics import Metrics, Snapshot, write_textfile
+from ecrd.store import retention
+
+log = logging.getLogger("ecrd.housekeeping")
+DAY: Final = 86400.0
+TOPICS: Final = frozenset({"transaction.state"})
+
+
+async def publish_metrics(
+    metrics: Metrics,
+    events: EventBus,
+    snapshot: Callable[[], Awaitable[Snapshot]],
+    path: Callable[[], str | None],
+    every: float = 15.0,
+) -> None:
+    sub = events.subscribe(TOPICS, size=4096)
+    last_error = ""
+    try:
+        while True:
+            with trio.move_on_after(every):
+                async for event in sub.receive:
+                    if metrics.observe(event):
+                        break
+            if sub.overflowed:  # a burst of payments: durations lost, counts are journaled
+                sub = events.subscribe(TOPICS, size=4096)
+            target = path()
+            if target is None:
+                continue
+            text = metrics.render(await snapshot())
+            try:
+                await trio.to_thread.run_sync(write_textfile, target, text)
+                last_error = ""
+            except OSError as exc:
+                if str(exc) != last_error:
+                    log.error("cannot write the metrics file %s: %s", target, exc)
+                last_error = str(exc)
+    finally:
+        sub.close()
+
+
+async def prune_daily(
+    journal_path: str, keep_days: Callable[[], int], clock: Callable[[], datetime]
+) -> None:
+    while True:
+        try:
+            pruned = await trio.to_thread.run_sync(
+                retention.prune, journal_path, keep_days(), clock()
+            )
+            if pruned:
+                log.info("journal: pruned %d settled record(s) older than %d days",
+                         pruned, keep_days())  # fmt: skip
+        except Exception as exc:  # a chore: logged, retried tomorrow, never fatal
+            log.error("journal retention failed: %s", exc)
+        await trio.sleep(DAY)

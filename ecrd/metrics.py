@@ -1,0 +1,129 @@
+"""Prometheus metrics, in the text format node_exporter's textfile collector reads.
+
+What is counted where:
+
+* ``ecrd_transactions_total{terminal,action,state}`` is counted from the journal (a
+  ``Snapshot`` read on the journal's reader thread), so a restart loses no history;
+* ``ecrd_transaction_duration_seconds{terminal,action}`` is a histogram of this process's
+  payments, from ``pending`` to their outcome, fed by the event bus (``observe``);
+* the gauges (terminals paired and up, unresolved transactions, clients, journal size and
+  records) and ``ecrd_key_derivations_total`` are read from the running daemon.
+
+``write_textfile`` replaces the file atomically (a temporary file in the same directory,
+mode 0644, then ``os.replace``), so the collector never reads half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+FINAL: Final = frozenset({"succeeded", "failed", "unknown"})
+
+
+@attrs.frozen
+class Snapshot:
+    """The daemon's state at one instant, as the metrics show it."""
+
+    tally: Sequence[tuple[str, str, str, int]] = ()  # (terminal, action, state, count)
+    terminals: Sequence[Mapping[str, Any]] = ()  # Terminal.summary() of each
+    clients: int = 0
+    derivations: int = 0
+    journal_bytes: int = 0
+
+
+class _FromSnapshot(Collector):
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.snapshot = Snapshot()
+
+    def collect(self) -> Iterator[Any]:
+        snap = self.snapshot
+        yield InfoMetricFamily("ecrd_build", "ecrd's version", value={"version": self.version})
+        done = CounterMetricFamily(
+            "ecrd_transactions", "Journaled transactions by outcome",
+            labels=["terminal", "action", "state"],
+        )  # fmt: skip
+        for terminal, action, state, count in snap.tally:
+            done.add_metric([terminal, action, state], count)
+        yield done
+        yield from self._terminals(snap)
+        yield GaugeMetricFamily("ecrd_clients", "Open socket connections", value=snap.clients)
+        yield CounterMetricFamily(
+            "ecrd_key_derivations", "PBKDF2 key derivations", value=snap.derivations
+        )
+        yield GaugeMetricFamily(
+            "ecrd_journal_records", "Records in the journal", value=sum(n for *_, n in snap.tally)
+        )
+        yield GaugeMetricFamily("ecrd_journal_bytes", "Journal size", value=snap.journal_bytes)
+
+    @staticmethod
+    def _terminals(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
+        unknown = {t: n for t, _a, s, n in snap.tally if s == "unknown"}
+        families = {
+            "paired": GaugeMetricFamily("ecrd_terminal_paired", "Paired", labels=["terminal"]),
+            "link": GaugeMetricFamily("ecrd_terminal_link_up", "Link up", labels=["terminal"]),
+            "unknown": GaugeMetricFamily(
+                "ecrd_unresolved_transactions", "Transactions of unknown outcome",
+                labels=["terminal"],
+            ),
+        }  # fmt: skip
+        for term in snap.terminals:
+            tid = str(term["id"])
+            families["paired"].add_metric([tid], 1 if term["paired"] else 0)
+            families["link"].add_metric([tid], 1 if term["link"] == "up" else 0)
+            families["unknown"].add_metric([tid], unknown.get(tid, 0))
+        yield from families.values()
+
+
+class Metrics:
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry()
+        self._snapshot = _FromSnapshot(version)
+        self.registry.register(self._snapshot)
+        self._durations = Histogram(
+            "ecrd_transaction_duration_seconds",
+            "From journaled to outcome, for this process's payments",
+            ["terminal", "action"],
+            registry=self.registry,
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300),
+        )
+        self._started: dict[str, tuple[str, str, float]] = {}
+
+    def observe(self, event: Mapping[str, Any]) -> bool:
+        """Feed one event of the bus; True when a payment ended (worth a new file)."""
+        if event.get("topic") != "transaction.state":
+            return False
+        ref, state = str(event.get("reference_id")), event.get("state")
+        if state == "pending":
+            action = str(event.get("action", ""))
+            self._started[ref] = (str(event.get("terminal")), action, time.monotonic())
+            return False
+        if state not in FINAL:
+            return False
+        started = self._started.pop(ref, None)
+        if started is not None:
+            terminal, action, t0 = started
+            self._durations.labels(terminal, action).observe(time.monotonic() - t0)
+        return True
+
+    def render(self, snapshot: Snapshot) -> bytes:
+        self._snapshot.snapshot = snapshot
+        return generate_latest(self.registry)
+
+
+def write_textfile(path: str, text: bytes) -> None:
+    """Replace ``path`` atomically with ``text`` (0644: node_exporter runs as its own user)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o644)  # whatever the umask (the unit sets 0077)
+        f.write(text)
+    os.replace(tmp, path)
