@@ -71,11 +71,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         lambda: {"count": Counter(), "sum": defaultdict(Decimal), "states": Counter()}
     )
     for r in rows:
-        g = groups[(r["terminal"], r.get("currency") or "")]
+        # A void carries no amount or currency of its own: the terminal's reply names the
+        # original's.
+        reply = r.get("reply") or {}
+        g = groups[(r["terminal"], r.get("currency") or reply.get("currency") or "")]
         g["states"][r["state"]] += 1
         if r["state"] in ("succeeded", "resolved_succeeded"):
             g["count"][r["action"]] += 1
-            g["sum"][r["action"]] += Decimal(r.get("amount") or "0")
+            g["sum"][r["action"]] += Decimal(r.get("amount") or reply.get("amount") or "0")
     out = []
     for (terminal, currency), g in sorted(groups.items()):
         net = sum((SIGN[a] * s for a, s in g["sum"].items()), Decimal("0"))

@@ -166,21 +166,23 @@ def test_export_and_report_end_to_end(tmp_path: Path) -> None:
         daemon.call("refund", **common, amount="2.50", reference_id="x3",
                     original_reference_id="x1")  # fmt: skip
         daemon.call("sale", **common, amount="1.91", reference_id="x4")  # declined
+        daemon.call("sale", **common, amount="3.00", reference_id="x5")
+        daemon.call("void", terminal="lan-1", reference_id="x6", original_reference_id="x5")
         rows = list(csv.DictReader(io.StringIO(ecrctl(daemon.socket, "export"))))
         lines = ecrctl(daemon.socket, "export", "--format", "jsonl").splitlines()
         only_x1 = ecrctl(daemon.socket, "export", "--state", "failed")
         report = json.loads(ecrctl(daemon.socket, "--json", "report"))
         text = ecrctl(daemon.socket, "report")
-    assert {r["reference_id"] for r in rows} == {"x1", "x2", "x3", "x4"}
+    assert {r["reference_id"] for r in rows} == {"x1", "x2", "x3", "x4", "x5", "x6"}
     x1 = next(r for r in rows if r["reference_id"] == "x1")
     assert (x1["customer_order_id"], x1["amount"], x1["state"]) == ("o1", "10.00", "succeeded")
     assert len(x1["rrn"]) == 12  # the terminal's own reference, from its reply
     assert next(r for r in rows if r["reference_id"] == "x3")["original_reference_id"] == "x1"
-    assert {json.loads(line)["reference_id"] for line in lines} == {"x1", "x2", "x3", "x4"}
+    assert len({json.loads(line)["reference_id"] for line in lines}) == 6
     assert "x4" in only_x1 and "x1" not in only_x1
     (lan,) = report["terminals"]
-    assert lan["net"] == "15.00"  # 10.00 + 7.50 - 2.50
-    assert lan["count"] == {"Sale": 2, "Refund": 1}
-    assert lan["states"] == {"succeeded": 3, "failed": 1}
+    assert lan["net"] == "15.00"  # 10.00 + 7.50 - 2.50, and 3.00 sold then voided
+    assert lan["count"] == {"Sale": 3, "Refund": 1, "Void": 1}
+    assert lan["states"] == {"succeeded": 5, "failed": 1}
     assert report["unresolved"] == []
     assert "net 15.00" in text
