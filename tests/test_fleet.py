@@ -137,7 +137,11 @@ def test_retention_prunes_old_settled_records_and_never_unknown_ones(tmp_path: P
             j.finish(ref, state=state)
         j.begin(reference_id="old-pending", terminal="t", action="Sale", params={},
                 amount="1.00", currency="HKD")  # fmt: skip
+        j.begin(reference_id="old-resolved", terminal="t", action="Sale", params={},
+                amount="1.00", currency="HKD")  # fmt: skip
+        j.finish("old-resolved", state="unknown")
         clock[0] = now - timedelta(days=10)
+        j.resolve("old-resolved", outcome="succeeded", note="checked", who="uid=0")
         j.begin(reference_id="new-ok", terminal="t", action="Sale", params={}, amount="1.00",
                 currency="HKD")  # fmt: skip
         j.finish("new-ok", state="succeeded")
@@ -145,7 +149,8 @@ def test_retention_prunes_old_settled_records_and_never_unknown_ones(tmp_path: P
     assert retention.prune(str(path), 0, now) == 0  # 0 keeps everything
     with Journal(path) as j:
         kept = {r.reference_id for r in j.list(limit=100)}
-        assert kept == {"old-?", "old-pending", "new-ok"}
+        # Settled only 10 days ago: kept, however old its creation.
+        assert kept == {"old-?", "old-pending", "old-resolved", "new-ok"}
         assert j.events("old-ok") == []  # the audit trail went with its record
         assert j.events("old-?") != []
 

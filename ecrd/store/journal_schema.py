@@ -68,6 +68,9 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         """,
         "CREATE INDEX events_by_reference ON events (reference_id, seq)",
     ),
+    # 2: the metrics' tally (terminal, action, state) reads this index alone: 0.1 s instead
+    # of a 1.3 s table scan with a million records (bench/journal.py).
+    ("CREATE INDEX transactions_by_outcome ON transactions (terminal, action, state)",),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

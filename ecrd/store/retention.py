@@ -7,8 +7,8 @@ Invariants:
   has to settle (design.md §3 rule 4).
 * A record goes with its audit trail, in one SQLite transaction (``BEGIN IMMEDIATE``): the
   journal never holds events without their record, nor the reverse.
-* Age is measured from the record's last change (``updated_at``), against a clock the
-  caller passes, so tests need not wait 400 days.
+* Age is measured from the record's creation and its last change (both older than the
+  cutoff), against a clock the caller passes, so tests need not wait 400 days.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ from typing import Final
 from ecrd.store.journal import JournalError, format_time
 
 SETTLED: Final = ("succeeded", "failed", "resolved_succeeded", "resolved_failed")
+# created_at narrows the rows through the (state, created_at) index, so the write lock is
+# held for milliseconds, not a table scan; updated_at keeps a record settled recently.
 _PRUNE_EVENTS: Final = (
     "DELETE FROM events WHERE reference_id IN (SELECT reference_id FROM transactions "
-    "WHERE updated_at < :cutoff AND state IN "
-    "('succeeded', 'failed', 'resolved_succeeded', 'resolved_failed'))"
+    "WHERE state IN ('succeeded', 'failed', 'resolved_succeeded', 'resolved_failed') "
+    "AND created_at < :cutoff AND updated_at < :cutoff)"
 )
 _PRUNE_RECORDS: Final = (
-    "DELETE FROM transactions WHERE updated_at < :cutoff AND state IN "
-    "('succeeded', 'failed', 'resolved_succeeded', 'resolved_failed')"
+    "DELETE FROM transactions WHERE state IN "
+    "('succeeded', 'failed', 'resolved_succeeded', 'resolved_failed') "
+    "AND created_at < :cutoff AND updated_at < :cutoff"
 )
 
 
