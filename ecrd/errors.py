@@ -20,6 +20,8 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── DuplicateReferenceMismatch caller   -32006 duplicate_reference_mismatch
     ├── InvalidState               caller   -32007 invalid_state
     ├── MoneyActionRefused         caller   -32008 money_action_refused
+    ├── RefundRefused              caller   -32009 original_not_found / original_not_refundable /
+    │                                              currency_mismatch / refund_exceeds_original
     ├── LinkDown                   link     -32010 link_down / cloud_not_configured
     ├── OutcomeUnknown             link     -32011 timeout_outcome_unknown
     ├── WrongKeyError              terminal -32012 wrong_key
@@ -105,6 +107,14 @@ class InvalidState(ApiError):
 class MoneyActionRefused(ApiError):
     code = -32008
     reason = "money_action_refused"
+
+
+class RefundRefused(ApiError):
+    """A refund or void the journal does not back (terminal/refunds.py): refused before
+    anything was sent or journaled; ``reason`` says which rule."""
+
+    code = -32009
+    reason = "original_not_found"
 
 
 class LinkDown(ApiError):

@@ -176,6 +176,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
         return {
             "original_reference_id": p.text("original_reference_id", required=True),
             "extra": p.obj("extra"),
+            "original_elsewhere": p.flag("original_elsewhere") or None,
         }
     try:
         amount = str(parse_amount(p.raw.get("amount")))
@@ -191,6 +192,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
     }
     if action == "Refund":
         params["original_reference_id"] = p.text("original_reference_id", required=True)
+        params["original_elsewhere"] = p.flag("original_elsewhere") or None
     return params
 
 
@@ -350,13 +352,14 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
         ),
     ),
     "preauth": (money("preauth"), _SALE),
-    "refund": (money("refund"), (*_SALE, "original_reference_id")),
+    "refund": (money("refund"), (*_SALE, "original_reference_id", "original_elsewhere")),
     "void": (
         money("void"),
         (
             "terminal",
             "reference_id",
             "original_reference_id",
+            "original_elsewhere",
             "timeout_s",
             "extra",
             "wait",

@@ -22,7 +22,9 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from ecrd.store.journal import _SELECT, STATES, JournalError, TxRecord, _record
+from ecrd.store.journal import STATES, JournalError, TxRecord
+from ecrd.store.journal_records import SELECT as _SELECT
+from ecrd.store.journal_records import record_from_row as _record
 
 T = TypeVar("T")
 MAX_PAGE: Final = 500
