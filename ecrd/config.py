@@ -81,6 +81,8 @@ class TerminalConfig:
     # [ASSUMED] per-action overrides of timeout_s, e.g. {Refund = 60} (protocol.md §1).
     action_timeouts: tuple[tuple[str, float], ...] = ()
     status_action: str | None = None
+    # What terminal.send forwards besides DeviceInfo and status_action (read-only actions).
+    send_actions: tuple[str, ...] = ()
     # errorCodes of a Failed reply that prove nothing about the payment, on top of
     # protocol.outcome.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
     inconclusive_codes: tuple[str, ...] = ()
@@ -278,6 +280,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
         action_timeouts=_action_timeouts(t),
         status_action=t.text("status_action"),
+        send_actions=_names(t, "send_actions", (), "action names"),
         inconclusive_codes=_names(t, "inconclusive_codes", (), "errorCode strings"),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
@@ -329,6 +332,8 @@ def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
     if cfg.status_action is not None:
         t.check("status_action", config_rules.action_problem(cfg.status_action))
     t.check("pair_confirm_action", config_rules.action_problem(cfg.pair_confirm_action))
+    for action in cfg.send_actions:
+        t.check("send_actions", config_rules.action_problem(action))
 
 
 def parse(data: dict[str, Any], path: str = "<config>") -> Config:

@@ -19,7 +19,7 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── UnresolvedTransaction      cashier  -32005 unresolved_transaction
     ├── DuplicateReferenceMismatch caller   -32006 duplicate_reference_mismatch
     ├── InvalidState               caller   -32007 invalid_state
-    ├── MoneyActionRefused         caller   -32008 money_action_refused
+    ├── ActionNotAllowed           caller   -32008 action_not_allowed
     ├── RefundRefused              caller   -32009 original_not_found / original_not_refundable /
     │                                              currency_mismatch / refund_exceeds_original
     ├── LinkDown                   link     -32010 link_down / cloud_not_configured
@@ -104,9 +104,11 @@ class InvalidState(ApiError):
     reason = "invalid_state"
 
 
-class MoneyActionRefused(ApiError):
+class ActionNotAllowed(ApiError):
+    """``terminal.send`` forwards only DeviceInfo, the status action and ``send_actions``."""
+
     code = -32008
-    reason = "money_action_refused"
+    reason = "action_not_allowed"
 
 
 class RefundRefused(ApiError):

@@ -44,7 +44,7 @@ NO_TERMINAL = (-32001, "terminal_not_found")
 NO_TX = (-32002, "transaction_not_found")
 NOT_PAIRED = (-32003, "not_paired")
 BAD_STATE = (-32007, "invalid_state")
-REFUSED = (-32008, "money_action_refused")
+REFUSED = (-32008, "action_not_allowed")
 WRONG_KEY = (-32012, "wrong_key")
 OK = None  # a result, not an error
 
@@ -330,7 +330,7 @@ CASES: list[Case] = [
     call(
         "send-not-paired",
         "terminal.send",
-        {"terminal": "serial-1", "action": "Settlement"},
+        {"terminal": "serial-1", "action": "DeviceInfo"},
         NOT_PAIRED,
     ),
     # -- pairing codes ----------------------------------------------------------------------------

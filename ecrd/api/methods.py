@@ -16,7 +16,7 @@ from ecrd.api.errormap import money_result, translate
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
-from ecrd.protocol.outcome import MONEY_ACTIONS, MONEY_METHODS
+from ecrd.protocol.outcome import MONEY_METHODS
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.terminal.admission import PaymentRequest
@@ -291,18 +291,28 @@ async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
 async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     action = p.text("action", required=True, max_len=64)
-    money_like = {a.lower() for a in MONEY_ACTIONS} | {"pair", "connectioninfo"}
-    if action.strip().lower() in money_like:
-        raise errors.MoneyActionRefused(
-            f"{action} must go through its own method (sale, refund, void, terminal.pair) "
-            "so that the money rules apply",
+    body = p.obj("body")
+    allowed = send_actions(term)
+    if action not in allowed:
+        raise errors.ActionNotAllowed(
+            f"terminal.send forwards to {term.id!r} only {', '.join(allowed)}; money and "
+            "pairing go through their own methods (sale, refund, void, terminal.pair), and "
+            "another read-only action can be listed in the terminal's send_actions",
             field="action",
+            allowed=list(allowed),
         )
+    daemon.log_peer(f"send {action}", term.id, conn.peer)
     try:
-        _, body = await term.exchange(action, p.obj("body"), timeout=term.cfg.info_timeout_s)
+        _, body = await term.exchange(action, body, timeout=term.cfg.info_timeout_s)
     except Exception as exc:
         raise translate(exc) from exc
     return body
+
+
+def send_actions(term: Terminal) -> tuple[str, ...]:
+    """What ``terminal.send`` forwards to ``term``: an allowlist, never a deny list."""
+    status = (term.cfg.status_action,) if term.cfg.status_action else ()
+    return tuple(dict.fromkeys(("DeviceInfo", *status, *term.cfg.send_actions)))
 
 
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
