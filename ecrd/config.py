@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import re
 import tomllib
 from collections.abc import Callable
@@ -122,11 +123,22 @@ class TerminalConfig:
 
 
 @attrs.frozen
+class AccessConfig:
+    """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
+    ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
+
+    sell: tuple[str, ...] = ("*",)  # sale, preauth, abort
+    refund: tuple[str, ...] = ("*",)  # refund, void
+    admin: tuple[str, ...] = ()  # pairing, resolve, reload, terminal.send
+
+
+@attrs.frozen
 class Config:
     path: str
     daemon: DaemonConfig
     cloud: CloudConfig
     terminals: tuple[TerminalConfig, ...]
+    access: AccessConfig = AccessConfig()
 
 
 class _Table:
@@ -221,6 +233,30 @@ def _currencies(t: _Table) -> tuple[str, ...]:
     for code in value:
         t.check("extra_currencies", config_rules.currency_problem(code))
     return tuple(value)
+
+
+def _access(t: _Table) -> AccessConfig:
+    d = AccessConfig()
+    roles = {}
+    for role in ("sell", "refund", "admin"):
+        entries = _names(t, role, getattr(d, role), 'user names, "@group" or "*"')
+        unknown = [e for e in entries if not _exists(e)]
+        if unknown:
+            raise t.fail(role, f"users or groups of this machine; unknown: {', '.join(unknown)}")
+        roles[role] = entries
+    return AccessConfig(**roles)
+
+
+def _exists(entry: str) -> bool:
+    """Whether an [access] entry names a user or ``@group`` of this machine (or is ``*``)."""
+    try:
+        if entry.startswith("@"):
+            grp.getgrnam(entry[1:])
+        elif entry != "*":
+            pwd.getpwnam(entry)
+    except KeyError:
+        return False
+    return True
 
 
 def _cloud(t: _Table) -> CloudConfig:
@@ -353,6 +389,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
     if problem is not None:
         raise ConfigError(f"{path}: [daemon].socket must be {problem} (got {daemon.socket!r})")
     cloud = section("cloud", _cloud, CloudConfig())
+    access = section("access", _access, AccessConfig())
     top.used.add("terminal")
     raw_terminals = data.get("terminal", [])
     if not isinstance(raw_terminals, list):
@@ -373,7 +410,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
             raise ConfigError(
                 f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
             )
-    return Config(path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals))
+    return Config(path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals), access=access)
 
 
 def load(path: str | os.PathLike[str]) -> Config:

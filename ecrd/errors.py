@@ -31,7 +31,8 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── ConfigError                admin    -32020 config_error
     ├── JournalError               box      -32021 journal_error
     ├── ShuttingDown               box      -32022 shutting_down
-    └── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
+    ├── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
+    └── PermissionDenied           caller   -32030 permission_denied (data.role)
 """
 
 from __future__ import annotations
@@ -177,3 +178,11 @@ class ClientGone(ApiError):
 
     code = -32023
     reason = "client_gone"
+
+
+class PermissionDenied(ApiError):
+    """The caller's user does not hold the role the method needs ([access], api/roles.py);
+    nothing was sent or journaled."""
+
+    code = -32030
+    reason = "permission_denied"

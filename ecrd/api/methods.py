@@ -238,9 +238,10 @@ async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
     async with conn.reading():
         record = await daemon.read(daemon.journal_view.get, ref)
+        started_by = await daemon.read(daemon.journal_view.started_by, ref) if record else None
     if record is None:
         raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
-    return record.to_api()
+    return {**record.to_api(), "started_by": started_by}
 
 
 def _since(p: Params) -> str | None:

@@ -33,15 +33,15 @@ import math
 import os
 import select
 import socket
-import struct
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import trio
 
 from ecrd import errors, ownership
-from ecrd.api import jsonrpc
+from ecrd.api import jsonrpc, roles
 from ecrd.api.methods import METHODS, Params
+from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
@@ -53,17 +53,8 @@ MAX_UNSENT: Final = 256 * 1024
 MAX_IN_FLIGHT: Final = 64
 # Only reachable if a bug let replies pile up despite the limits above.
 HARD_UNSENT: Final = 64 * 2**20
-UNKNOWN_UID: Final = -1
-
-
-def peer_credentials(sock: trio.socket.SocketType) -> tuple[int, str]:
-    """The peer's uid (``UNKNOWN_UID`` if the kernel does not say) and ``uid=.. pid=..``."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return UNKNOWN_UID, "uid=? pid=?"
-    pid, uid, _gid = struct.unpack("3i", raw)
-    return uid, f"uid={uid} pid={pid}"
+# root and the user ecrd runs as: every role, and the reserve of connections.
+PRIVILEGED: Final = frozenset({0, os.geteuid()})
 
 
 class Connection:
@@ -71,14 +62,15 @@ class Connection:
         self,
         daemon: Service,
         stream: trio.SocketStream,
-        peer: str = "",
+        who: Peer,
         registry: set[Connection] | None = None,
     ) -> None:
         self.daemon = daemon
         # The open connections, for the daemon's shutdown to wait on their replies.
         self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
-        self.peer = peer or peer_credentials(stream.socket)[1]
+        self.who = who
+        self.peer = who.label
         # Unbounded in messages, bounded in effect by the back-pressure rules above.
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
         self._subscription: Subscription | None = None
@@ -268,6 +260,11 @@ async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> d
             "method_not_found",
         )
     method, allowed = entry
+    cfg = daemon.config  # read once per call: a reload applies to the calls after it
+    denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
+    if denied is not None:
+        log.warning("client %s refused %s: no %s role", conn.peer, req.method, denied.data["role"])
+        return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
         value = await method(daemon, conn, Params(req.params, allowed))
     except errors.ApiError as exc:
@@ -334,15 +331,15 @@ async def serve(
     admission = Admission(lambda: daemon.config.daemon)
 
     async def handle(stream: trio.SocketStream) -> None:
-        uid, peer = peer_credentials(stream.socket)
+        who = roles.identify(stream.socket)
         try:
-            ticket = admission.admit(uid)
+            ticket = admission.admit(who.uid)
         except Refused as exc:
-            log.warning("client %s refused: %s", peer, exc)
+            log.warning("client %s refused: %s", who.label, exc)
             await _refuse(stream, str(exc))
             return
         try:
-            await Connection(daemon, stream, peer, connections).serve()
+            await Connection(daemon, stream, who, connections).serve()
         except Exception:
             # A bug in one connection must not stop the server for everyone else.
             log.exception("connection failed; closing it")

@@ -64,6 +64,16 @@ class JournalView:
             row = conn.execute(_SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
         return None if row is None else _record(row)
 
+    def started_by(self, reference_id: str) -> str | None:
+        """Who journaled the record (the audit trail's first event: ``uid=… user=… pid=…``)."""
+        with self._read("started_by") as conn:
+            row = conn.execute(
+                "SELECT who FROM events WHERE reference_id = ? AND from_state IS NULL "
+                "ORDER BY seq LIMIT 1",
+                (reference_id,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def page(
         self,
         *,
