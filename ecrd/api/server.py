@@ -104,7 +104,7 @@ class Connection:
         except OSError:
             return False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         data = jsonrpc.encode(message)
         try:
             self._out_send.send_nowait(data)
@@ -233,21 +233,39 @@ class Connection:
                 parsed = jsonrpc.parse(line)
                 if isinstance(parsed, dict):
                     self.send(parsed)
-                else:
-                    self._start(nursery, parsed)
+                elif isinstance(parsed, jsonrpc.Request):
+                    self._start(nursery, self._handle, parsed, self.send)
+                elif isinstance(parsed, jsonrpc.Batch):
+                    self._start(nursery, self._batch, parsed)
 
-    def _start(self, nursery: trio.Nursery, req: jsonrpc.Request) -> None:
+    def _start(self, nursery: trio.Nursery, fn: Any, *args: Any) -> None:
         self._handling += 1  # counted at once, so that the reader sees the limit
-        nursery.start_soon(self._handle, req)
+        nursery.start_soon(self._counted, fn, *args)
 
-    async def _handle(self, req: jsonrpc.Request) -> None:
+    async def _counted(self, fn: Any, *args: Any) -> None:
         try:
-            reply = await dispatch(self.daemon, self, req)
-            if not req.is_notification:
-                self.send(reply)
+            await fn(*args)
         finally:
             self._handling -= 1
             self._room.unpark_all()
+
+    async def _handle(self, req: jsonrpc.Request, reply_to: Any) -> None:
+        reply = await dispatch(self.daemon, self, req)
+        if not req.is_notification:
+            reply_to(reply)
+
+    async def _batch(self, batch: jsonrpc.Batch) -> None:
+        """JSON-RPC 2.0 §6: each member runs like a line of its own (and counts as one
+        running request); the replies go back together, notifications' none, and nothing
+        at all when there is no reply."""
+        replies = [m for m in batch.members if isinstance(m, dict)]
+        async with trio.open_nursery() as members:
+            for member in batch.members:
+                if isinstance(member, jsonrpc.Request):
+                    await self._wait_room()
+                    self._start(members, self._handle, member, replies.append)
+        if replies:
+            self.send(replies)
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
