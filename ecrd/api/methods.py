@@ -329,7 +329,7 @@ async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
         )
     chosen = frozenset(topics) if topics else None
     conn.subscribe(chosen)
-    return {"subscribed": sorted(chosen) if chosen else "all"}
+    return {"subscribed": sorted(chosen or TOPICS)}
 
 
 async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
