@@ -349,7 +349,8 @@ async def serve(
     admission = Admission(lambda: daemon.config.daemon)
 
     async def handle(stream: trio.SocketStream) -> None:
-        who = roles.identify(stream.socket)
+        # User and group names may come from NSS (LDAP, sssd): never on the event loop.
+        who = await trio.to_thread.run_sync(roles.identify, stream.socket)
         try:
             ticket = admission.admit(who.uid)
         except Refused as exc:
