@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import re
 import tomllib
 from collections.abc import Callable
@@ -89,6 +90,8 @@ class TerminalConfig:
     # [ASSUMED] per-action overrides of timeout_s, e.g. {Refund = 60} (protocol.md §1).
     action_timeouts: tuple[tuple[str, float], ...] = ()
     status_action: str | None = None
+    # What terminal.send forwards besides DeviceInfo and status_action (read-only actions).
+    send_actions: tuple[str, ...] = ()
     # errorCodes of a Failed reply that prove nothing about the payment, on top of
     # protocol.outcome.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
     inconclusive_codes: tuple[str, ...] = ()
@@ -128,12 +131,23 @@ class TerminalConfig:
 
 
 @attrs.frozen
+class AccessConfig:
+    """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
+    ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
+
+    sell: tuple[str, ...] = ("*",)  # sale, preauth, abort
+    refund: tuple[str, ...] = ("*",)  # refund, void
+    admin: tuple[str, ...] = ()  # pairing, resolve, reload, terminal.send
+
+
+@attrs.frozen
 class Config:
     path: str
     daemon: DaemonConfig
     cloud: CloudConfig
     terminals: tuple[TerminalConfig, ...]
     journal: JournalConfig = JournalConfig()
+    access: AccessConfig = AccessConfig()
 
 
 class _Table:
@@ -235,6 +249,30 @@ def _currencies(t: _Table) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _access(t: _Table) -> AccessConfig:
+    d = AccessConfig()
+    roles = {}
+    for role in ("sell", "refund", "admin"):
+        entries = _names(t, role, getattr(d, role), 'user names, "@group" or "*"')
+        unknown = [e for e in entries if not _exists(e)]
+        if unknown:
+            raise t.fail(role, f"users or groups of this machine; unknown: {', '.join(unknown)}")
+        roles[role] = entries
+    return AccessConfig(**roles)
+
+
+def _exists(entry: str) -> bool:
+    """Whether an [access] entry names a user or ``@group`` of this machine (or is ``*``)."""
+    try:
+        if entry.startswith("@"):
+            grp.getgrnam(entry[1:])
+        elif entry != "*":
+            pwd.getpwnam(entry)
+    except KeyError:
+        return False
+    return True
+
+
 def _cloud(t: _Table) -> CloudConfig:
     c = CloudConfig()
     business_id = t.text("business_id")
@@ -292,6 +330,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
         action_timeouts=_action_timeouts(t),
         status_action=t.text("status_action"),
+        send_actions=_names(t, "send_actions", (), "action names"),
         inconclusive_codes=_names(t, "inconclusive_codes", (), "errorCode strings"),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
@@ -343,6 +382,8 @@ def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
     if cfg.status_action is not None:
         t.check("status_action", config_rules.action_problem(cfg.status_action))
     t.check("pair_confirm_action", config_rules.action_problem(cfg.pair_confirm_action))
+    for action in cfg.send_actions:
+        t.check("send_actions", config_rules.action_problem(action))
 
 
 def parse(data: dict[str, Any], path: str = "<config>") -> Config:
@@ -363,6 +404,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
         raise ConfigError(f"{path}: [daemon].socket must be {problem} (got {daemon.socket!r})")
     cloud = section("cloud", _cloud, CloudConfig())
     journal = section("journal", _journal, JournalConfig())
+    access = section("access", _access, AccessConfig())
     top.used.add("terminal")
     raw_terminals = data.get("terminal", [])
     if not isinstance(raw_terminals, list):
@@ -384,7 +426,12 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
                 f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
             )
     return Config(
-        path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals), journal=journal
+        path=path,
+        daemon=daemon,
+        cloud=cloud,
+        terminals=tuple(terminals),
+        journal=journal,
+        access=access,
     )
 
 

@@ -121,20 +121,27 @@ def _money_params(args: argparse.Namespace) -> dict[str, Any]:
         "terminal": args.terminal,
         "reference_id": args.ref or str(uuid.uuid4()),
     }
-    for key in (
-        "amount",
-        "currency",
-        "original_reference_id",
-        "payment_method",
-        "customer_order_id",
-    ):
+    for key in ("amount", "currency", "original_reference_id", "payment_method",
+                "customer_order_id", "print", "extra"):  # fmt: skip
         if getattr(args, key, None) is not None:
             params[key] = getattr(args, key)
     if getattr(args, "timeout", None):
         params["timeout_s"] = args.timeout
-    if getattr(args, "wait", False):
-        params["wait"] = True
+    for flag, key in (("wait", "wait"), ("elsewhere", "original_elsewhere")):
+        if getattr(args, flag, False):
+            params[key] = True
     return params
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``--extra`` / ``--body``: a JSON object on the command line."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('a JSON object, e.g. \'{"memo": "x"}\'')
+    return value
 
 
 TERMINAL_COLUMNS = ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
@@ -190,7 +197,8 @@ async def cmd_abort(args: Args, client: TrioClient) -> int:
     res = await client.call("abort", **params)
     status, message = _show(res.get("status", "?")), _show(res.get("errorMessage"))
     _print(args, res, f"abort sent: {status} {message}")
-    return EXIT_OK
+    # The terminal's Failed (e.g. NO_TRANSACTION: nothing was in progress) is a failure.
+    return EXIT_OK if res.get("status") == "Success" else EXIT_ERROR
 
 
 async def cmd_tx(args: Args, client: TrioClient) -> int:
@@ -224,8 +232,15 @@ async def cmd_reload(args: Args, client: TrioClient) -> int:
     return EXIT_OK
 
 
+async def cmd_send(args: Args, client: TrioClient) -> int:
+    params = {"terminal": args.terminal, "action": args.action, "body": args.body or {}}
+    res = await client.call("terminal.send", **params)
+    _print(args, res, "\n".join(f"{_show(k):<12} {_show(v)}" for k, v in res.items()))
+    return EXIT_OK
+
+
 async def cmd_watch(args: Args, client: TrioClient) -> int:
-    await client.call("subscribe")
+    await client.call("subscribe", **({"topics": args.topics} if args.topics else {}))
     async for event in client.events:
         text = " ".join(f"{_show(k)}={_show(v)}" for k, v in event.items())
         print(json.dumps(event) if args.json else text, flush=True)
@@ -253,6 +268,7 @@ COMMANDS = {
     "resolve": cmd_resolve,
     "reload": cmd_reload,
     "watch": cmd_watch,
+    "send": cmd_send,
     "ping": cmd_ping,
     **ctl_fleet.COMMANDS,
 }
@@ -271,15 +287,27 @@ def _money_parsers(sub: Any) -> None:
         p.add_argument("currency", nargs="?", default="HKD")
         if name == "refund":
             p.add_argument("--original", dest="original_reference_id", required=True)
-        p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
         p.add_argument("--method", dest="payment_method")
-        p.add_argument("--order", dest="customer_order_id")
-        p.add_argument("--timeout", type=float)
-        p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
+        p.add_argument("--customer-order-id", "--order", dest="customer_order_id")
+        p.add_argument("--print", choices=["YES", "NO"], help="print a receipt")
+        _common_money(p, reversal=name == "refund")
     p = sub.add_parser("void", help="void a transaction")
     p.add_argument("terminal")
     p.add_argument("original_reference_id")
-    p.add_argument("--ref")
+    _common_money(p, reversal=True)
+
+
+def _common_money(p: argparse.ArgumentParser, *, reversal: bool) -> None:
+    p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
+    p.add_argument("--timeout", type=float, help="seconds (1-3600)")
+    p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
+    p.add_argument("--extra", type=_json_object, metavar="JSON", help="more body fields")
+    if reversal:
+        p.add_argument(
+            "--elsewhere",
+            action="store_true",
+            help="the original was taken on another box: skip the journal check",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -301,7 +329,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("terminals", help="list terminals")
     sub.add_parser("ping", help="is ecrd alive?")
     sub.add_parser("reload", help="re-read the config file")
-    sub.add_parser("watch", help="print events as they happen")
+    p = sub.add_parser("watch", help="print events as they happen")
+    p.add_argument("--topics", nargs="+", choices=["transaction.state", "terminal"])
+    p = sub.add_parser("send", help="send an allowed action (terminal.send; admin)")
+    p.add_argument("terminal")
+    p.add_argument("action", help="DeviceInfo, the status action, or one of send_actions")
+    p.add_argument("--body", type=_json_object, metavar="JSON")
     p = sub.add_parser("pair", help="pair with the code the terminal shows")
     p.add_argument("terminal")
     p.add_argument("code", help="the 6 digits, or the QR JSON")
@@ -345,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         print(f"ecrctl: {_show(exc.message)} [{_show(exc.reason)}]", file=sys.stderr)
+        if exc.reason == "permission_denied":
+            role = _show(exc.data.get("role"))
+            print(f"  missing role: {role}; an admin grants it in [access].{role}", file=sys.stderr)
         tx = exc.data.get("transaction")
         if tx and not args.json:
             print(_tx_text(tx))

@@ -340,10 +340,11 @@ class Daemon:
         tls_context.cache_clear()  # CA files may have changed too
         steps = reload_plan(self.config, new)
         self._apply_daemon(steps)
-        self.config = attrs.evolve(new, daemon=steps.daemon)
+        access = ["access"] if new.access != self.config.access else []
+        self.config = attrs.evolve(new, daemon=steps.daemon)  # new roles: the next calls
         self.shared.cloud = new.cloud
         report = await self._apply_terminals(steps)
-        report.update(applied=list(steps.applied), needs_restart=list(steps.needs_restart))
+        report.update(applied=[*steps.applied, *access], needs_restart=list(steps.needs_restart))
         log.info("config reloaded: %s", report)
         self.notifier.status(self.status_line())
         return report

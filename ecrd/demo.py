@@ -63,7 +63,8 @@ def write_config(work: Path, sim: dict[str, Any]) -> Path:
         },
         "terminal": [
             {"id": "counter-1", "transport": "lan",
-             "host": links["lan"]["host"], "port": links["lan"]["port"], "timeout_s": 60},
+             "host": links["lan"]["host"], "port": links["lan"]["port"], "timeout_s": 60,
+             "send_actions": ["Settlement"]},
             {"id": "counter-2", "transport": "serial", "device": links["serial"]["device"],
              "timeout_s": 60},
             {"id": "kiosk", "transport": "cloud", "timeout_s": 60},

@@ -19,7 +19,9 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── UnresolvedTransaction      cashier  -32005 unresolved_transaction
     ├── DuplicateReferenceMismatch caller   -32006 duplicate_reference_mismatch
     ├── InvalidState               caller   -32007 invalid_state
-    ├── MoneyActionRefused         caller   -32008 money_action_refused
+    ├── ActionNotAllowed           caller   -32008 action_not_allowed
+    ├── RefundRefused              caller   -32009 original_not_found / original_not_refundable /
+    │                                              currency_mismatch / refund_exceeds_original
     ├── LinkDown                   link     -32010 link_down / cloud_not_configured
     ├── OutcomeUnknown             link     -32011 timeout_outcome_unknown
     ├── WrongKeyError              terminal -32012 wrong_key
@@ -29,7 +31,8 @@ request), the terminal or its link (check the device), or this box (check ecrd's
     ├── ConfigError                admin    -32020 config_error
     ├── JournalError               box      -32021 journal_error
     ├── ShuttingDown               box      -32022 shutting_down
-    └── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
+    ├── ClientGone                 caller   -32023 client_gone (logged; nobody reads it)
+    └── PermissionDenied           caller   -32030 permission_denied (data.role)
 """
 
 from __future__ import annotations
@@ -102,9 +105,19 @@ class InvalidState(ApiError):
     reason = "invalid_state"
 
 
-class MoneyActionRefused(ApiError):
+class ActionNotAllowed(ApiError):
+    """``terminal.send`` forwards only DeviceInfo, the status action and ``send_actions``."""
+
     code = -32008
-    reason = "money_action_refused"
+    reason = "action_not_allowed"
+
+
+class RefundRefused(ApiError):
+    """A refund or void the journal does not back (terminal/refunds.py): refused before
+    anything was sent or journaled; ``reason`` says which rule."""
+
+    code = -32009
+    reason = "original_not_found"
 
 
 class LinkDown(ApiError):
@@ -165,3 +178,11 @@ class ClientGone(ApiError):
 
     code = -32023
     reason = "client_gone"
+
+
+class PermissionDenied(ApiError):
+    """The caller's user does not hold the role the method needs ([access], api/roles.py);
+    nothing was sent or journaled."""
+
+    code = -32030
+    reason = "permission_denied"

@@ -28,9 +28,9 @@ def test_example_config_names_every_terminal_option() -> None:
     text = (ROOT / "etc" / "ecrd.toml").read_text()
     import attrs
 
-    from ecrd.config import CloudConfig, DaemonConfig, TerminalConfig
+    from ecrd.config import AccessConfig, CloudConfig, DaemonConfig, TerminalConfig
 
-    for cls in (DaemonConfig, CloudConfig, TerminalConfig):
+    for cls in (DaemonConfig, CloudConfig, TerminalConfig, AccessConfig):
         for field in attrs.fields(cls):
             assert f"{field.name} =" in text, f"etc/ecrd.toml does not document {field.name}"
 

@@ -74,10 +74,11 @@ async def test_refund_and_void(stack: Stack) -> None:
         await c.call("sale", terminal="lan-1", amount="5.00", currency="HKD", reference_id="o2")
         v = await c.call("void", terminal="lan-1", reference_id="o2-v", original_reference_id="o2")
         assert v["state"] == "succeeded"
-        # The terminal refuses a refund above what is left: a result, not an error.
+        # ecrd refuses a refund above what is left before it leaves (test_refund_guard.py);
+        # past that check (original_elsewhere), the terminal's refusal is a result.
         r2 = await c.call(
             "refund", terminal="lan-1", amount="25.00", currency="HKD",
-            reference_id="o1-r2", original_reference_id="o1",
+            reference_id="o1-r2", original_reference_id="o1", original_elsewhere=True,
         )  # fmt: skip
         assert r2["state"] == "failed" and r2["reply"]["status"] == "Failed"
 

@@ -52,7 +52,7 @@ def code_of(line: bytes) -> int:
 def test_bad_lines_get_the_standard_codes() -> None:
     assert code_of(b"{") == jsonrpc.PARSE_ERROR
     assert code_of(b"\xff\xfe") == jsonrpc.PARSE_ERROR
-    assert code_of(b"[1,2]") == jsonrpc.INVALID_REQUEST
+    assert code_of(b"[]") == jsonrpc.INVALID_REQUEST  # an empty batch: one error
     assert code_of(b"42") == jsonrpc.INVALID_REQUEST
     assert code_of(b'{"jsonrpc":"1.0","id":1,"method":"ping"}') == jsonrpc.INVALID_REQUEST
     assert code_of(b'{"jsonrpc":"2.0","id":1}') == jsonrpc.INVALID_REQUEST
@@ -66,3 +66,16 @@ def test_bad_lines_get_the_standard_codes() -> None:
 def test_errors_keep_the_request_id_when_it_is_readable() -> None:
     reply = parse(b'{"jsonrpc":"1.0","id":"abc","method":"ping"}')
     assert isinstance(reply, dict) and reply["id"] == "abc"
+
+
+def test_a_batch_is_its_members_each_a_request_or_its_own_error() -> None:
+    batch = parse(b'[1, {"jsonrpc":"2.0","id":1,"method":"ping"}, {"jsonrpc":"2.0","method":"x"}]')
+    assert isinstance(batch, jsonrpc.Batch)
+    error, request, notification = batch.members
+    assert isinstance(error, dict) and error["error"]["code"] == jsonrpc.INVALID_REQUEST
+    assert isinstance(request, Request) and request.id == 1
+    assert isinstance(notification, Request) and notification.is_notification
+
+
+def test_a_notification_by_position_is_never_answered() -> None:
+    assert parse(b'{"jsonrpc":"2.0","method":"sum","params":[1,2]}') is None

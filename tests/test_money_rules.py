@@ -10,6 +10,7 @@ resolve; status_action), rule 5 (busy, wait, abort from another client on LAN), 
 from __future__ import annotations
 
 import os
+import pwd
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -254,7 +255,7 @@ async def test_rule4_resolve_journals_who_and_why(stack: Stack) -> None:
         await make_unknown(c, stack, "who")
         note = "not on the terminal's list; customer paid cash"
         done = await c.call("transaction.resolve", reference_id="who", outcome="failed", note=note)
-    peer = f"uid={os.getuid()} pid={os.getpid()}"
+    peer = f"uid={os.getuid()} user={pwd.getpwuid(os.getuid()).pw_name} pid={os.getpid()} "
     assert done["state"] == "resolved_failed"
     assert done["resolved_by"].startswith(peer) and done["note"] == note
     with Journal(journal_path(stack)) as journal:

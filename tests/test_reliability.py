@@ -147,7 +147,7 @@ def predict(data: bytes) -> Line:
         obj.get("jsonrpc") == "2.0"
         and isinstance(method, str)
         and method != ""
-        and (params is None or isinstance(params, dict))
+        and (params is None or isinstance(params, dict | list))
     )
     return Line(data, not notification, None)
 

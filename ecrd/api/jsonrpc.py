@@ -1,8 +1,9 @@
 """JSON-RPC 2.0 framing for the socket: one JSON object per ``\\n``-terminated line.
 
 Sans-IO: ``LineReader`` turns bytes into lines (or "too long" markers) and ``parse``
-turns a line into a ``Request`` or a ready error reply. Batches are not supported
-(answered with -32600): one request per line keeps every reply attributable.
+turns a line into a ``Request``, a ``Batch`` (JSON-RPC 2.0 §6: an array of requests, each
+member a ``Request`` or its ready error reply), a ready error reply, or ``None`` (a
+notification that cannot run: nothing is ever sent back for a notification).
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ class Request:
     is_notification: bool
 
 
+@attrs.frozen
+class Batch:
+    members: tuple[Request | dict[str, Any] | None, ...]
+
+
+MAX_BATCH: Final = 64  # members per batch: the requests one connection may run at once
+
+
 class TooLong:
     """A line exceeded the cap; the reader skipped to the next newline."""
 
@@ -51,7 +60,7 @@ def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": method, "params": params}
 
 
-def encode(message: dict[str, Any]) -> bytes:
+def encode(message: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
     try:
         return text.encode() + b"\n"
@@ -96,16 +105,27 @@ class LineReader:
                 out.append(line)
 
 
-def parse(line: bytes) -> Request | dict[str, Any]:
-    """A ``Request``, or the error reply to send back for this line."""
+def parse(line: bytes) -> Request | Batch | dict[str, Any] | None:
+    """A ``Request`` or ``Batch``, the error reply to send back for this line, or None."""
     try:
         obj = strictjson.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         return error(None, PARSE_ERROR, "the line is not valid UTF-8", "parse_error")
     except ValueError as exc:
         return error(None, PARSE_ERROR, f"the line is not valid JSON: {exc}", "parse_error")
-    if isinstance(obj, list):
-        return error(None, INVALID_REQUEST, "batches are not supported", "invalid_request")
+    if not isinstance(obj, list):
+        return request(obj)
+    if not obj:
+        return error(None, INVALID_REQUEST, "an empty batch", "invalid_request")
+    if len(obj) > MAX_BATCH:
+        return error(
+            None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests", "invalid_request"
+        )
+    return Batch(tuple(request(member) for member in obj))
+
+
+def request(obj: Any) -> Request | dict[str, Any] | None:
+    """One request object (a line's, or a batch member's)."""
     if not isinstance(obj, dict):
         return error(None, INVALID_REQUEST, "a request must be a JSON object", "invalid_request")
     raw_id = obj.get("id")
@@ -128,5 +148,7 @@ def parse(line: bytes) -> Request | dict[str, Any]:
     if params is None:
         params = {}
     if not isinstance(params, dict):
+        if "id" not in obj and isinstance(params, list):
+            return None  # a notification by position: not one of ours, and never answered
         return error(id_, INVALID_PARAMS, "params must be a JSON object", "invalid_params")
     return Request(method=method, params=params, id=id_, is_notification="id" not in obj)

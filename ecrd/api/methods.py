@@ -16,7 +16,7 @@ from ecrd.api.errormap import money_result, translate
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
-from ecrd.protocol.outcome import MONEY_ACTIONS, MONEY_METHODS
+from ecrd.protocol.outcome import MONEY_METHODS
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.terminal.admission import PaymentRequest
@@ -176,6 +176,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
         return {
             "original_reference_id": p.text("original_reference_id", required=True),
             "extra": p.obj("extra"),
+            "original_elsewhere": p.flag("original_elsewhere") or None,
         }
     try:
         amount = str(parse_amount(p.raw.get("amount")))
@@ -191,6 +192,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
     }
     if action == "Refund":
         params["original_reference_id"] = p.text("original_reference_id", required=True)
+        params["original_elsewhere"] = p.flag("original_elsewhere") or None
     return params
 
 
@@ -236,9 +238,10 @@ async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
     async with conn.reading():
         record = await daemon.read(daemon.journal_view.get, ref)
+        started_by = await daemon.read(daemon.journal_view.started_by, ref) if record else None
     if record is None:
         raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
-    return record.to_api()
+    return {**record.to_api(), "started_by": started_by}
 
 
 def _time(p: Params, name: str) -> str | None:
@@ -290,18 +293,28 @@ async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
 async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     action = p.text("action", required=True, max_len=64)
-    money_like = {a.lower() for a in MONEY_ACTIONS} | {"pair", "connectioninfo"}
-    if action.strip().lower() in money_like:
-        raise errors.MoneyActionRefused(
-            f"{action} must go through its own method (sale, refund, void, terminal.pair) "
-            "so that the money rules apply",
+    body = p.obj("body")
+    allowed = send_actions(term)
+    if action not in allowed:
+        raise errors.ActionNotAllowed(
+            f"terminal.send forwards to {term.id!r} only {', '.join(allowed)}; money and "
+            "pairing go through their own methods (sale, refund, void, terminal.pair), and "
+            "another read-only action can be listed in the terminal's send_actions",
             field="action",
+            allowed=list(allowed),
         )
+    daemon.log_peer(f"send {action}", term.id, conn.peer)
     try:
-        _, body = await term.exchange(action, p.obj("body"), timeout=term.cfg.info_timeout_s)
+        _, body = await term.exchange(action, body, timeout=term.cfg.info_timeout_s)
     except Exception as exc:
         raise translate(exc) from exc
     return body
+
+
+def send_actions(term: Terminal) -> tuple[str, ...]:
+    """What ``terminal.send`` forwards to ``term``: an allowlist, never a deny list."""
+    status = (term.cfg.status_action,) if term.cfg.status_action else ()
+    return tuple(dict.fromkeys(("DeviceInfo", *status, *term.cfg.send_actions)))
 
 
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
@@ -317,7 +330,7 @@ async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
         )
     chosen = frozenset(topics) if topics else None
     conn.subscribe(chosen)
-    return {"subscribed": sorted(chosen) if chosen else "all"}
+    return {"subscribed": sorted(chosen or TOPICS)}
 
 
 async def metrics(daemon: Service, conn: Client, p: Params) -> Any:
@@ -372,13 +385,14 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
         ),
     ),
     "preauth": (money("preauth"), _SALE),
-    "refund": (money("refund"), (*_SALE, "original_reference_id")),
+    "refund": (money("refund"), (*_SALE, "original_reference_id", "original_elsewhere")),
     "void": (
         money("void"),
         (
             "terminal",
             "reference_id",
             "original_reference_id",
+            "original_elsewhere",
             "timeout_s",
             "extra",
             "wait",

@@ -33,15 +33,15 @@ import math
 import os
 import select
 import socket
-import struct
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import trio
 
 from ecrd import errors, ownership
-from ecrd.api import jsonrpc
+from ecrd.api import jsonrpc, roles
 from ecrd.api.methods import METHODS, Params
+from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
@@ -53,17 +53,8 @@ MAX_UNSENT: Final = 256 * 1024
 MAX_IN_FLIGHT: Final = 64
 # Only reachable if a bug let replies pile up despite the limits above.
 HARD_UNSENT: Final = 64 * 2**20
-UNKNOWN_UID: Final = -1
-
-
-def peer_credentials(sock: trio.socket.SocketType) -> tuple[int, str]:
-    """The peer's uid (``UNKNOWN_UID`` if the kernel does not say) and ``uid=.. pid=..``."""
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return UNKNOWN_UID, "uid=? pid=?"
-    pid, uid, _gid = struct.unpack("3i", raw)
-    return uid, f"uid={uid} pid={pid}"
+# root and the user ecrd runs as: every role, and the reserve of connections.
+PRIVILEGED: Final = frozenset({0, os.geteuid()})
 
 
 class Connection:
@@ -71,14 +62,15 @@ class Connection:
         self,
         daemon: Service,
         stream: trio.SocketStream,
-        peer: str = "",
+        who: Peer,
         registry: set[Connection] | None = None,
     ) -> None:
         self.daemon = daemon
         # The open connections, for the daemon's shutdown to wait on their replies.
         self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
-        self.peer = peer or peer_credentials(stream.socket)[1]
+        self.who = who
+        self.peer = who.label
         # Unbounded in messages, bounded in effect by the back-pressure rules above.
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
         self._subscription: Subscription | None = None
@@ -112,7 +104,7 @@ class Connection:
         except OSError:
             return False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         data = jsonrpc.encode(message)
         try:
             self._out_send.send_nowait(data)
@@ -241,21 +233,39 @@ class Connection:
                 parsed = jsonrpc.parse(line)
                 if isinstance(parsed, dict):
                     self.send(parsed)
-                else:
-                    self._start(nursery, parsed)
+                elif isinstance(parsed, jsonrpc.Request):
+                    self._start(nursery, self._handle, parsed, self.send)
+                elif isinstance(parsed, jsonrpc.Batch):
+                    self._start(nursery, self._batch, parsed)
 
-    def _start(self, nursery: trio.Nursery, req: jsonrpc.Request) -> None:
+    def _start(self, nursery: trio.Nursery, fn: Any, *args: Any) -> None:
         self._handling += 1  # counted at once, so that the reader sees the limit
-        nursery.start_soon(self._handle, req)
+        nursery.start_soon(self._counted, fn, *args)
 
-    async def _handle(self, req: jsonrpc.Request) -> None:
+    async def _counted(self, fn: Any, *args: Any) -> None:
         try:
-            reply = await dispatch(self.daemon, self, req)
-            if not req.is_notification:
-                self.send(reply)
+            await fn(*args)
         finally:
             self._handling -= 1
             self._room.unpark_all()
+
+    async def _handle(self, req: jsonrpc.Request, reply_to: Any) -> None:
+        reply = await dispatch(self.daemon, self, req)
+        if not req.is_notification:
+            reply_to(reply)
+
+    async def _batch(self, batch: jsonrpc.Batch) -> None:
+        """JSON-RPC 2.0 §6: each member runs like a line of its own (and counts as one
+        running request); the replies go back together, notifications' none, and nothing
+        at all when there is no reply."""
+        replies = [m for m in batch.members if isinstance(m, dict)]
+        async with trio.open_nursery() as members:
+            for member in batch.members:
+                if isinstance(member, jsonrpc.Request):
+                    await self._wait_room()
+                    self._start(members, self._handle, member, replies.append)
+        if replies:
+            self.send(replies)
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
@@ -268,6 +278,11 @@ async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> d
             "method_not_found",
         )
     method, allowed = entry
+    cfg = daemon.config  # read once per call: a reload applies to the calls after it
+    denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
+    if denied is not None:
+        log.warning("client %s refused %s: no %s role", conn.peer, req.method, denied.data["role"])
+        return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
         value = await method(daemon, conn, Params(req.params, allowed))
     except errors.ApiError as exc:
@@ -334,15 +349,16 @@ async def serve(
     admission = Admission(lambda: daemon.config.daemon)
 
     async def handle(stream: trio.SocketStream) -> None:
-        uid, peer = peer_credentials(stream.socket)
+        # User and group names may come from NSS (LDAP, sssd): never on the event loop.
+        who = await trio.to_thread.run_sync(roles.identify, stream.socket)
         try:
-            ticket = admission.admit(uid)
+            ticket = admission.admit(who.uid)
         except Refused as exc:
-            log.warning("client %s refused: %s", peer, exc)
+            log.warning("client %s refused: %s", who.label, exc)
             await _refuse(stream, str(exc))
             return
         try:
-            await Connection(daemon, stream, peer, connections).serve()
+            await Connection(daemon, stream, who, connections).serve()
         except Exception:
             # A bug in one connection must not stop the server for everyone else.
             log.exception("connection failed; closing it")

@@ -56,7 +56,8 @@ class Client(Protocol):
 
     @property
     def peer(self) -> str:
-        """``uid=… pid=…`` of the peer (SO_PEERCRED), for the logs and the audit trail."""
+        """``uid=… user=… pid=… exe=…`` of the peer (SO_PEERCRED), for the logs and the
+        audit trail."""
         ...
 
     def connected(self) -> bool:

@@ -36,23 +36,15 @@ design.md §3 rests on this module. The invariants it keeps:
 
   The ``succeeded``, ``failed`` and ``resolved_*`` states are final.
 
-Errors::
+Errors (``journal_records``): ``JournalError`` (disk, I/O, not a database, a newer schema),
+``DuplicateReference`` (``.existing``), ``TransitionRefused``, ``TransactionNotFound``.
 
-    JournalError          the journal cannot be read or written: disk full, I/O error, not
-                          a database, a schema newer than this code (reason "journal_error")
-    DuplicateReference    the reference id is already journalled; ``.existing`` is its record
-    TransitionRefused     (ValueError) the record's state does not allow that change
-    TransactionNotFound   (LookupError) no record has that reference id
+The API is synchronous; the daemon calls it from one worker thread at a time. The
+connection is opened with ``check_same_thread=False`` and every method holds a lock, so
+calls from different threads are serialised rather than interleaved.
 
-The API is synchronous. The daemon calls it from one worker thread at a time
-(``trio.to_thread.run_sync`` with a limiter of one); the connection is opened with
-``check_same_thread=False`` and every method holds a lock, so calls from different threads
-are serialised rather than interleaved.
-
-Timestamps are RFC 3339 UTC with milliseconds (``2026-11-26T04:50:42.123Z``): fixed width,
-so they sort as text.
-
-This module is the queries. What a record is, and how it maps to a row, is
+Timestamps are RFC 3339 UTC with milliseconds: fixed width, so they sort as text. This
+module is the queries. What a record is, and how it maps to a row, is
 ``journal_records``; the file, its schema and its migrations are ``journal_schema``.
 """
 
@@ -91,6 +83,7 @@ from ecrd.store.journal_records import (
     parse_time,
     record_from_row,
     same_params,
+    select_reversals,
     update_sql,
 )
 from ecrd.store.journal_schema import (
@@ -121,13 +114,11 @@ __all__ = [
     "same_params",
 ]
 
-# The names ``journal_view`` imports from here since before the split; new code imports
-# ``SELECT`` and ``record_from_row`` from ``journal_records``.
-_SELECT: Final = SELECT
-_record = record_from_row
-
 # Who the audit trail names when the daemon itself changes a record.
 DAEMON: Final = "ecrd"
+# Checks a refund or void against its original (or None) and the refunds and voids
+# against it, in begin's write transaction (terminal/refunds.py); raises to refuse.
+Guard = Callable[[TxRecord | None, Sequence[TxRecord]], None]
 
 _FINISH_STATES: Final = frozenset({"succeeded", "failed", "unknown"})
 _SETTLE_STATES: Final = frozenset({"succeeded", "failed"})
@@ -224,6 +215,7 @@ class Journal:
         who: str = DAEMON,
         request_id: str | None = None,
         link: str | None = None,
+        guard: Guard | None = None,
     ) -> TxRecord:
         """Journal a new money command as ``pending``, durably, before anything is sent.
 
@@ -231,6 +223,8 @@ class Journal:
         ``request_id`` and ``link``, when already known, save a separate ``mark_sending``
         (one fsync less on every payment).
         Raises ``DuplicateReference`` if ``reference_id`` was ever used before.
+        ``guard`` (refund, void: ``Guard``) runs in the same write transaction, so two
+        against one original are checked in turn, each seeing the other's record.
         """
         if action not in MONEY_ACTIONS:
             raise ValueError(f"not a money action: {action!r}")
@@ -253,6 +247,9 @@ class Journal:
             existing = self._fetch(conn, reference_id)
             if existing is not None:
                 raise DuplicateReference(existing)
+            if guard is not None:
+                original = str(params.get("original_reference_id"))
+                guard(self._fetch(conn, original), select_reversals(conn, original))
             conn.execute(INSERT, [column_value(record, name) for name in COLUMNS])
             self._event(conn, reference_id, now, None, "pending", who, None)
         return record
@@ -413,6 +410,11 @@ class Journal:
     def _fetch(conn: sqlite3.Connection, reference_id: str) -> TxRecord | None:
         row = conn.execute(SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
         return None if row is None else record_from_row(row)
+
+    def reversals(self, original: str) -> builtins.list[TxRecord]:
+        """The refunds and voids journaled against ``original``, oldest first."""
+        with self._read("reversals") as conn:
+            return select_reversals(conn, original)
 
     def get(self, reference_id: str) -> TxRecord | None:
         with self._read("get") as conn:

@@ -233,3 +233,13 @@ def _loads(text: str | None) -> dict[str, Any] | None:
     value = json.loads(text)
     assert isinstance(value, dict), "the journal stores JSON objects only"
     return value
+
+
+def select_reversals(conn: sqlite3.Connection, original: str) -> list[TxRecord]:
+    """The refunds and voids whose ``original_reference_id`` is ``original``, oldest first."""
+    rows = conn.execute(
+        SELECT + "WHERE action IN ('Refund', 'Void') "
+        "AND json_extract(params, '$.original_reference_id') = ? ORDER BY seq",
+        (original,),
+    ).fetchall()
+    return [record_from_row(row) for row in rows]

@@ -23,7 +23,9 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from ecrd.store.journal import _SELECT, STATES, JournalError, TxRecord, _record
+from ecrd.store.journal import STATES, JournalError, TxRecord
+from ecrd.store.journal_records import SELECT as _SELECT
+from ecrd.store.journal_records import record_from_row as _record
 
 T = TypeVar("T")
 MAX_PAGE: Final = 500
@@ -62,6 +64,16 @@ class JournalView:
         with self._read("get") as conn:
             row = conn.execute(_SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
         return None if row is None else _record(row)
+
+    def started_by(self, reference_id: str) -> str | None:
+        """Who journaled the record (the audit trail's first event: ``uid=… user=… pid=…``)."""
+        with self._read("started_by") as conn:
+            row = conn.execute(
+                "SELECT who FROM events WHERE reference_id = ? AND from_state IS NULL "
+                "ORDER BY seq LIMIT 1",
+                (reference_id,),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def page(
         self,

@@ -52,6 +52,9 @@ class PaymentRequest:
     payment_method: str | None = None
     print: str | None = None
     extra: Mapping[str, Any] | None = None
+    # True: the original was taken on another box, so the journal check is skipped
+    # (refunds.py). Never on the wire.
+    original_elsewhere: bool | None = None
 
     @classmethod
     def of(cls, record: TxRecord) -> PaymentRequest:

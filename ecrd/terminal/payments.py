@@ -43,6 +43,7 @@ from ecrd.store.journal import (
     TransitionRefused,
     TxRecord,
 )
+from ecrd.terminal import refunds
 from ecrd.terminal.admission import (
     Facts,
     Go,
@@ -235,9 +236,12 @@ class Payments:
                 who=peer or "ecrd",
                 request_id=new_request_id(),
                 link=term.cfg.transport,
+                guard=refunds.journal_guard(request),
             )
         except BaseException as exc:
             self._release(term, ref)
+            if isinstance(exc, errors.ApiError):  # a refused refund: every waiter hears why
+                flight.error = exc
             flight.done.set()
             if isinstance(exc, DuplicateReference):
                 flight.record = exc.existing
@@ -247,10 +251,11 @@ class Payments:
             raise
         # No checkpoint from begin() to start_soon(): a caller cancelled now (its client
         # hung up) cannot leave a journaled payment that nobody sends (rule 7).
+        elsewhere = request.original_elsewhere and " (original elsewhere: not checked)"
         log.info(
-            "terminal=%s ref=%s %s %s %s accepted from %s",
+            "terminal=%s ref=%s %s %s %s accepted from %s%s",
             term.id, ref, request.action, request.amount or "", request.currency or "",
-            peer or "?",
+            peer or "?", elsewhere or "",
         )  # fmt: skip
         assert self._nursery is not None
         self._nursery.start_soon(self._execute, term, flight, timeout_s)
@@ -488,10 +493,8 @@ class Payments:
                 f"transaction {ref!r} is {record.state}; only unknown ones can be resolved",
                 transaction=record.to_api(),
             )
-        try:
-            record = await self.db(self.journal.resolve, ref, outcome=outcome, note=note, who=who)
-        except TransitionRefused:  # settled by the status action meanwhile: say so as it is
-            raise
+        # TransitionRefused (settled by the status action meanwhile) is said as it is.
+        record = await self.db(self.journal.resolve, ref, outcome=outcome, note=note, who=who)
         log.warning("ref=%s resolved as %s by %s: %s", ref, outcome, who, note)
         self._publish(ref, record.terminal, record.state, resolved_by=who)
         return record
