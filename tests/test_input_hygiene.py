@@ -194,6 +194,9 @@ async def test_a_reloaded_max_clients_applies_to_the_next_connection(stack: Stac
     async with open_trio_client(stack.socket) as c:
         await c.call("config.reload")
         held = [await trio.open_unix_socket(stack.socket) for _ in range(1 + RESERVE)]
+        for stream in held:  # admitted, in this order (peers are identified on a thread)
+            await stream.send_all(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+            assert b'"protocol"' in await stream.receive_some()
         extra = await trio.open_unix_socket(stack.socket)
         with trio.fail_after(5):
             assert b'"too_many_clients"' in await extra.receive_some()

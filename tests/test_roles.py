@@ -24,12 +24,12 @@ def peer(*groups: str, user: str = "nobody", uid: int = 65534) -> Peer:
 
 def test_every_money_and_admin_method_needs_a_role_and_reads_need_none() -> None:
     reads = {"ping", "status", "terminal.list", "terminal.info", "transaction.get",
-             "transaction.list", "subscribe"}  # fmt: skip
+             "transaction.list", "subscribe", "metrics"}  # fmt: skip
     assert set(METHODS) - set(ROLES) == reads
     assert {ROLES[m] for m in ("sale", "preauth", "abort")} == {"sell"}
     assert {ROLES[m] for m in ("refund", "void")} == {"refund"}
     admin = ("terminal.pair", "terminal.unpair", "terminal.send", "transaction.resolve",
-             "config.reload")  # fmt: skip
+             "config.reload", "journal.backup")  # fmt: skip
     assert {ROLES[m] for m in admin} == {"admin"}
 
 
