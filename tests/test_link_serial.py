@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from ecrd.backoff import Backoff
 from ecrd.protocol.envelope import Envelope
 from ecrd.protocol.frames import FrameDecoder, encode_frame
-from ecrd.backoff import Backoff
 from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout
 from ecrd.transport.serial import SerialLink, SerialPortInUse, SerialSettings, open_serial
 

@@ -34,6 +34,7 @@ from e2e import PINS, running
 from stack import Stack, start_stack
 
 from ecrd.api.methods import METHODS
+from ecrd.backoff import Backoff
 from ecrd.client import EcrdError, TrioClient, open_trio_client
 from ecrd.protocol.envelope import Envelope
 from ecrd.protocol.frames import (
@@ -44,7 +45,6 @@ from ecrd.protocol.frames import (
     FrameFormat,
     encode_frame,
 )
-from ecrd.backoff import Backoff
 from ecrd.transport.serial import SerialLink
 
 MAX_LINE = 65536
