@@ -303,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("watch", help="print events as they happen")
     p = sub.add_parser("pair", help="pair with the code the terminal shows")
     p.add_argument("terminal")
-    p.add_argument("code", help="the 6 digits, or the QR JSON")
+    p.add_argument("code", help="the code shown (6 of A-Z, 0-9), or the QR JSON")
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
     _money_parsers(sub)

@@ -76,7 +76,7 @@ def test_help_explains_links_faults_magic_amounts_and_control_api() -> None:
 
 def test_bad_pin_is_a_usage_error() -> None:
     result = subprocess.run([*SIM, "--pin1", "12"], capture_output=True, text=True)
-    assert result.returncode == 2 and "6 digits" in result.stderr
+    assert result.returncode == 2 and "6 characters, A-Z and 0-9" in result.stderr
 
 
 def test_lan_is_the_default_link() -> None:

@@ -129,7 +129,7 @@ async def terminal_pair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     code = p.raw.get("code")
     if not isinstance(code, str | dict):
-        raise errors.InvalidParams("code must be the 6 digits or the QR JSON", field="code")
+        raise errors.InvalidParams("code must be the pairing code or the QR JSON", field="code")
     no_controls(code, "code")
     if term.busy_with:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")

@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--sn", action="append", default=[], help="serial number, repeat per terminal")
     a("--pin1", action="append", default=[], help="fixed pairing code, repeat per terminal")
     a("--pin2", default=None, help="fixed pinCode2 to issue on Pair (default random)")
+    a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
     a("--pin2-field", default="pinCode2", choices=PIN2_FIELDS, help="Pair reply field name")
     a("--business-id", default=DEFAULT_BUSINESS_ID)
     a("--scheme", default="v2", choices=SCHEMES)
@@ -136,6 +137,7 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
             magic_amounts=not args.no_magic_amounts,
             magic_delay=args.magic_delay,
             reply_salt_reuse=args.reply_salt_reuse,
+            letter_codes=args.letter_codes,
         )
         if link == "lan":
             sim.add_lan(
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             sim = build(args, state_dir)
-        except ValueError as exc:  # bad option values (a PIN that is not 6 digits...)
+        except ValueError as exc:  # bad option values (a malformed pairing code...)
             print(f"ecrd-sim: {exc}", file=sys.stderr)
             return 2
         trio.run(run, sim, state_dir / "ready.json")
