@@ -86,6 +86,18 @@ async def in_thread(fn: Callable[[*Ts], T], *args: *Ts) -> T:
     return await _WORKERS.run(partial(fn, *args))
 
 
+def _check_options(scheme: str, pin2_field: str, pin1: str | None, pin2: str | None) -> None:
+    if scheme not in crypto.SCHEMES:
+        raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
+    if pin2_field not in PIN2_FIELDS:
+        raise ValueError(f"pin2_field must be one of {PIN2_FIELDS}")
+    for pin in (pin1, pin2):
+        if pin is not None and not valid_code(pin):
+            raise ValueError("a pairing code is 6 characters, A-Z and 0-9")
+    if pin1 is not None and pin1 == pin2:
+        raise ValueError("pinCode2 must differ from pinCode1")
+
+
 @attrs.frozen
 class Reply:
     """What a link sends back for one request."""
@@ -125,13 +137,7 @@ class SimTerminal:
         keys: KeyCache | None = None,
         letter_codes: bool = False,
     ) -> None:
-        if scheme not in crypto.SCHEMES:
-            raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
-        if pin2_field not in PIN2_FIELDS:
-            raise ValueError(f"pin2_field must be one of {PIN2_FIELDS}")
-        for pin in (pin1, pin2):
-            if pin is not None and not valid_code(pin):
-                raise ValueError("a pairing code is 6 characters, A-Z and 0-9")
+        _check_options(scheme, pin2_field, pin1, pin2)
         # The codes this terminal makes up: digits, or (older firmware) letters too.
         self.code_alphabet = LETTERS if letter_codes else DIGITS
         self.sn = sn
@@ -149,8 +155,6 @@ class SimTerminal:
         self.payments = Payments(customer_delay=customer_delay)
         self.stats = Stats()
         self._fixed_pin2 = pin2
-        if pin1 is not None and pin1 == pin2:
-            raise ValueError("pinCode2 must differ from pinCode1")
         self._pin1 = pin1 or new_code(self.code_alphabet)
         self._pin1_valid = True
         self._pin2: str | None = None
