@@ -364,10 +364,6 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
         if term.id in seen:
             raise ConfigError(f"{path}: terminal[{i}].id {term.id!r} is used twice")
         seen.add(term.id)
-        if "cloud" in term.links and not cloud.business_id:
-            raise ConfigError(
-                f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
-            )
     return Config(path=path, daemon=daemon, cloud=cloud, terminals=tuple(terminals))
 
 

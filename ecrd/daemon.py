@@ -74,7 +74,8 @@ class Daemon:
         self.events = EventBus()
         pairings, pending = self._open_state(config.daemon.state_dir)
         for pairing in [*pairings.values(), *pending.values()]:
-            logs.register_secret(pairing.pin)
+            for secret in pairing.secrets:
+                logs.register_secret(secret)
         self.journal_view = JournalView(self.journal.path)
         self.shared = Shared(
             client_sn=config.daemon.client_device_sn,

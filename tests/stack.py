@@ -115,13 +115,15 @@ async def pair(client: TrioClient, stack: Stack, link: str) -> dict[str, Any]:
 
 
 async def wait_link_up(client: TrioClient, terminal: str, timeout: float = 5.0) -> None:
-    """Until the terminal's link is up (a serial port opens in the background)."""
+    """Until a serial terminal's port is open: the daemon is ready before its terminals'
+    serial ports open (they open in the background), so a first request may find it closed.
+    LAN and cloud links have no state before their first exchange."""
     with trio.fail_after(timeout):
         while True:
-            rows = await client.call("terminal.list")
-            if next(r for r in rows if r["id"] == terminal)["link"] != "down":
+            row = next(r for r in await client.call("terminal.list") if r["id"] == terminal)
+            if row["transport"] != "serial" or row["link"] == "up":
                 return
-            await trio.sleep(0.05)
+            await trio.sleep(0.02)
 
 
 async def call_error(client: TrioClient, method: str, **params: Any) -> EcrdError:

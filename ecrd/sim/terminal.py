@@ -113,6 +113,8 @@ class Stats:
     requests: int = 0
     decrypt_failed: int = 0
     replies: int = 0
+    cloud_calls: int = 0  # relayed to it by the gateway
+    cloud_calls_without_sn: int = 0  # of those, how many came without x-device-sn
 
 
 class SimTerminal:

@@ -35,6 +35,8 @@ class Target:
     host: str | None = None
     port: int | None = None
     device_sn: str | None = None
+    # The business the cloud serves it for: [cloud].business_id, else the pairing's.
+    business_id: str | None = None
 
 
 def make_link(
@@ -59,7 +61,7 @@ def make_link(
             frame_format=cfg.frame_format,
             on_stale=on_stale,
         )
-    return cloud_link(cloud, target.device_sn)
+    return cloud_link(cloud, target.device_sn, target.business_id)
 
 
 def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
@@ -73,12 +75,12 @@ def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
     )
 
 
-def cloud_link(c: CloudConfig, device_sn: str | None) -> CloudLink:
+def cloud_link(c: CloudConfig, device_sn: str | None, business_id: str | None = None) -> CloudLink:
     info_url, command_url = cloud_urls(c.environment, c.base_url, c.command_url, c.info_url)
     return CloudLink(
         command_url,
         info_url,
-        c.business_id or "",
+        c.business_id or business_id,
         device_sn,
         ca_file=c.ca_file,
         refusal_statuses=frozenset(c.refusal_statuses),
@@ -89,8 +91,11 @@ def retarget(link: Link, target: Target) -> None:
     """Aim ``link`` at ``target``; what does not concern its kind is ignored."""
     if isinstance(link, LanLink) and target.host and target.port:
         link.set_address(target.host, target.port)
-    elif isinstance(link, CloudLink) and target.device_sn:
-        link.set_device_sn(target.device_sn)
+    elif isinstance(link, CloudLink):
+        if target.device_sn:
+            link.set_device_sn(target.device_sn)
+        if target.business_id:
+            link.set_business_id(target.business_id)
 
 
 def aimed_at(
@@ -100,5 +105,7 @@ def aimed_at(
     if isinstance(link, LanLink) and target.host:
         return lan_link(cfg, target.host, target.port or cfg.port)
     if isinstance(link, CloudLink):
-        return cloud_link(cloud, target.device_sn or link.device_sn)
+        return cloud_link(
+            cloud, target.device_sn or link.device_sn, target.business_id or link.business_id
+        )
     return None

@@ -121,7 +121,16 @@ class Terminal:
                 "terminal=%s using its last known address %s:%s (config: %s:%s)",
                 self.id, host, port, cfg.host, cfg.port,
             )  # fmt: skip
-        return Target(host=host, port=port if host else None, device_sn=self.device_sn)
+        return Target(
+            host=host,
+            port=port if host else None,
+            device_sn=self.device_sn,
+            business_id=self.business_id_of(pairing),
+        )
+
+    def business_id_of(self, pairing: Pairing | None) -> str | None:
+        """The business the cloud serves this terminal for: the config's, else the pairing's."""
+        return self.shared.cloud.business_id or (pairing.business_id if pairing else None)
 
     @property
     def links(self) -> Mapping[str, Link]:
@@ -171,6 +180,7 @@ class Terminal:
             "paired": self.paired,
             "pairing_unconfirmed": self.pending is not None,
             "device_sn": self.device_sn,
+            "business_id": self.pairing.business_id if self.pairing else None,
             "link": self.link_state,
             "busy": self.busy_with is not None,
             "last_error": self.last_error,
@@ -312,7 +322,7 @@ class Terminal:
         if self.pairing is None or not self._target.host or not self.shared.cloud.business_id:
             return False  # only a terminal with a network address can move
         try:
-            info = await self.terminal_info(self.pairing.pin)
+            info = await self._info_under_pin1()
         except Exception as exc:  # any failure just means: no new address
             log.info("terminal=%s address lookup through the cloud failed: %s", self.id, exc)
             return False
@@ -331,17 +341,52 @@ class Terminal:
         await self.store(self.shared.pairings.put, self.pairing)
         return True
 
-    async def terminal_info(self, pin: str) -> dict[str, Any]:
-        """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5)."""
+    async def _info_under_pin1(self) -> dict[str, Any]:
+        """Terminal-info under pinCode1, as the seed seals it (§4.1); a terminal that no
+        longer takes it is asked under pinCode2. Which one worked is kept with the pairing."""
+        pairing = self.pairing
+        assert pairing is not None
+        pins = [("pin1", pairing.pin1), ("pin2", pairing.pin)]
+        if pairing.info_pin == "pin2":
+            pins.reverse()  # the one that worked last time first
+        tried = [(name, pin) for name, pin in pins if pin]
+        for i, (name, pin) in enumerate(tried):
+            try:
+                info = await self.terminal_info(pin)
+            except crypto.CryptoError:
+                if i == len(tried) - 1:
+                    raise
+                log.info(
+                    "terminal=%s terminal-info: %s not accepted, trying the other", self.id, name
+                )
+                continue
+            if pairing.info_pin != name and self.pairing is pairing:
+                log.info("terminal=%s terminal-info answers under %s", self.id, name)
+                self.pairing = attrs.evolve(pairing, info_pin=name)
+                await self.save_pairing(partial(self.shared.pairings.put, self.pairing))
+            return info
+        raise AssertionError("a pairing always holds a PIN")
+
+    async def terminal_info(
+        self, pin: str, *, device_sn: str | None = None, business_id: str | None = None
+    ) -> dict[str, Any]:
+        """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5), with
+        ``x-device-sn`` whenever an SN is known (``device_sn``: the QR code's)."""
         cloud = self._info_link
         if cloud is None:  # kept: one client, not one per call
-            cloud = self._info_link = cloud_link(self.shared.cloud, self.device_sn)
-        message = request_message(
-            {"businessID": self.shared.cloud.business_id}, self.shared.client_sn
-        )
+            cloud = self._info_link = cloud_link(
+                self.shared.cloud, self.device_sn, self.business_id_of(self.pairing)
+            )
+        business_id = business_id or self.business_id_of(self.pairing)
+        message = request_message({"businessID": business_id}, self.shared.client_sn)
         request_id = message["header"]["requestID"]
         envelope = Envelope("ConnectionInfo", await self._cipher.seal(pin, message))
-        reply = await cloud.terminal_info(envelope, timeout=self.shared.cloud.timeout_s)
+        reply = await cloud.terminal_info(
+            envelope,
+            timeout=self.shared.cloud.timeout_s,
+            device_sn=device_sn,
+            business_id=business_id,
+        )
         plain = await self._cipher.open(pin, reply.data)
         return check_response(plain, request_id)
 
@@ -359,6 +404,7 @@ class Terminal:
                 host=host,
                 port=(pairing.port or cfg.port) if host else None,
                 device_sn=pairing.device_sn,
+                business_id=self.business_id_of(pairing),
             )
         )
         self._cipher.forget()
