@@ -19,6 +19,7 @@ import sys
 import uuid
 from typing import Any
 
+import tomli_w
 import trio
 
 from ecrd import __version__
@@ -179,6 +180,58 @@ async def cmd_info(args: Args, client: TrioClient) -> int:
     return EXIT_OK
 
 
+async def cmd_probe(args: Args, client: TrioClient) -> int:
+    """Progress per try on stderr (the daemon's events), then the lines to paste."""
+    await client.call("subscribe", topics=["terminal"])
+    params: dict[str, Any] = {"terminal": args.terminal, "code": args.code}
+    if args.timeout is not None:
+        params["timeout_s"] = args.timeout
+    print(f"probing {args.terminal} (DeviceInfo only; at most 5 minutes)…", file=sys.stderr)
+    shown = 0
+    async with trio.open_nursery() as nursery:
+
+        async def progress() -> None:
+            nonlocal shown
+            async for event in client.events:
+                tried = event.get("probe")
+                if event.get("terminal") == args.terminal and isinstance(tried, dict):
+                    print(f"  {_probe_line(tried)}", file=sys.stderr, flush=True)
+                    shown += 1
+
+        nursery.start_soon(progress)
+        res = await client.call("terminal.probe", **params)
+        nursery.cancel_scope.cancel()
+    for tried in res["tried"][shown:]:  # the events still on their way
+        print(f"  {_probe_line(tried)}", file=sys.stderr)
+    _print(args, res, _probe_text(res))
+    return EXIT_OK if res["found"] is not None else EXIT_ERROR
+
+
+def _probe_line(tried: dict[str, Any]) -> str:
+    settings = " ".join(f"{_show(k)}={_show(v)}" for k, v in tried["settings"].items())
+    return f"{settings or '-'}: {_show(tried['result'])}"
+
+
+def _probe_text(res: dict[str, Any]) -> str:
+    found = res["found"]
+    if found is None:
+        return (
+            f"{_show(res['terminal'])}: no settings answered ({len(res['tried'])} tries); "
+            "check the cable or address, the code on the pairing page, then send support "
+            "the trace (`ecrctl --json probe ...`)"
+        )
+    lines = [
+        f"{_show(res['terminal'])} answers as {_show(res['device_sn'])} with these settings;",
+        "put them in its [[terminal]] entry, then `ecrctl reload`:",
+        "",
+        tomli_w.dumps(found).rstrip("\n"),
+    ]
+    if res["tried"][-1]["result"].startswith("https, needs ca_file"):
+        lines.append("# https answers, but its certificate is not trusted: add")
+        lines.append('# ca_file = "/path/to/the terminal\'s CA certificate.pem"')
+    return "\n".join(lines)
+
+
 async def cmd_money(args: Args, client: TrioClient) -> int:
     return await _pay(args, client, args.command, _money_params(args))
 
@@ -244,6 +297,7 @@ COMMANDS = {
     "pair": cmd_pair,
     "unpair": cmd_unpair,
     "info": cmd_info,
+    "probe": cmd_probe,
     "sale": cmd_money,
     "preauth": cmd_money,
     "refund": cmd_money,
@@ -307,6 +361,11 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
     _money_parsers(sub)
+    p = sub.add_parser("probe", help="find the settings a terminal answers under")
+    p.add_argument("terminal")
+    p.add_argument("code", help="the code on its pairing page")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (max 300)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
     p.add_argument("terminal")
     p.add_argument("--ref")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
 
 from ecrd import __version__, errors
@@ -20,7 +21,9 @@ from ecrd.protocol.outcome import MONEY_ACTIONS, MONEY_METHODS
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.terminal.admission import PaymentRequest
+from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
+from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
 from ecrd.terminal.terminal import Terminal
 from ecrd.text import first_control
 
@@ -303,6 +306,29 @@ async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     return body
 
 
+async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
+    """Which settings the terminal answers under: only DeviceInfo, on links of the probe's
+    own; the terminal is busy meanwhile (no payment starts on it)."""
+    term = p.terminal(daemon)
+    code = p.text("code", required=True, max_len=1024)
+    limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
+    pin = parse_pairing_code(code).pin
+    if term.cfg.transport == "serial":
+        raise errors.InvalidParams(
+            "probing a serial terminal is not supported yet; LAN and cloud terminals can be probed",
+            field="terminal",
+        )
+    if term.busy_with:
+        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
+    daemon.log_peer("probe", term.id, conn.peer)
+    term.busy_with = PROBE_HOLD
+    try:
+        progress = partial(daemon.events.publish, "terminal", terminal=term.id)
+        return await probe(term, pin, limit_s=limit, on_try=lambda t: progress(probe=t))
+    finally:
+        daemon.payments.release(term, PROBE_HOLD)
+
+
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
     topics = p.raw.get("topics")
     if topics is not None and (
@@ -332,6 +358,7 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "terminal.unpair": (terminal_unpair, ("terminal",)),
     "terminal.info": (terminal_info, ("terminal",)),
     "terminal.send": (terminal_send, ("terminal", "action", "body")),
+    "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s")),
     "sale": (
         money("sale"),
         (

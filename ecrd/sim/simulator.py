@@ -13,6 +13,7 @@ is only reported once every listener is bound and every pty is open.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -67,8 +68,16 @@ class Simulator:
         self.slots.append(slot)
         return slot.terminal
 
-    def add_lan(self, terminal: SimTerminal, *, port: int = 0, path: str = LAN_PATH) -> SimTerminal:
-        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path))
+    def add_lan(
+        self,
+        terminal: SimTerminal,
+        *,
+        port: int = 0,
+        path: str = LAN_PATH,
+        tls: ssl.SSLContext | None = None,
+    ) -> SimTerminal:
+        """``tls``: serve https with this server context (a self-signed certificate)."""
+        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls))
 
     def add_serial(
         self,
@@ -131,7 +140,9 @@ class Simulator:
     async def _start_link(self, nursery: trio.Nursery, slot: Slot) -> None:
         t = slot.terminal
         if slot.link == "lan":
-            serve = partial(serve_lan, t, self.host, slot.lan_port, path=slot.lan_path)
+            serve = partial(
+                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls
+            )
             slot.lan_port = await nursery.start(serve)
         elif slot.link == "serial":
             serve_s = partial(

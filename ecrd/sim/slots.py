@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ class Slot:
     link: LinkKind
     lan_port: int = 0
     lan_path: str = LAN_PATH
+    lan_tls: ssl.SSLContext | None = None  # https with this server context
     symlink: Path | None = None
     fmt: FrameFormat = attrs.field(factory=FrameFormat)
     pace_bps: float | None = None
@@ -42,7 +44,9 @@ class Slot:
                 "host": host,
                 "port": self.lan_port,
                 "path": self.lan_path,
-                "url": f"http://{host}:{self.lan_port}{self.lan_path}",
+                "tls": self.lan_tls is not None,
+                "url": f"{'https' if self.lan_tls else 'http'}://{host}:{self.lan_port}"
+                f"{self.lan_path}",
             }
         elif self.link == "serial":
             out |= {

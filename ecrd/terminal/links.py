@@ -75,6 +75,24 @@ def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
     )
 
 
+def probe_link(cfg: TerminalConfig, cloud: CloudConfig, target: Target, verify: bool) -> Link:
+    """A link of the probe's own, built from ``cfg`` (the entry with the settings being
+    tried): LAN at the target's host and ``cfg.port``, or the cloud. Never the terminal's
+    own link, so a probe cannot change the settings in force."""
+    if cfg.transport == "lan":
+        assert target.host is not None
+        return LanLink(
+            target.host,
+            cfg.port,
+            path=cfg.path,
+            tls=cfg.tls,
+            ca_file=cfg.ca_file,
+            connect_timeout=cfg.connect_timeout_s,
+            verify=verify,
+        )
+    return cloud_link(cloud, target.device_sn, target.business_id)
+
+
 def cloud_link(c: CloudConfig, device_sn: str | None, business_id: str | None = None) -> CloudLink:
     info_url, command_url = cloud_urls(c.environment, c.base_url, c.command_url, c.info_url)
     return CloudLink(

@@ -264,6 +264,9 @@ class Payments:
         while term.busy_with is not None:
             await self._idle.setdefault(term.id, trio.Event()).wait()
 
+    def release(self, term: Terminal, holder: str) -> None:  # a hold by terminal.probe
+        self._release(term, holder)
+
     def _release(self, term: Terminal, reference_id: str) -> None:
         self._inflight.pop(reference_id, None)
         if term.busy_with == reference_id:

@@ -189,7 +189,11 @@ class LanLink:
         tls: bool = False,
         ca_file: str | None = None,
         connect_timeout: float = 5.0,
+        *,
+        verify: bool = True,
     ) -> None:
+        """``verify=False`` (the probe only: does the terminal speak https at all?) skips
+        the certificate check."""
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', not {path!r}")
         if connect_timeout <= 0:
@@ -197,7 +201,7 @@ class LanLink:
         self._scheme = "https" if tls else "http"
         self._path = path
         self._connect_timeout = connect_timeout
-        self._client = http_client(ca_file=ca_file)
+        self._client = http_client(ca_file=ca_file if verify else None, verify=verify)
         self._state: LinkState = "unknown"
         self._closed = False
         self._host = host
