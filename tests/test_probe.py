@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import tomli_w
 import trio
-from stack import BUSINESS, PIN1, SIM_KEYS, SN, Stack, call_error, config_data
+from stack import BUSINESS, PIN1, SIM_KEYS, SN, Stack, config_data, wait_link_up
 
 from ecrd.client import TrioClient, open_trio_client
 from ecrd.config import parse
 from ecrd.daemon import Daemon
+from ecrd.protocol.frames import FrameFormat
 from ecrd.sim.simulator import Simulator
 from ecrd.sim.terminal import SimTerminal
 
@@ -205,14 +206,102 @@ async def test_a_cancelled_probe_leaves_the_entry_in_force_and_the_terminal_free
         await pair_and_sell(stack, c, "lan", "after-cancel")
 
 
-async def test_a_serial_probe_is_refused_as_not_yet_supported(
+async def serial_stack(
+    nursery: trio.Nursery, tmp: Path, *, scheme: str = "v2", **line: Any
+) -> Stack:
+    """A serial terminal with ``line`` (fmt, baudrate; strict about its cmd); the daemon's
+    serial entry has the defaults, with short tries."""
+    sim = Simulator(state_dir=tmp / "sim", business_id=BUSINESS, control_port=None)
+    for link in ("lan", "serial", "cloud"):
+        term = SimTerminal(
+            SN[link], business_id=BUSINESS, pin1=PIN1[link], keys=SIM_KEYS, scheme=scheme,
+            magic_delay=0.3,
+        )  # fmt: skip
+        if link == "serial":
+            sim.add_serial(term, strict_cmd=True, **line)
+        else:
+            getattr(sim, f"add_{link}")(term)
+    desc = await nursery.start(sim.run)
+    data = config_data(desc, tmp)
+    data["terminal"][1]["info_timeout_s"] = 0.5  # each serial try waits this long
+    (tmp / "ecrd.toml").write_text(tomli_w.dumps(data))
+    cfg = parse(data, str(tmp / "ecrd.toml"))
+    daemon = Daemon(cfg)
+    await nursery.start(daemon.run)
+    stack = Stack(sim, daemon, cfg.daemon.socket, desc, tmp)
+    async with open_trio_client(stack.socket) as c:
+        await wait_link_up(c, "serial-1")
+    return stack
+
+
+@pytest.mark.parametrize(
+    ("crc", "byteorder", "cmd"),
+    [("crc32c", "big", 0x0006), ("crc32", "little", 0x0101), ("crc32-mpeg2", "big", 0x0006)],
+)
+async def test_probe_finds_serial_framing_then_pairs_and_sells(
+    nursery: trio.Nursery, tmp_path: Path, crc: str, byteorder: str, cmd: int
+) -> None:
+    fmt = FrameFormat(cmd=cmd, byteorder=byteorder, crc=crc)  # type: ignore[arg-type]
+    stack = await serial_stack(nursery, tmp_path, fmt=fmt)
+    async with open_trio_client(stack.socket) as c:
+        result = await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
+        found = result["found"]
+        assert found is not None, result["tried"][-3:]
+        assert (found["frame_crc"], found["frame_byteorder"], found["frame_cmd"]) == (
+            crc, byteorder, cmd,
+        )  # fmt: skip
+        assert found["baudrate"] == 115200 and found["crypto"] == "v2"
+        only_device_info_was_sent(stack, "serial")
+        await apply_found(stack, c, "serial-1", found)
+        await wait_link_up(c, "serial-1")
+        await pair_and_sell(stack, c, "serial", f"p-{crc}")
+
+
+async def test_probe_finds_the_baud_rate_of_a_terminal_that_garbles_any_other(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    stack = await probe_stack(nursery, tmp_path)
+    stack = await serial_stack(nursery, tmp_path, baudrate=9600)
     async with open_trio_client(stack.socket) as c:
-        err = await call_error(c, "terminal.probe", terminal="serial-1", code=PIN1["serial"])
-    assert err.reason == "invalid_params" and "not supported yet" in err.message
-    assert stack.terminal("serial").stats.requests == 0
+        result = await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
+        assert result["found"] is not None and result["found"]["baudrate"] == 9600
+        assert result["device_sn"] == SN["serial"]
+        only_device_info_was_sent(stack, "serial")
+        await apply_found(stack, c, "serial-1", result["found"])
+        await wait_link_up(c, "serial-1")
+        await pair_and_sell(stack, c, "serial", "p-baud")
+
+
+async def test_probe_finds_legacy_crypto_on_serial(nursery: trio.Nursery, tmp_path: Path) -> None:
+    stack = await serial_stack(nursery, tmp_path, scheme="legacy")
+    async with open_trio_client(stack.socket) as c:
+        result = await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
+    assert [t["settings"]["crypto"] for t in result["tried"]] == ["v2", "legacy"]
+    assert "does not decrypt" in result["tried"][0]["result"]
+    assert result["found"]["crypto"] == "legacy"
+
+
+async def test_a_serial_probe_gives_the_port_back_found_or_cancelled(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await serial_stack(nursery, tmp_path)
+    sim = stack.terminal("serial")
+    sim.arm("never_answer", sticky=True, actions=["DeviceInfo"])  # every try waits it out
+    term = stack.daemon.terminals["serial-1"]
+    own = term.links["serial"]
+    async with open_trio_client(stack.socket) as c:
+        with trio.move_on_after(1.2):  # the client gives up mid-probe
+            await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
+    with trio.fail_after(10):
+        while term.busy_with is not None or own.state != "up":
+            await trio.sleep(0.05)
+    assert term.links["serial"] is own and term.cfg.baudrate == 115200
+    sim.faults.clear()
+    async with open_trio_client(stack.socket) as c:
+        result = await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
+        assert len(result["tried"]) == 1 and result["found"]["baudrate"] == 115200
+        await wait_link_up(c, "serial-1")
+        await pair_and_sell(stack, c, "serial", "p-given-back")
+    assert term.links["serial"] is own
 
 
 async def test_ecrctl_probe_shows_each_try_and_ends_with_the_toml_to_paste(

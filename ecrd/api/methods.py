@@ -313,11 +313,6 @@ async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
     code = p.text("code", required=True, max_len=1024)
     limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
     pin = parse_pairing_code(code).pin
-    if term.cfg.transport == "serial":
-        raise errors.InvalidParams(
-            "probing a serial terminal is not supported yet; LAN and cloud terminals can be probed",
-            field="terminal",
-        )
     if term.busy_with:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("probe", term.id, conn.peer)

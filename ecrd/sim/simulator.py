@@ -86,13 +86,23 @@ class Simulator:
         symlink: str | os.PathLike[str] | None = None,
         fmt: FrameFormat | None = None,
         pace_bps: float | None = None,
+        baudrate: int | None = None,
+        strict_cmd: bool = False,
     ) -> SimTerminal:
         if symlink is None and self.state_dir is not None:
             n = sum(1 for s in self.slots if s.link == "serial")
             symlink = self.state_dir / f"ttyECR{n}"
         link = Path(symlink) if symlink is not None else None
         return self._add(
-            Slot(terminal, "serial", symlink=link, fmt=fmt or FrameFormat(), pace_bps=pace_bps)
+            Slot(
+                terminal,
+                "serial",
+                symlink=link,
+                fmt=fmt or FrameFormat(),
+                pace_bps=pace_bps,
+                baudrate=baudrate,
+                strict_cmd=strict_cmd,
+            )
         )
 
     def add_cloud(self, terminal: SimTerminal) -> SimTerminal:
@@ -146,8 +156,9 @@ class Simulator:
             slot.lan_port = await nursery.start(serve)
         elif slot.link == "serial":
             serve_s = partial(
-                serve_serial, t, symlink=slot.symlink, fmt=slot.fmt, pace_bps=slot.pace_bps
-            )
+                serve_serial, t, symlink=slot.symlink, fmt=slot.fmt, pace_bps=slot.pace_bps,
+                baudrate=slot.baudrate, strict_cmd=slot.strict_cmd,
+            )  # fmt: skip
             slot.serial = await nursery.start(serve_s)
 
     def terminals_view(self) -> _TerminalsView:

@@ -26,6 +26,8 @@ class Slot:
     symlink: Path | None = None
     fmt: FrameFormat = attrs.field(factory=FrameFormat)
     pace_bps: float | None = None
+    baudrate: int | None = None  # serial: answers only at this speed
+    strict_cmd: bool = False  # serial: ignores frames with another cmd
     serial: SimCable | None = None  # set once the pty is open
 
     def describe(self, host: str) -> dict[str, Any]:

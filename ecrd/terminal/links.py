@@ -78,7 +78,10 @@ def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
 def probe_link(cfg: TerminalConfig, cloud: CloudConfig, target: Target, verify: bool) -> Link:
     """A link of the probe's own, built from ``cfg`` (the entry with the settings being
     tried): LAN at the target's host and ``cfg.port``, or the cloud. Never the terminal's
-    own link, so a probe cannot change the settings in force."""
+    own link, so a probe cannot change the settings in force (serial: the terminal's own
+    link lends the device meanwhile, ``SerialLink.lend``)."""
+    if cfg.transport == "serial":
+        return make_link("serial", cfg, cloud, target, lambda _reply: None)
     if cfg.transport == "lan":
         assert target.host is not None
         return LanLink(
