@@ -232,6 +232,22 @@ def _probe_text(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+async def cmd_trace(args: Args, client: TrioClient) -> int:
+    params: dict[str, Any] = {"terminal": args.terminal}
+    if args.switch is not None:
+        params["on"] = args.switch == "on"
+    if args.tail is not None:
+        params["tail"] = args.tail
+    res = await client.call("terminal.trace", **params)
+    if "lines" in res:
+        text = "\n".join(_show(json.dumps(line, ensure_ascii=False)) for line in res["lines"])
+        _print(args, res, text or "(the trace is empty)")
+    else:
+        state = "on" if res["trace"] else "off"
+        _print(args, res, f"trace {state} for {_show(res['terminal'])}: {_show(res['file'])}")
+    return EXIT_OK
+
+
 async def cmd_money(args: Args, client: TrioClient) -> int:
     return await _pay(args, client, args.command, _money_params(args))
 
@@ -298,6 +314,7 @@ COMMANDS = {
     "unpair": cmd_unpair,
     "info": cmd_info,
     "probe": cmd_probe,
+    "trace": cmd_trace,
     "sale": cmd_money,
     "preauth": cmd_money,
     "refund": cmd_money,
@@ -366,6 +383,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("code", help="the code on its pairing page")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (max 300)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p = sub.add_parser("trace", help="a terminal's wire trace for support: on, off, --tail")
+    p.add_argument("terminal")
+    p.add_argument("switch", nargs="?", choices=("on", "off"))
+    p.add_argument("--tail", type=int, nargs="?", const=50, help="show the last N lines (50)")
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
     p.add_argument("terminal")
     p.add_argument("--ref")

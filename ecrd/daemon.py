@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -82,6 +83,7 @@ class Daemon:
             cloud=config.cloud,
             pairings=self.pairing_store,
             events=self.events,
+            trace_dir=Path(config.daemon.state_dir) / "trace",
         )
         self.terminals: dict[str, Terminal] = {
             t.id: Terminal(t, self.shared, pairings.get(t.id), pending.get(t.id))

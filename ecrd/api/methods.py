@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Final
 
+import trio
+
 from ecrd import __version__, errors
 from ecrd.api.errormap import money_result, translate
 from ecrd.api.service import Client, Service
@@ -324,6 +326,25 @@ async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
         daemon.payments.release(term, PROBE_HOLD)
 
 
+async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:
+    """Turn a terminal's wire trace on or off (until a reload or restart: the entry's
+    ``trace`` key is the lasting setting), and/or read its last ``tail`` lines."""
+    term = p.terminal(daemon)
+    on = p.raw.get("on")
+    if on is not None:
+        term.trace.on = p.flag("on")
+        daemon.log_peer(f"trace {'on' if on else 'off'}", term.id, conn.peer)
+    tail = p.number("tail", 1, 1000)
+    result: dict[str, Any] = {
+        "terminal": term.id,
+        "trace": term.trace.on,
+        "file": str(term.trace.path) if term.trace.path else None,
+    }
+    if tail is not None:
+        result["lines"] = await trio.to_thread.run_sync(term.trace.tail, int(tail))
+    return result
+
+
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
     topics = p.raw.get("topics")
     if topics is not None and (
@@ -354,6 +375,7 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "terminal.info": (terminal_info, ("terminal",)),
     "terminal.send": (terminal_send, ("terminal", "action", "body")),
     "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s")),
+    "terminal.trace": (terminal_trace, ("terminal", "on", "tail")),
     "sale": (
         money("sale"),
         (

@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -46,6 +47,7 @@ from ecrd.terminal.pairing import (
 )
 from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck
 from ecrd.terminal.sealing import Cipher
+from ecrd.terminal.trace import Trace
 from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink
 from ecrd.workers import Workers
@@ -71,6 +73,7 @@ class Shared:
     # gave up (serial): it may settle an unknown outcome (Payments.late_reply).
     late_reply: LateReply | None = None
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    trace_dir: Path | None = None  # STATE_DIR/trace: the wire traces (trace.py)
 
 
 class Terminal:
@@ -101,6 +104,8 @@ class Terminal:
         # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
         self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
         self._target = self._start_target()
+        trace_dir = shared.trace_dir
+        self.trace = Trace(trace_dir / f"{cfg.id}.jsonl" if trace_dir else None, on=cfg.trace)
         self._links.update(links or {})
         for kind in cfg.links:
             self.link(kind)
@@ -270,21 +275,24 @@ class Terminal:
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._cipher.seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
-        check = ReplyCheck(
-            self.id,
-            action,
-            request_id,
-            expect_sn,
-            partial(self._cipher.open, pin),
-            self._offer_late,
-        )
-        if via is not None:
-            await via.exchange(envelope, timeout=timeout, accept=check.accept)
-        else:
-            await self._deliver(
-                envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
-            )
-        return check.result()
+        opener = partial(self._cipher.open, pin)
+        check = ReplyCheck(self.id, action, request_id, expect_sn, opener, self._offer_late)
+        kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
+        fmt = self.cfg.frame_format if kind == "serial" else None
+        await self.trace.exchange(kind, action, message, envelope, fmt)
+        try:
+            if via is not None:
+                await via.exchange(envelope, timeout=timeout, accept=check.accept)
+            else:
+                await self._deliver(
+                    envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
+                )
+            header, reply = check.result()
+        except Exception as exc:
+            await self.trace.failure(kind, action, request_id, exc)
+            raise
+        await self.trace.reply(kind, action, header, reply)
+        return header, reply
 
     async def _deliver(
         self,
@@ -349,23 +357,19 @@ class Terminal:
         pins = [("pin1", pairing.pin1), ("pin2", pairing.pin)]
         if pairing.info_pin == "pin2":
             pins.reverse()  # the one that worked last time first
-        tried = [(name, pin) for name, pin in pins if pin]
-        for i, (name, pin) in enumerate(tried):
-            try:
-                info = await self.terminal_info(pin)
-            except crypto.CryptoError:
-                if i == len(tried) - 1:
-                    raise
-                log.info(
-                    "terminal=%s terminal-info: %s not accepted, trying the other", self.id, name
-                )
-                continue
-            if pairing.info_pin != name and self.pairing is pairing:
-                log.info("terminal=%s terminal-info answers under %s", self.id, name)
-                self.pairing = attrs.evolve(pairing, info_pin=name)
-                await self.save_pairing(partial(self.shared.pairings.put, self.pairing))
-            return info
-        raise AssertionError("a pairing always holds a PIN")
+        *others, (last, last_pin) = [(name, pin) for name, pin in pins if pin]
+        for name, pin in others:
+            with contextlib.suppress(crypto.CryptoError):  # not taken: try the other one
+                return await self._info_under(pairing, name, pin)
+        return await self._info_under(pairing, last, last_pin)
+
+    async def _info_under(self, pairing: Pairing, name: str, pin: str) -> dict[str, Any]:
+        info = await self.terminal_info(pin)
+        if pairing.info_pin != name and self.pairing is pairing:
+            log.info("terminal=%s terminal-info answers under %s", self.id, name)
+            self.pairing = attrs.evolve(pairing, info_pin=name)
+            await self.save_pairing(partial(self.shared.pairings.put, self.pairing))
+        return info
 
     async def terminal_info(
         self, pin: str, *, device_sn: str | None = None, business_id: str | None = None
