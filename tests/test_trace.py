@@ -54,6 +54,11 @@ async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
         assert all(len(w) < 40 for w in " ".join(plain).replace('"', " ").split())  # no key
         if link == "serial":
             assert any(line.get("frame_hex", "").startswith("55") for line in lines)
+        else:  # the HTTP status and headers of the reply, and the cloud's request headers
+            assert sale_in[0]["http_status"] == 200 and sale_in[0]["http_headers"]
+        if link == "cloud":
+            sent = sale_in[0]["request_headers"]
+            assert sent["x-device-sn"] == sim.sn and sent["x-request-id"]
 
 
 async def test_trace_off_writes_nothing_and_the_entry_key_turns_it_on(

@@ -226,7 +226,8 @@ def money(name: str) -> Method:
 
 async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    ref = p.text("reference_id") or term.busy_with
+    held = term.busy_with if term.busy_with != PROBE_HOLD else None  # a probe has no ref
+    ref = p.text("reference_id") or held
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
         _, body = await term.exchange(

@@ -20,7 +20,7 @@ import attrs
 
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.protocol.envelope import Envelope
-from ecrd.transport.base import Link
+from ecrd.transport.base import Link, Tap
 from ecrd.transport.cloud import CloudLink, cloud_urls
 from ecrd.transport.lan import LanLink
 from ecrd.transport.serial import SerialLink
@@ -106,6 +106,13 @@ def cloud_link(c: CloudConfig, device_sn: str | None, business_id: str | None = 
         ca_file=c.ca_file,
         refusal_statuses=frozenset(c.refusal_statuses),
     )
+
+
+def tap(link: Link, fn: Tap) -> None:
+    """Tell ``fn`` what each HTTP exchange of ``link`` looked like (a trace); serial: its
+    frames are traced from the envelope."""
+    if isinstance(link, LanLink | CloudLink):
+        link.tap = fn
 
 
 def retarget(link: Link, target: Target) -> None:

@@ -41,7 +41,7 @@ from ecrd.protocol.envelope import (
 )
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.terminal.admission import not_paired_message
-from ecrd.terminal.links import Target, cloud_link, make_link, retarget
+from ecrd.terminal.links import Target, cloud_link, make_link, retarget, tap
 from ecrd.terminal.pairing import (
     port_number,
 )
@@ -148,6 +148,7 @@ class Terminal:
             link = self._links[kind] = make_link(
                 kind, self.cfg, self.shared.cloud, self._target, self._stale_frame
             )
+            tap(link, self.trace.wire)
         return link
 
     @property

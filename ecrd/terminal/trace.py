@@ -3,7 +3,8 @@ secrets (``ecrctl trace TERMINAL on|off``, or ``trace = true`` in its entry).
 
 Each exchange appends lines to ``STATE_DIR/trace/TERMINAL.jsonl``: time, direction
 (``out``/``in``/``error``), link, action, requestID/responseID, the decrypted header and
-body, and for serial the frame's bytes in hex. Redacted before writing: values of keys
+body, for serial the frame's bytes in hex, for LAN and cloud the HTTP status and headers
+(told by the link, ``links.tap``). Redacted before writing: values of keys
 that name a PIN, a code, a key or a secret; anything that looks like a card number; every
 PIN ecrd knows (``logs.redact``, the log's own rules). The ciphertext is never written.
 
@@ -65,6 +66,13 @@ class Trace:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._limiter = trio.CapacityLimiter(1)
+        self._wire: dict[str, Any] = {}  # the last HTTP status and headers, for the next line
+
+    def wire(self, info: dict[str, Any]) -> None:
+        """What the link saw of the last reply (HTTP status, headers): goes on the next
+        ``in`` or ``error`` line."""
+        if self.on:
+            self._wire = info
 
     async def record(self, direction: str, **fields: Any) -> None:
         """Append one line if the trace is on; a failure to write never fails the exchange."""
@@ -107,15 +115,17 @@ class Trace:
         )  # fmt: skip
 
     async def reply(self, kind: str, action: str, header: dict[str, Any], body: Any) -> None:
+        wire, self._wire = self._wire, {}
         await self.record(
             "in", link=kind, action=action, responseID=header.get("responseID"),
-            header=header, body=body,
+            header=header, body=body, **wire,
         )  # fmt: skip
 
     async def failure(self, kind: str, action: str, request_id: str, exc: Exception) -> None:
+        wire, self._wire = self._wire, {}
         await self.record(
             "error", link=kind, action=action, requestID=request_id,
-            reason=getattr(exc, "reason", type(exc).__name__), message=str(exc),
+            reason=getattr(exc, "reason", type(exc).__name__), message=str(exc), **wire,
         )  # fmt: skip
 
     def tail(self, n: int) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ import httpx
 import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
-from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered
+from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered, Tap
 from ecrd.transport.lan import HttpReply, http_client, post_once
 
 PRODUCTION_BASE_URL: Final = "https://gateway.wonder.today"
@@ -160,6 +160,7 @@ class CloudLink:
         self._client = http_client(ca_file=ca_file, proxy=proxy)
         self._state: LinkState = "unknown"
         self._closed = False
+        self.tap: Tap | None = None  # told each call's headers and reply status (a trace)
 
     def __repr__(self) -> str:
         return f"<CloudLink {self.command_url} {self.device_sn} {self._state}>"
@@ -251,6 +252,11 @@ class CloudLink:
                 connect_timeout=self._connect_timeout,
                 headers=headers,
             )
+            if self.tap is not None:
+                self.tap(
+                    {"request_headers": headers, "http_status": reply.status,
+                     "http_headers": dict(reply.headers)}
+                )  # fmt: skip
             result = unwrap(reply, url, self._refusal_statuses)
         except LinkError as exc:
             # The request id is what Wonder support asks for.
