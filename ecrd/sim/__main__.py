@@ -11,8 +11,10 @@ import json
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--sn", action="append", default=[], help="serial number, repeat per terminal")
     a("--pin1", action="append", default=[], help="fixed pairing code, repeat per terminal")
     a("--pin2", default=None, help="fixed pinCode2 to issue on Pair (default random)")
-    a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
     a("--pin2-field", default="pinCode2", choices=PIN2_FIELDS, help="Pair reply field name")
     a("--business-id", default=DEFAULT_BUSINESS_ID)
     a("--scheme", default="v2", choices=SCHEMES)
@@ -105,12 +106,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--no-magic-amounts", action="store_true")
     a("--reply-salt-reuse", action="store_true", help="reuse one reply salt (benchmarks)")
     a("-v", "--verbose", action="store_true")
+    _variant_options(a)
     args = p.parse_args(argv)
     if args.lan is None:
         args.lan = 0 if (args.serial or args.cloud) else 1
     if args.lan + args.serial + args.cloud < 1:
         p.error("no terminals: give --lan, --serial or --cloud")
     return args
+
+
+def _variant_options(a: Callable[..., Any]) -> None:
+    """What a real terminal may differ in (docs/first-contact.md), to test ecrctl probe."""
+    a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
+    a("--lan-tls", nargs=2, metavar=("CERT", "KEY"), help="serve LAN over https with these")
+    a("--serial-baud", type=int, default=None, help="answer only at this pty speed (garble others)")
+    a("--strict-cmd", action="store_true", help="serial: ignore frames with another --frame-cmd")
 
 
 def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
@@ -140,14 +150,24 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
             letter_codes=args.letter_codes,
         )
         if link == "lan":
-            sim.add_lan(
-                terminal, port=args.lan_port + i if args.lan_port else 0, path=args.lan_path
-            )
+            port = args.lan_port + i if args.lan_port else 0
+            sim.add_lan(terminal, port=port, path=args.lan_path, tls=_server_tls(args.lan_tls))
         elif link == "serial":
-            sim.add_serial(terminal, fmt=fmt, pace_bps=args.pace)
+            sim.add_serial(
+                terminal, fmt=fmt, pace_bps=args.pace, baudrate=args.serial_baud,
+                strict_cmd=args.strict_cmd,
+            )  # fmt: skip
         else:
             sim.add_cloud(terminal)
     return sim
+
+
+def _server_tls(files: list[str] | None) -> ssl.SSLContext | None:
+    if not files:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(files[0], files[1])
+    return ctx
 
 
 async def run(sim: Simulator, ready_file: Path) -> None:
