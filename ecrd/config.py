@@ -117,6 +117,7 @@ class TerminalConfig:
     frame_cmd: int = 0x0006
     frame_byteorder: str = "big"
     frame_crc: str = "crc32"
+    trace: bool = False  # the wire trace for support (terminal/trace.py)
 
     @property
     def frame_format(self) -> FrameFormat:
@@ -349,6 +350,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         parity=t.text("parity", d.parity, choices=("N", "E", "O", "M", "S")),
         stopbits=t.number("stopbits", d.stopbits, low=1, high=2),
         rtscts=t.flag("rtscts", d.rtscts),
+        trace=t.flag("trace", d.trace),
         frame_cmd=t.integer("frame_cmd", d.frame_cmd, low=0, high=0xFFFF),
         frame_byteorder=t.text("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
         frame_crc=t.text("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
@@ -421,10 +423,6 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
         if term.id in seen:
             raise ConfigError(f"{path}: terminal[{i}].id {term.id!r} is used twice")
         seen.add(term.id)
-        if "cloud" in term.links and not cloud.business_id:
-            raise ConfigError(
-                f"{path}: terminal[{i}] uses the cloud link, so [cloud].business_id must be set"
-            )
     return Config(
         path=path,
         daemon=daemon,

@@ -19,6 +19,7 @@ import sys
 import uuid
 from typing import Any
 
+import tomli_w
 import trio
 
 from ecrd import __version__, ctl_fleet
@@ -186,6 +187,74 @@ async def cmd_info(args: Args, client: TrioClient) -> int:
     return EXIT_OK
 
 
+async def cmd_probe(args: Args, client: TrioClient) -> int:
+    """Progress per try on stderr (the daemon's events), then the lines to paste."""
+    await client.call("subscribe", topics=["terminal"])
+    params: dict[str, Any] = {"terminal": args.terminal, "code": args.code}
+    if args.timeout is not None:
+        params["timeout_s"] = args.timeout
+    print(f"probing {args.terminal} (DeviceInfo only; at most 5 minutes)…", file=sys.stderr)
+    shown = 0
+    async with trio.open_nursery() as nursery:
+
+        async def progress() -> None:
+            nonlocal shown
+            async for event in client.events:
+                tried = event.get("probe")
+                if event.get("terminal") == args.terminal and isinstance(tried, dict):
+                    print(f"  {_probe_line(tried)}", file=sys.stderr, flush=True)
+                    shown += 1
+
+        nursery.start_soon(progress)
+        res = await client.call("terminal.probe", **params)
+        nursery.cancel_scope.cancel()
+    for tried in res["tried"][shown:]:  # the events still on their way
+        print(f"  {_probe_line(tried)}", file=sys.stderr)
+    _print(args, res, _probe_text(res))
+    return EXIT_OK if res["found"] is not None else EXIT_ERROR
+
+
+def _probe_line(tried: dict[str, Any]) -> str:
+    settings = " ".join(f"{_show(k)}={_show(v)}" for k, v in tried["settings"].items())
+    return f"{settings or '-'}: {_show(tried['result'])}"
+
+
+def _probe_text(res: dict[str, Any]) -> str:
+    found = res["found"]
+    if found is None:
+        return (
+            f"{_show(res['terminal'])}: no settings answered ({len(res['tried'])} tries); "
+            "check the cable or address, the code on the pairing page, then send support "
+            "the trace (`ecrctl --json probe ...`)"
+        )
+    lines = [
+        f"{_show(res['terminal'])} answers as {_show(res['device_sn'])} with these settings;",
+        "put them in its [[terminal]] entry, then `ecrctl reload`:",
+        "",
+        tomli_w.dumps(found).rstrip("\n"),
+    ]
+    if res["tried"][-1]["result"].startswith("https, needs ca_file"):
+        lines.append("# https answers, but its certificate is not trusted: add")
+        lines.append('# ca_file = "/path/to/the terminal\'s CA certificate.pem"')
+    return "\n".join(lines)
+
+
+async def cmd_trace(args: Args, client: TrioClient) -> int:
+    params: dict[str, Any] = {"terminal": args.terminal}
+    if args.switch is not None:
+        params["on"] = args.switch == "on"
+    if args.tail is not None:
+        params["tail"] = args.tail
+    res = await client.call("terminal.trace", **params)
+    if "lines" in res:
+        text = "\n".join(_show(json.dumps(line, ensure_ascii=False)) for line in res["lines"])
+        _print(args, res, text or "(the trace is empty)")
+    else:
+        state = "on" if res["trace"] else "off"
+        _print(args, res, f"trace {state} for {_show(res['terminal'])}: {_show(res['file'])}")
+    return EXIT_OK
+
+
 async def cmd_money(args: Args, client: TrioClient) -> int:
     return await _pay(args, client, args.command, _money_params(args))
 
@@ -259,6 +328,8 @@ COMMANDS = {
     "pair": cmd_pair,
     "unpair": cmd_unpair,
     "info": cmd_info,
+    "probe": cmd_probe,
+    "trace": cmd_trace,
     "sale": cmd_money,
     "preauth": cmd_money,
     "refund": cmd_money,
@@ -310,6 +381,19 @@ def _common_money(p: argparse.ArgumentParser, *, reversal: bool) -> None:
         )
 
 
+def _support_parsers(sub: Any) -> None:
+    """probe and trace: first contact with a real terminal (docs/first-contact.md)."""
+    p = sub.add_parser("probe", help="find the settings a terminal answers under")
+    p.add_argument("terminal")
+    p.add_argument("code", help="the code on its pairing page")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (max 300)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p = sub.add_parser("trace", help="a terminal's wire trace for support: on, off, --tail")
+    p.add_argument("terminal")
+    p.add_argument("switch", nargs="?", choices=("on", "off"))
+    p.add_argument("--tail", type=int, nargs="?", const=50, help="show the last N lines (50)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecrctl",
@@ -337,11 +421,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--body", type=_json_object, metavar="JSON")
     p = sub.add_parser("pair", help="pair with the code the terminal shows")
     p.add_argument("terminal")
-    p.add_argument("code", help="the 6 digits, or the QR JSON")
+    p.add_argument("code", help="the code shown (6 of A-Z, 0-9), or the QR JSON")
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
     _money_parsers(sub)
     ctl_fleet.add_parsers(sub)
+    _support_parsers(sub)
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
     p.add_argument("terminal")
     p.add_argument("--ref")

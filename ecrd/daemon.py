@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -76,13 +77,15 @@ class Daemon:
         self.events = EventBus()
         pairings, pending = self._open_state(config.daemon.state_dir)
         for pairing in [*pairings.values(), *pending.values()]:
-            logs.register_secret(pairing.pin)
+            for secret in pairing.secrets:
+                logs.register_secret(secret)
         self.journal_view = JournalView(self.journal.path)
         self.shared = Shared(
             client_sn=config.daemon.client_device_sn,
             cloud=config.cloud,
             pairings=self.pairing_store,
             events=self.events,
+            trace_dir=Path(config.daemon.state_dir) / "trace",
         )
         self.terminals: dict[str, Terminal] = {
             t.id: Terminal(t, self.shared, pairings.get(t.id), pending.get(t.id))

@@ -23,8 +23,8 @@ from ecrd.text import escape
 
 _PAN: Final = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _B64: Final = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
-_PAIRCODE: Final = re.compile(r'("?pair_?code"?\s*[:=]\s*"?)\d+', re.IGNORECASE)
-_PIN_KEY: Final = re.compile(r'("?pin(?:Code\d?|_?code)?"?\s*[:=]\s*"?)\d+', re.IGNORECASE)
+_PAIRCODE: Final = re.compile(r'("?pair_?code"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
+_PIN_KEY: Final = re.compile(r'("?pin(?:Code\d?|_?code)?"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -37,13 +37,21 @@ def register_secret(secret: str) -> None:
             _secrets.add(secret)
 
 
+def _secret_re(secret: str) -> re.Pattern[str]:
+    """A PIN as a whole token: digits not inside a longer number; a code with letters in
+    any case (a typed lowercase code is the same code) and not inside a longer word."""
+    if secret.isdigit():
+        return re.compile(rf"(?<!\d){re.escape(secret)}(?!\d)")
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
     text = _PAIRCODE.sub(r"\1[redacted]", text)
     text = _PIN_KEY.sub(r"\1[redacted]", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
-        text = re.sub(rf"(?<!\d){re.escape(secret)}(?!\d)", "[pin]", text)
+        text = _secret_re(secret).sub("[pin]", text)
     text = _B64.sub("[data]", text)
     return _PAN.sub("[number]", text)
 

@@ -90,9 +90,15 @@ def config_data(desc: dict[str, Any], tmp: Path, **terminal_extra: Any) -> dict[
 
 
 async def start_stack(
-    nursery: trio.Nursery, tmp: Path, *, reuse_salt: bool = True, **terminal_extra: Any
+    nursery: trio.Nursery,
+    tmp: Path,
+    *,
+    reuse_salt: bool = True,
+    sim_kw: dict[str, Any] | None = None,
+    **terminal_extra: Any,
 ) -> Stack:
-    sim = make_sim(tmp, reuse_salt=reuse_salt)
+    """``sim_kw`` goes to every ``SimTerminal``; ``terminal_extra`` to every ``[[terminal]]``."""
+    sim = make_sim(tmp, reuse_salt=reuse_salt, **(sim_kw or {}))
     desc = await nursery.start(sim.run)
     cfg = config_for(desc, tmp, **terminal_extra)
     daemon = Daemon(cfg)
@@ -106,6 +112,18 @@ async def pair(client: TrioClient, stack: Stack, link: str) -> dict[str, Any]:
         "terminal.pair", terminal=tid, code=stack.terminal(link).pin1
     )
     return result
+
+
+async def wait_link_up(client: TrioClient, terminal: str, timeout: float = 5.0) -> None:
+    """Until a serial terminal's port is open: the daemon is ready before its terminals'
+    serial ports open (they open in the background), so a first request may find it closed.
+    LAN and cloud links have no state before their first exchange."""
+    with trio.fail_after(timeout):
+        while True:
+            row = next(r for r in await client.call("terminal.list") if r["id"] == terminal)
+            if row["transport"] != "serial" or row["link"] == "up":
+                return
+            await trio.sleep(0.02)
 
 
 async def call_error(client: TrioClient, method: str, **params: Any) -> EcrdError:

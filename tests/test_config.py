@@ -78,7 +78,6 @@ def test_defaults_follow_the_design() -> None:
             '[[terminal]]\nid = "a"\ntransport = "lan"\nhost = "h"\ntls = 1',
             "terminal[0].tls must be true or false",
         ),
-        ('[[terminal]]\nid = "a"\ntransport = "cloud"', "[cloud].business_id must be set"),
         ('[cloud]\nbusiness_id = "nope"', "[cloud].business_id must be a UUID"),
         (
             '[[terminal]]\nid = "a"\ntransport = "lan"\nhost = "h"\nframe_crc = "crc16"',

@@ -343,7 +343,8 @@ CASES: list[Case] = [
         for kind, code in [
             ("five-digits", "12345"),
             ("seven-digits", "1234567"),
-            ("letters", "abcdef"),
+            ("punctuation", "AB-12C"),  # letters are fine (six of A-Z, 0-9), a dash is not
+            ("non-ascii", "ÄBCDEF"),
             ("empty", ""),
             ("number", 123456),
             ("list", ["123456"]),

@@ -168,3 +168,25 @@ def test_the_pin_never_shows(path: Path) -> None:
 def test_paired_at_defaults_to_now_with_an_offset() -> None:
     p = Pairing("counter-1", "SN", "654321", "v2")
     assert p.paired_at.endswith("+00:00")
+
+
+def test_pin1_info_pin_and_business_are_kept_and_pin1_never_shows(path: Path) -> None:
+    store = PairingStore(path)
+    p = pairing(pin1="K7Q2ZD", info_pin="pin2", business_id="411d6207-aaaa")
+    assert "K7Q2ZD" not in repr(p)
+    assert p.secrets == (p.pin, "K7Q2ZD")
+    store.put(p)
+    assert PairingStore(path).get("counter-1") == p
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError, match="info_pin"):
+        pairing(info_pin="pin3")
+
+
+def test_a_pairing_without_the_new_keys_loads_as_before(path: Path) -> None:
+    path.parent.mkdir()
+    path.write_text(
+        'version = 1\n[terminals.c]\ndevice_sn = "SN"\npin = "654321"\nscheme = "v2"\n'
+        'paired_at = "2025-11-12T10:11:04+00:00"\n'
+    )
+    p = PairingStore(path).get("c")
+    assert p is not None and p.pin1 is None and p.info_pin is None and p.business_id is None

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ecrd.sim.__main__ import parse_args
+from ecrd.sim.__main__ import build, parse_args
+from ecrd.sim.codes import LETTERS
 
 SIM = [sys.executable, "-m", "ecrd.sim"]
 
@@ -76,10 +77,22 @@ def test_help_explains_links_faults_magic_amounts_and_control_api() -> None:
 
 def test_bad_pin_is_a_usage_error() -> None:
     result = subprocess.run([*SIM, "--pin1", "12"], capture_output=True, text=True)
-    assert result.returncode == 2 and "6 digits" in result.stderr
+    assert result.returncode == 2 and "6 characters, A-Z and 0-9" in result.stderr
 
 
 def test_lan_is_the_default_link() -> None:
     args = parse_args([])
     assert (args.lan, args.serial, args.cloud) == (1, 0, 0)
     assert parse_args(["--serial", "2"]).lan == 0
+
+
+def test_the_variants_a_real_terminal_may_have_are_options(tmp_path: Path) -> None:
+    args = parse_args(
+        ["--lan", "1", "--serial", "1", "--letter-codes", "--serial-baud", "9600",
+         "--strict-cmd", "--frame-cmd", "0x0101"]
+    )  # fmt: skip
+    sim = build(args, tmp_path)
+    lan, serial = sim.slots
+    assert all(s.terminal.code_alphabet == LETTERS for s in sim.slots)
+    assert serial.baudrate == 9600 and serial.strict_cmd and serial.fmt.cmd == 0x0101
+    assert lan.lan_tls is None

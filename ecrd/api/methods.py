@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final
+
+import trio
 
 from ecrd import __version__, errors
 from ecrd.api.errormap import money_result, translate
@@ -20,7 +23,9 @@ from ecrd.protocol.outcome import MONEY_METHODS
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.terminal.admission import PaymentRequest
+from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
+from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
 from ecrd.terminal.terminal import Terminal
 from ecrd.text import first_control
 
@@ -129,7 +134,7 @@ async def terminal_pair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
     code = p.raw.get("code")
     if not isinstance(code, str | dict):
-        raise errors.InvalidParams("code must be the 6 digits or the QR JSON", field="code")
+        raise errors.InvalidParams("code must be the pairing code or the QR JSON", field="code")
     no_controls(code, "code")
     if term.busy_with:
         raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
@@ -223,7 +228,8 @@ def money(name: str) -> Method:
 
 async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    ref = p.text("reference_id") or term.busy_with
+    held = term.busy_with if term.busy_with != PROBE_HOLD else None  # a probe has no ref
+    ref = p.text("reference_id") or held
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
         _, body = await term.exchange(
@@ -317,6 +323,43 @@ def send_actions(term: Terminal) -> tuple[str, ...]:
     return tuple(dict.fromkeys(("DeviceInfo", *status, *term.cfg.send_actions)))
 
 
+async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
+    """Which settings the terminal answers under: only DeviceInfo, on links of the probe's
+    own; the terminal is busy meanwhile (no payment starts on it)."""
+    term = p.terminal(daemon)
+    code = p.text("code", required=True, max_len=1024)
+    limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
+    pin = parse_pairing_code(code).pin
+    if term.busy_with:
+        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
+    daemon.log_peer("probe", term.id, conn.peer)
+    term.busy_with = PROBE_HOLD
+    try:
+        progress = partial(daemon.events.publish, "terminal", terminal=term.id)
+        return await probe(term, pin, limit_s=limit, on_try=lambda t: progress(probe=t))
+    finally:
+        daemon.payments.release(term, PROBE_HOLD)
+
+
+async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:
+    """Turn a terminal's wire trace on or off (until a reload or restart: the entry's
+    ``trace`` key is the lasting setting), and/or read its last ``tail`` lines."""
+    term = p.terminal(daemon)
+    on = p.raw.get("on")
+    if on is not None:
+        term.trace.on = p.flag("on")
+        daemon.log_peer(f"trace {'on' if on else 'off'}", term.id, conn.peer)
+    tail = p.number("tail", 1, 1000)
+    result: dict[str, Any] = {
+        "terminal": term.id,
+        "trace": term.trace.on,
+        "file": str(term.trace.path) if term.trace.path else None,
+    }
+    if tail is not None:
+        result["lines"] = await trio.to_thread.run_sync(term.trace.tail, int(tail))
+    return result
+
+
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
     topics = p.raw.get("topics")
     if topics is not None and (
@@ -367,6 +410,8 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "terminal.unpair": (terminal_unpair, ("terminal",)),
     "terminal.info": (terminal_info, ("terminal",)),
     "terminal.send": (terminal_send, ("terminal", "action", "body")),
+    "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s")),
+    "terminal.trace": (terminal_trace, ("terminal", "on", "tail")),
     "sale": (
         money("sale"),
         (

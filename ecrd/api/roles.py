@@ -37,6 +37,7 @@ ROLES: Final = {
     "terminal.pair": "admin",
     "terminal.unpair": "admin",
     "terminal.probe": "admin",
+    "terminal.trace": "admin",  # the trace holds decrypted traffic (redacted, but still)
     "terminal.send": "admin",
     "transaction.resolve": "admin",
     "config.reload": "admin",

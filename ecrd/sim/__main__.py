@@ -11,8 +11,10 @@ import json
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +106,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--no-magic-amounts", action="store_true")
     a("--reply-salt-reuse", action="store_true", help="reuse one reply salt (benchmarks)")
     a("-v", "--verbose", action="store_true")
+    _variant_options(a)
     args = p.parse_args(argv)
     if args.lan is None:
         args.lan = 0 if (args.serial or args.cloud) else 1
     if args.lan + args.serial + args.cloud < 1:
         p.error("no terminals: give --lan, --serial or --cloud")
     return args
+
+
+def _variant_options(a: Callable[..., Any]) -> None:
+    """What a real terminal may differ in (docs/first-contact.md), to test ecrctl probe."""
+    a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
+    a("--lan-tls", nargs=2, metavar=("CERT", "KEY"), help="serve LAN over https with these")
+    a("--serial-baud", type=int, default=None, help="answer only at this pty speed (garble others)")
+    a("--strict-cmd", action="store_true", help="serial: ignore frames with another --frame-cmd")
 
 
 def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
@@ -136,16 +147,27 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
             magic_amounts=not args.no_magic_amounts,
             magic_delay=args.magic_delay,
             reply_salt_reuse=args.reply_salt_reuse,
+            letter_codes=args.letter_codes,
         )
         if link == "lan":
-            sim.add_lan(
-                terminal, port=args.lan_port + i if args.lan_port else 0, path=args.lan_path
-            )
+            port = args.lan_port + i if args.lan_port else 0
+            sim.add_lan(terminal, port=port, path=args.lan_path, tls=_server_tls(args.lan_tls))
         elif link == "serial":
-            sim.add_serial(terminal, fmt=fmt, pace_bps=args.pace)
+            sim.add_serial(
+                terminal, fmt=fmt, pace_bps=args.pace, baudrate=args.serial_baud,
+                strict_cmd=args.strict_cmd,
+            )  # fmt: skip
         else:
             sim.add_cloud(terminal)
     return sim
+
+
+def _server_tls(files: list[str] | None) -> ssl.SSLContext | None:
+    if not files:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(files[0], files[1])
+    return ctx
 
 
 async def run(sim: Simulator, ready_file: Path) -> None:
@@ -178,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             sim = build(args, state_dir)
-        except ValueError as exc:  # bad option values (a PIN that is not 6 digits...)
+        except ValueError as exc:  # bad option values (a malformed pairing code...)
             print(f"ecrd-sim: {exc}", file=sys.stderr)
             return 2
         trio.run(run, sim, state_dir / "ready.json")

@@ -127,6 +127,8 @@ class Gateway:
         mismatch = terminal.faults.take(envelope.action, "cloud", ("business_mismatch",))
         if terminal.business_id != business or mismatch:
             return refusal("business_mismatch", "the device is not bound to this business")
+        terminal.stats.cloud_calls += 1
+        terminal.stats.cloud_calls_without_sn += not sn
         return terminal
 
     async def _relay(self, terminal: SimTerminal, envelope: Envelope) -> HttpResponse:

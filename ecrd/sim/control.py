@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ecrd.sim.codes import valid_code
 from ecrd.sim.faults import FaultError, make_fault
 from ecrd.sim.http import HttpRequest, HttpResponse, json_response, serve_http
 from ecrd.sim.slots import Slot
@@ -122,8 +123,8 @@ class Control:
             raise ControlError(404, "no such path")
         _allow(method, "POST")
         pin1 = body.get("pin1")
-        if pin1 is not None and not (isinstance(pin1, str) and len(pin1) == 6 and pin1.isdigit()):
-            raise ControlError(400, "pin1 must be 6 digits")
+        if pin1 is not None and not valid_code(pin1):
+            raise ControlError(400, "pin1 must be 6 characters, A-Z and 0-9")
         if what == "reboot":
             t.reboot(pin1)
         elif what == "pairing-page":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -73,22 +74,34 @@ async def serve_http(
     port: int,
     *,
     name: str,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``handler`` on ``host:port`` (0: any free port); reports the bound port."""
+    """Serve ``handler`` on ``host:port`` (0: any free port); reports the bound port.
+    With ``tls``, https: a client that does not complete the handshake is dropped."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
-    log.info("%s listening on http://%s:%d", name, host, bound)
+    log.info("%s listening on %s://%s:%d", name, "https" if tls else "http", host, bound)
     task_status.started(bound)
 
-    async def connection(stream: trio.SocketStream) -> None:
+    async def connection(raw: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = raw
+        if tls is not None:
+            stream = trio.SSLStream(raw, tls, server_side=True)
+            try:
+                with trio.fail_after(READ_TIMEOUT):
+                    await stream.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError):
+                log.info("%s: a client failed the TLS handshake", name)
+                await trio.aclose_forcefully(raw)
+                return
         await _Connection(stream, handler, name).run()
 
     await trio.serve_listeners(connection, listeners)
 
 
 class _Connection:
-    def __init__(self, stream: trio.SocketStream, handler: Handler, name: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, handler: Handler, name: str) -> None:
         self.stream = stream
         self.handler = handler
         self.name = name
@@ -121,7 +134,7 @@ class _Connection:
                 await self.stream.aclose()
 
     async def _receive(self) -> None:
-        data = await self.stream.receive_some(65536)
+        data = bytes(await self.stream.receive_some(65536))
         self.conn.receive_data(data)
 
     async def _read_request(self) -> HttpRequest | None:
@@ -166,7 +179,7 @@ class _Connection:
                 # stream (or a reset) means nobody is waiting for our answer any more.
                 try:
                     while True:
-                        data = await self.stream.receive_some(65536)
+                        data = bytes(await self.stream.receive_some(65536))
                         self.conn.receive_data(data)
                         if not data:
                             break

@@ -17,6 +17,7 @@ Closing the connection while the terminal holds the request cancels it (not char
 from __future__ import annotations
 
 import logging
+import ssl
 from functools import partial
 from typing import Final
 
@@ -37,6 +38,7 @@ async def serve_lan(
     port: int = 0,
     *,
     path: str = LAN_PATH,
+    tls: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``terminal`` over HTTP; reports the bound port, which the terminal then
@@ -57,7 +59,7 @@ async def serve_lan(
         return HttpResponse(200, reply.envelope.to_bytes(), bytes_per_s=reply.bytes_per_s)
 
     async with trio.open_nursery() as nursery:
-        serve = partial(serve_http, handle, host, port, name=f"lan {terminal.sn}")
+        serve = partial(serve_http, handle, host, port, name=f"lan {terminal.sn}", tls=tls)
         bound: int = await nursery.start(serve)
         if terminal.port is None:
             terminal.ip, terminal.port = host, bound

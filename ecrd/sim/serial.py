@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import termios
 import tty
 from pathlib import Path
 
@@ -109,14 +110,20 @@ async def serve_serial(
     symlink: str | os.PathLike[str] | None = None,
     fmt: FrameFormat | None = None,
     pace_bps: float | None = None,
+    baudrate: int | None = None,
+    strict_cmd: bool = False,
     task_status: trio.TaskStatus[SimCable] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``terminal`` on a pty; reports the ``SimCable`` (its ``path`` is the symlink
     if one was asked for, else the slave). ``pace_bps`` limits the reply write rate
-    (11520 bytes/s mimics 115200 baud 8N1)."""
+    (11520 bytes/s mimics 115200 baud 8N1). ``baudrate``: the terminal's own speed; bytes
+    that arrive while the pty is set to another speed are garbled, as a UART would garble
+    them. ``strict_cmd``: frames with another cmd than ``fmt``'s are ignored."""
     port = SimCable(symlink)
+    line = _Line(terminal, port, fmt or FrameFormat(), pace_bps)
+    line.baudrate, line.strict_cmd = baudrate, strict_cmd
     try:
-        await _Line(terminal, port, fmt or FrameFormat(), pace_bps).run(task_status)
+        await line.run(task_status)
     finally:
         port._want_plugged = False
 
@@ -131,6 +138,9 @@ class _Line:
         self.pace_bps = pace_bps
         self.stream: trio.lowlevel.FdStream | None = None  # the pty plugged in now, if any
         self.write_lock = trio.Lock()
+        self.baudrate: int | None = None  # answers only at this speed (None: at any)
+        self.strict_cmd = False
+        self._slave: int | None = None
 
     async def run(self, task_status: trio.TaskStatus[SimCable]) -> None:
         port, started = self.port, False
@@ -143,6 +153,7 @@ class _Line:
                     continue
                 master, slave = os.openpty()
                 tty.setraw(slave)
+                self._slave = slave
                 stream = self.stream = trio.lowlevel.FdStream(master)
                 try:
                     port._publish(os.ttyname(slave))
@@ -175,9 +186,24 @@ class _Line:
             if not chunk:
                 await trio.sleep(0.05)  # likewise: no EOF while the slave is held
                 continue
+            if not self._at_own_speed():
+                chunk = bytes(b ^ 0xA5 for b in chunk)  # what a UART at another speed reads
             for frame in decoder.feed(chunk):
+                if self.strict_cmd and frame.cmd != self.fmt.cmd:
+                    self.port.frames_dropped += 1
+                    continue
                 self.port.frames_in += 1
                 requests.start_soon(self._answer, frame)
+
+    def _at_own_speed(self) -> bool:
+        """The speed the other end set on the pty (termios is shared by both ends)."""
+        if self.baudrate is None or self._slave is None:
+            return True
+        try:
+            speed = termios.tcgetattr(self._slave)[4]
+        except termios.error:
+            return False
+        return bool(speed == getattr(termios, f"B{self.baudrate}", None))
 
     async def _answer(self, frame: Frame) -> None:
         sn = self.terminal.sn

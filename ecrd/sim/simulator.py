@@ -13,6 +13,7 @@ is only reported once every listener is bound and every pty is open.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -67,8 +68,16 @@ class Simulator:
         self.slots.append(slot)
         return slot.terminal
 
-    def add_lan(self, terminal: SimTerminal, *, port: int = 0, path: str = LAN_PATH) -> SimTerminal:
-        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path))
+    def add_lan(
+        self,
+        terminal: SimTerminal,
+        *,
+        port: int = 0,
+        path: str = LAN_PATH,
+        tls: ssl.SSLContext | None = None,
+    ) -> SimTerminal:
+        """``tls``: serve https with this server context (a self-signed certificate)."""
+        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls))
 
     def add_serial(
         self,
@@ -77,13 +86,23 @@ class Simulator:
         symlink: str | os.PathLike[str] | None = None,
         fmt: FrameFormat | None = None,
         pace_bps: float | None = None,
+        baudrate: int | None = None,
+        strict_cmd: bool = False,
     ) -> SimTerminal:
         if symlink is None and self.state_dir is not None:
             n = sum(1 for s in self.slots if s.link == "serial")
             symlink = self.state_dir / f"ttyECR{n}"
         link = Path(symlink) if symlink is not None else None
         return self._add(
-            Slot(terminal, "serial", symlink=link, fmt=fmt or FrameFormat(), pace_bps=pace_bps)
+            Slot(
+                terminal,
+                "serial",
+                symlink=link,
+                fmt=fmt or FrameFormat(),
+                pace_bps=pace_bps,
+                baudrate=baudrate,
+                strict_cmd=strict_cmd,
+            )
         )
 
     def add_cloud(self, terminal: SimTerminal) -> SimTerminal:
@@ -131,12 +150,15 @@ class Simulator:
     async def _start_link(self, nursery: trio.Nursery, slot: Slot) -> None:
         t = slot.terminal
         if slot.link == "lan":
-            serve = partial(serve_lan, t, self.host, slot.lan_port, path=slot.lan_path)
+            serve = partial(
+                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls
+            )
             slot.lan_port = await nursery.start(serve)
         elif slot.link == "serial":
             serve_s = partial(
-                serve_serial, t, symlink=slot.symlink, fmt=slot.fmt, pace_bps=slot.pace_bps
-            )
+                serve_serial, t, symlink=slot.symlink, fmt=slot.fmt, pace_bps=slot.pace_bps,
+                baudrate=slot.baudrate, strict_cmd=slot.strict_cmd,
+            )  # fmt: skip
             slot.serial = await nursery.start(serve_s)
 
     def terminals_view(self) -> _TerminalsView:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,12 @@ class Slot:
     link: LinkKind
     lan_port: int = 0
     lan_path: str = LAN_PATH
+    lan_tls: ssl.SSLContext | None = None  # https with this server context
     symlink: Path | None = None
     fmt: FrameFormat = attrs.field(factory=FrameFormat)
     pace_bps: float | None = None
+    baudrate: int | None = None  # serial: answers only at this speed
+    strict_cmd: bool = False  # serial: ignores frames with another cmd
     serial: SimCable | None = None  # set once the pty is open
 
     def describe(self, host: str) -> dict[str, Any]:
@@ -42,7 +46,9 @@ class Slot:
                 "host": host,
                 "port": self.lan_port,
                 "path": self.lan_path,
-                "url": f"http://{host}:{self.lan_port}{self.lan_path}",
+                "tls": self.lan_tls is not None,
+                "url": f"{'https' if self.lan_tls else 'http'}://{host}:{self.lan_port}"
+                f"{self.lan_path}",
             }
         elif self.link == "serial":
             out |= {

@@ -52,6 +52,7 @@ from ecrd.protocol.envelope import (
     request_header,
     timestamp,
 )
+from ecrd.sim.codes import DIGITS, LETTERS, new_code, valid_code
 from ecrd.sim.faults import MONEY_ACTIONS, Fault, FaultBook, magic_fault, make_fault
 from ecrd.sim.payments import Body, Payments, failed
 from ecrd.workers import Workers
@@ -72,7 +73,7 @@ TERMINAL_FAULTS: Final = frozenset(
      "bad_crc", "dribble", "mismatch"}
 )  # fmt: skip
 
-# A secret no client can hold: not 6 digits, so it never equals a pairing code.
+# A secret no client can hold: not 6 characters, so it never equals a pairing code.
 _ALIEN_PIN: Final = secrets.token_hex(8)
 _REUSED_SALTS: dict[str, bytes] = {}  # with reply_salt_reuse: one salt per PIN
 # The simulator stands in for separate hardware: its derivations run on low-priority
@@ -85,11 +86,16 @@ async def in_thread(fn: Callable[[*Ts], T], *args: *Ts) -> T:
     return await _WORKERS.run(partial(fn, *args))
 
 
-def new_pin(*avoid: str | None) -> str:
-    while True:
-        pin = f"{secrets.randbelow(10**6):06d}"
-        if pin not in avoid:
-            return pin
+def _check_options(scheme: str, pin2_field: str, pin1: str | None, pin2: str | None) -> None:
+    if scheme not in crypto.SCHEMES:
+        raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
+    if pin2_field not in PIN2_FIELDS:
+        raise ValueError(f"pin2_field must be one of {PIN2_FIELDS}")
+    for pin in (pin1, pin2):
+        if pin is not None and not valid_code(pin):
+            raise ValueError("a pairing code is 6 characters, A-Z and 0-9")
+    if pin1 is not None and pin1 == pin2:
+        raise ValueError("pinCode2 must differ from pinCode1")
 
 
 @attrs.frozen
@@ -107,6 +113,8 @@ class Stats:
     requests: int = 0
     decrypt_failed: int = 0
     replies: int = 0
+    cloud_calls: int = 0  # relayed to it by the gateway
+    cloud_calls_without_sn: int = 0  # of those, how many came without x-device-sn
 
 
 class SimTerminal:
@@ -129,14 +137,11 @@ class SimTerminal:
         magic_delay: float = 3.0,
         reply_salt_reuse: bool = False,
         keys: KeyCache | None = None,
+        letter_codes: bool = False,
     ) -> None:
-        if scheme not in crypto.SCHEMES:
-            raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
-        if pin2_field not in PIN2_FIELDS:
-            raise ValueError(f"pin2_field must be one of {PIN2_FIELDS}")
-        for pin in (pin1, pin2):
-            if pin is not None and not (len(pin) == 6 and pin.isdigit()):
-                raise ValueError("a pairing code is 6 digits")
+        _check_options(scheme, pin2_field, pin1, pin2)
+        # The codes this terminal makes up: digits, or (older firmware) letters too.
+        self.code_alphabet = LETTERS if letter_codes else DIGITS
         self.sn = sn
         self.business_id = business_id
         self.scheme: Scheme = scheme
@@ -152,9 +157,7 @@ class SimTerminal:
         self.payments = Payments(customer_delay=customer_delay)
         self.stats = Stats()
         self._fixed_pin2 = pin2
-        if pin1 is not None and pin1 == pin2:
-            raise ValueError("pinCode2 must differ from pinCode1")
-        self._pin1 = pin1 or new_pin()
+        self._pin1 = pin1 or new_code(self.code_alphabet)
         self._pin1_valid = True
         self._pin2: str | None = None
         self._confirmed = False
@@ -244,7 +247,7 @@ class SimTerminal:
     def show_pairing_page(self, pin1: str | None = None) -> str:
         """Open the pairing page again: a new pinCode1 becomes valid. A current pinCode2
         stays valid, and using it does not close the page; only a new Pair replaces it."""
-        self._pin1 = pin1 or new_pin(self._pin1, self._pin2)
+        self._pin1 = pin1 or new_code(self.code_alphabet, self._pin1, self._pin2)
         self._pin1_valid = True
         self.show_screen()
         return self._pin1
@@ -419,7 +422,7 @@ class SimTerminal:
             return failed("PAIRING_CLOSED", "open the pairing page and use its code")
         if not isinstance(body.get("pairUuid"), str) or not body["pairUuid"]:
             return failed("INVALID_REQUEST", "pairUuid is required")
-        self._pin2 = self._fixed_pin2 or new_pin(self._pin1, self._pin2)
+        self._pin2 = self._fixed_pin2 or new_code(self.code_alphabet, self._pin1, self._pin2)
         self._confirmed = False
         log.info("%s: paired, awaiting confirmation under the new pinCode2", self.sn)
         return {

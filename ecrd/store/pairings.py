@@ -11,6 +11,9 @@ One TOML file, by default ``/var/lib/ecrd/pairings.toml``::
     host = "192.168.1.50"
     port = 8443
     paired_at = "2025-11-12T10:11:04+00:00"
+    pin1 = "672633"                # optional: the pairing code, for the cloud's terminal-info
+    info_pin = "pin1"              # optional: which PIN terminal-info last accepted
+    business_id = "411d6207-..."   # optional: the business the terminal is bound to
 
     [pending.counter-1]            # only while a pairing is being confirmed
     device_sn = "NEXGO-N96-1170270945"
@@ -75,7 +78,12 @@ _FIELDS: Final[dict[str, type]] = {
     "host": str,
     "port": int,
     "paired_at": str,
+    # Optional keys added after 0.1.0 (same format version: a 0.1.0 file loads unchanged).
+    "pin1": str,
+    "info_pin": str,
+    "business_id": str,
 }
+INFO_PINS: Final = ("pin1", "pin2")
 _REQUIRED: Final = ("device_sn", "pin", "scheme", "paired_at")
 
 
@@ -138,6 +146,21 @@ class Pairing:
     host: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
     port: int | None = attrs.field(default=None, validator=_optional_port)
     paired_at: str = attrs.field(factory=_now, validator=_rfc3339)
+    # pinCode1, the code the pairing began with: the seed seals terminal-info under it.
+    pin1: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_text), repr=False
+    )
+    # Which PIN the cloud's terminal-info last accepted ("pin1", or "pin2" as a fallback).
+    info_pin: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(INFO_PINS))
+    )
+    # The business the terminal is bound to (its DeviceInfo's businessID, or the QR's).
+    business_id: str | None = attrs.field(default=None, validator=attrs.validators.optional(_text))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The PINs this pairing holds (to register with the log redactor)."""
+        return (self.pin,) if self.pin1 is None else (self.pin, self.pin1)
 
 
 class PairingStore:

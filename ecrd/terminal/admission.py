@@ -186,5 +186,5 @@ def not_paired_message(terminal_id: str, unconfirmed: bool) -> str:
         )
     return (
         f"terminal {terminal_id!r} is not paired: run `ecrctl pair {terminal_id} CODE` with "
-        "the 6-digit code the terminal shows"
+        "the code the terminal shows"
     )

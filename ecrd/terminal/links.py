@@ -20,7 +20,7 @@ import attrs
 
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.protocol.envelope import Envelope
-from ecrd.transport.base import Link
+from ecrd.transport.base import Link, Tap
 from ecrd.transport.cloud import CloudLink, cloud_urls
 from ecrd.transport.lan import LanLink
 from ecrd.transport.serial import SerialLink
@@ -35,6 +35,8 @@ class Target:
     host: str | None = None
     port: int | None = None
     device_sn: str | None = None
+    # The business the cloud serves it for: [cloud].business_id, else the pairing's.
+    business_id: str | None = None
 
 
 def make_link(
@@ -59,7 +61,7 @@ def make_link(
             frame_format=cfg.frame_format,
             on_stale=on_stale,
         )
-    return cloud_link(cloud, target.device_sn)
+    return cloud_link(cloud, target.device_sn, target.business_id)
 
 
 def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
@@ -73,24 +75,55 @@ def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
     )
 
 
-def cloud_link(c: CloudConfig, device_sn: str | None) -> CloudLink:
+def probe_link(cfg: TerminalConfig, cloud: CloudConfig, target: Target, verify: bool) -> Link:
+    """A link of the probe's own, built from ``cfg`` (the entry with the settings being
+    tried): LAN at the target's host and ``cfg.port``, or the cloud. Never the terminal's
+    own link, so a probe cannot change the settings in force (serial: the terminal's own
+    link lends the device meanwhile, ``SerialLink.lend``)."""
+    if cfg.transport == "serial":
+        return make_link("serial", cfg, cloud, target, lambda _reply: None)
+    if cfg.transport == "lan":
+        assert target.host is not None
+        return LanLink(
+            target.host,
+            cfg.port,
+            path=cfg.path,
+            tls=cfg.tls,
+            ca_file=cfg.ca_file,
+            connect_timeout=cfg.connect_timeout_s,
+            verify=verify,
+        )
+    return cloud_link(cloud, target.device_sn, target.business_id)
+
+
+def cloud_link(c: CloudConfig, device_sn: str | None, business_id: str | None = None) -> CloudLink:
     info_url, command_url = cloud_urls(c.environment, c.base_url, c.command_url, c.info_url)
     return CloudLink(
         command_url,
         info_url,
-        c.business_id or "",
+        c.business_id or business_id,
         device_sn,
         ca_file=c.ca_file,
         refusal_statuses=frozenset(c.refusal_statuses),
     )
 
 
+def tap(link: Link, fn: Tap) -> None:
+    """Tell ``fn`` what each HTTP exchange of ``link`` looked like (a trace); serial: its
+    frames are traced from the envelope."""
+    if isinstance(link, LanLink | CloudLink):
+        link.tap = fn
+
+
 def retarget(link: Link, target: Target) -> None:
     """Aim ``link`` at ``target``; what does not concern its kind is ignored."""
     if isinstance(link, LanLink) and target.host and target.port:
         link.set_address(target.host, target.port)
-    elif isinstance(link, CloudLink) and target.device_sn:
-        link.set_device_sn(target.device_sn)
+    elif isinstance(link, CloudLink):
+        if target.device_sn:
+            link.set_device_sn(target.device_sn)
+        if target.business_id:
+            link.set_business_id(target.business_id)
 
 
 def aimed_at(
@@ -100,5 +133,7 @@ def aimed_at(
     if isinstance(link, LanLink) and target.host:
         return lan_link(cfg, target.host, target.port or cfg.port)
     if isinstance(link, CloudLink):
-        return cloud_link(cloud, target.device_sn or link.device_sn)
+        return cloud_link(
+            cloud, target.device_sn or link.device_sn, target.business_id or link.business_id
+        )
     return None

@@ -26,8 +26,12 @@ import attrs
 
 from ecrd import errors
 
-_PIN_RE: Final = re.compile(r"^[0-9]{6}$")
-_NEW_PIN_RE: Final = re.compile(r"[0-9]{4,12}")
+# A pairing code is six of A-Z and 0-9 (older vendor pages: six uppercase characters;
+# current terminals show digits). Terminals show uppercase, so typed lowercase is taken
+# as uppercase: the legacy scheme hashes the code exactly as the terminal shows it.
+_CODE_RE: Final = re.compile(r"[A-Z0-9]{6}")
+_NEW_PIN_RE: Final = re.compile(r"[A-Za-z0-9]{4,12}")
+CODE_RULE: Final = "6 characters, A-Z and 0-9"
 
 
 def port_number(value: object) -> int | None:
@@ -48,23 +52,34 @@ class PairingCode:
     business_id: str | None = None
 
 
+def pairing_pin(text: object) -> str | None:
+    """The pairing code as the terminal shows it (uppercase), or None if ``text`` is not
+    six of A-Z, a-z and 0-9 (surrounding spaces ignored)."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        return None
+    shown = str(text).strip()
+    return shown.upper() if shown.isascii() and _CODE_RE.fullmatch(shown.upper()) else None
+
+
 def parse_pairing_code(code: object) -> PairingCode:
-    """Accept ``"672633"`` or the QR JSON of the pairing page (protocol.md §7.1)."""
-    if isinstance(code, str) and _PIN_RE.match(code.strip()):
-        return PairingCode(pin=code.strip())
+    """Accept ``"672633"``, ``"K7Q2ZD"`` or the QR JSON of the pairing page (protocol.md
+    §7.1)."""
+    if isinstance(code, str) and (pin := pairing_pin(code)) is not None:
+        return PairingCode(pin=pin)
     qr: object = code
     if isinstance(code, str):
         try:
             qr = json.loads(code)
         except ValueError:
             raise _bad_code(
-                "code must be the 6 digits shown on the terminal, or its QR JSON"
+                f"code must be the pairing code shown on the terminal ({CODE_RULE}), or its QR JSON"
             ) from None
-    if not isinstance(qr, dict) or not _PIN_RE.match(str(qr.get("pairCode", ""))):
-        raise _bad_code("QR JSON must carry a 6-digit pairCode")
+    pin = pairing_pin(qr.get("pairCode")) if isinstance(qr, dict) else None
+    if not isinstance(qr, dict) or pin is None:
+        raise _bad_code(f"QR JSON must carry a pairCode of {CODE_RULE}")
     port = qr.get("port")
     return PairingCode(
-        pin=str(qr["pairCode"]),
+        pin=pin,
         device_id=qr.get("deviceId") if isinstance(qr.get("deviceId"), str) else None,
         ip=qr.get("ip") if isinstance(qr.get("ip"), str) else None,
         port=port_number(port) if isinstance(port, int | str) else None,
@@ -80,8 +95,10 @@ def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
     """pinCode2 from the Pair reply: the first of ``fields`` that holds one (protocol.md
     §7 step 3, [ASSUMED] field names)."""
     for field in fields:
-        value = str(reply.get(field, ""))
-        if _NEW_PIN_RE.fullmatch(value):
+        value = reply.get(field, "")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and _NEW_PIN_RE.fullmatch(value):
             return value
     raise errors.PairingFailed(
         "the Pair reply carries no new PIN in any of the fields "

@@ -28,6 +28,7 @@ log = logging.getLogger("ecrd.terminal")
 async def pair(term: Terminal, code: object) -> dict[str, Any]:
     parsed = parse_pairing_code(code)
     logs.register_secret(parsed.pin)
+    _check_business(term, parsed)
     via = _pairing_link(term, parsed)
     try:
         pairing, info = await _pair_steps(term, parsed, via)
@@ -56,11 +57,29 @@ async def pair(term: Terminal, code: object) -> dict[str, Any]:
     return {"terminal": term.id, "device_sn": pairing.device_sn, "info": info}
 
 
+def _check_business(term: Terminal, parsed: PairingCode) -> None:
+    """A QR code of another business than the configured one: refused before anything is
+    sent (the terminal would take the shop's sales for that business)."""
+    configured = term.shared.cloud.business_id
+    if parsed.business_id and configured and parsed.business_id.lower() != configured.lower():
+        raise errors.PairingFailed(
+            f"the QR code is for business {parsed.business_id}, but [cloud].business_id is "
+            f"{configured}: bind the terminal to this shop's business in the Wonder App, or "
+            "fix [cloud].business_id"
+        )
+
+
 def _pairing_target(term: Terminal, parsed: PairingCode) -> Target:
-    """Where pairing talks to: the QR code's address, for a terminal that has one."""
-    if parsed.ip and term.target.host:
-        return attrs.evolve(term.target, host=parsed.ip, port=parsed.port or term.cfg.port)
-    return term.target
+    """Where pairing talks to: the QR code's address (for a terminal that has one), SN and
+    business."""
+    target = term.target
+    if parsed.device_id:
+        target = attrs.evolve(target, device_sn=parsed.device_id)
+    if parsed.business_id and not term.shared.cloud.business_id:
+        target = attrs.evolve(target, business_id=parsed.business_id)
+    if parsed.ip and target.host:
+        return attrs.evolve(target, host=parsed.ip, port=parsed.port or term.cfg.port)
+    return target
 
 
 def _pairing_link(term: Terminal, parsed: PairingCode) -> Link | None:
@@ -75,7 +94,7 @@ async def _pair_steps(
 ) -> tuple[Pairing, dict[str, Any]]:
     pin1, t = parsed.pin, term.cfg.info_timeout_s
     links = (term.cfg.transport,)
-    sn, info = await _identify(term, pin1, via)
+    sn, info = await _identify(term, parsed, via)
     target = attrs.evolve(_pairing_target(term, parsed), device_sn=sn)
     if via is not None:
         retarget(via, target)
@@ -87,7 +106,7 @@ async def _pair_steps(
     )  # fmt: skip
     pin2 = new_pin_of(reply, term.cfg.pin_fields)
     logs.register_secret(pin2)
-    pairing = _new_pairing(term, target, pin2)
+    pairing = _new_pairing(term, target, pin2, parsed.pin, info.get("businessID"))
     await term.save_pairing(partial(term.shared.pairings.put_pending, pairing))
     confirm_body: dict[str, Any] | None = (
         None if term.cfg.pair_confirm_action == "DeviceInfo" else {}
@@ -99,10 +118,16 @@ async def _pair_steps(
     return pairing, {**info, **confirmed}
 
 
-async def _identify(term: Terminal, pin1: str, via: Link | None) -> tuple[str, dict[str, Any]]:
+async def _identify(
+    term: Terminal, parsed: PairingCode, via: Link | None
+) -> tuple[str, dict[str, Any]]:
     """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
+    pin1 = parsed.pin
     if term.cfg.transport == "cloud":
-        info = await term.terminal_info(pin1)
+        target = _pairing_target(term, parsed)
+        info = await term.terminal_info(
+            pin1, device_sn=target.device_sn, business_id=target.business_id
+        )
         sn = str(info.get("deviceSn") or "")
     else:
         # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
@@ -116,8 +141,15 @@ async def _identify(term: Terminal, pin1: str, via: Link | None) -> tuple[str, d
     return sn, info
 
 
-def _new_pairing(term: Terminal, target: Target, pin: str) -> Pairing:
+def _new_pairing(
+    term: Terminal, target: Target, pin: str, pin1: str, reported_business: object
+) -> Pairing:
+    """The pairing to keep: pinCode2, and pinCode1 for terminal-info (the seed seals it
+    under pinCode1); the business the terminal reports, else the QR's."""
     assert target.device_sn is not None
+    business = (
+        reported_business if isinstance(reported_business, str) and reported_business else None
+    )
     return Pairing(
         terminal_id=term.id,
         device_sn=target.device_sn,
@@ -126,4 +158,7 @@ def _new_pairing(term: Terminal, target: Target, pin: str) -> Pairing:
         host=target.host,
         port=target.port,
         paired_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        pin1=pin1,
+        info_pin="pin1" if term.cfg.transport == "cloud" else None,
+        business_id=business or target.business_id,
     )

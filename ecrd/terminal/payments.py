@@ -35,7 +35,7 @@ from ecrd.backoff import Backoff
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
-from ecrd.protocol.outcome import Expected, Verdict, money_verdict, status_verdict
+from ecrd.protocol.outcome import Verdict, money_verdict, status_verdict
 from ecrd.store.journal import (
     DuplicateReference,
     Journal,
@@ -44,15 +44,7 @@ from ecrd.store.journal import (
     TxRecord,
 )
 from ecrd.terminal import refunds
-from ecrd.terminal.admission import (
-    Facts,
-    Go,
-    PaymentRequest,
-    Refuse,
-    Replay,
-    admit,
-    mismatch,
-)
+from ecrd.terminal.admission import Facts, Go, PaymentRequest, Refuse, Replay, admit, mismatch
 from ecrd.terminal.notes import NOTE_NOT_SENT, NOTE_RESTARTED, NOTE_UNKNOWN, NOTE_UNPROVEN
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
@@ -69,11 +61,6 @@ class _InFlight:
     done: trio.Event = attrs.field(factory=trio.Event)
     # Set when the outcome could not be journaled (disk full): every waiter gets it.
     error: errors.ApiError | None = None
-
-
-def expected_of(record: TxRecord) -> Expected:
-    """What a reply about ``record`` may not contradict (protocol/outcome.py)."""
-    return PaymentRequest.of(record).expected(record.request_id)
 
 
 class Payments:
@@ -269,6 +256,9 @@ class Payments:
         while term.busy_with is not None:
             await self._idle.setdefault(term.id, trio.Event()).wait()
 
+    def release(self, term: Terminal, holder: str) -> None:  # a hold by terminal.probe
+        self._release(term, holder)
+
     def _release(self, term: Terminal, reference_id: str) -> None:
         self._inflight.pop(reference_id, None)
         if term.busy_with == reference_id:
@@ -361,7 +351,9 @@ class Payments:
 
     async def _conclude(self, term: Terminal, rec: TxRecord, body: dict[str, Any]) -> TxRecord:
         """A reply came: it settles the payment only if it proves its outcome."""
-        verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
+        verdict = money_verdict(
+            PaymentRequest.of(rec).expected(rec.request_id), body, term.cfg.inconclusive_codes
+        )
         try:
             if not verdict.settles:
                 return await self._unproven(rec, verdict, body)
@@ -432,7 +424,9 @@ class Payments:
         record = await self.db(self.journal.get, ref)
         if record is None:
             return False
-        verdict = status_verdict(expected_of(record), body, term.cfg.inconclusive_codes)
+        verdict = status_verdict(
+            PaymentRequest.of(record).expected(record.request_id), body, term.cfg.inconclusive_codes
+        )
         if not verdict.settles:
             # Another transaction, still in progress, or an error about the query itself
             # ("unsupported", "not found"): no proof either way (rule 4).
@@ -463,7 +457,9 @@ class Payments:
         # stale responseID on another payment's body settles nothing.
         term = self.terminals.get(terminal_id)
         inconclusive = term.cfg.inconclusive_codes if term is not None else ()
-        verdict = money_verdict(expected_of(record), body, inconclusive)
+        verdict = money_verdict(
+            PaymentRequest.of(record).expected(record.request_id), body, inconclusive
+        )
         if not verdict.settles or body.get("referenceID") != record.reference_id:
             return
         ref, state = record.reference_id, verdict.state

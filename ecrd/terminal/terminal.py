@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -40,12 +41,13 @@ from ecrd.protocol.envelope import (
 )
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.terminal.admission import not_paired_message
-from ecrd.terminal.links import Target, cloud_link, make_link, retarget
+from ecrd.terminal.links import Target, cloud_link, make_link, retarget, tap
 from ecrd.terminal.pairing import (
     port_number,
 )
 from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck
 from ecrd.terminal.sealing import Cipher
+from ecrd.terminal.trace import Trace
 from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink
 from ecrd.workers import Workers
@@ -71,6 +73,7 @@ class Shared:
     # gave up (serial): it may settle an unknown outcome (Payments.late_reply).
     late_reply: LateReply | None = None
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    trace_dir: Path | None = None  # STATE_DIR/trace: the wire traces (trace.py)
 
 
 class Terminal:
@@ -101,6 +104,8 @@ class Terminal:
         # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
         self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
         self._target = self._start_target()
+        trace_dir = shared.trace_dir
+        self.trace = Trace(trace_dir / f"{cfg.id}.jsonl" if trace_dir else None, on=cfg.trace)
         self._links.update(links or {})
         for kind in cfg.links:
             self.link(kind)
@@ -121,7 +126,16 @@ class Terminal:
                 "terminal=%s using its last known address %s:%s (config: %s:%s)",
                 self.id, host, port, cfg.host, cfg.port,
             )  # fmt: skip
-        return Target(host=host, port=port if host else None, device_sn=self.device_sn)
+        return Target(
+            host=host,
+            port=port if host else None,
+            device_sn=self.device_sn,
+            business_id=self.business_id_of(pairing),
+        )
+
+    def business_id_of(self, pairing: Pairing | None) -> str | None:
+        """The business the cloud serves this terminal for: the config's, else the pairing's."""
+        return self.shared.cloud.business_id or (pairing.business_id if pairing else None)
 
     @property
     def links(self) -> Mapping[str, Link]:
@@ -134,6 +148,7 @@ class Terminal:
             link = self._links[kind] = make_link(
                 kind, self.cfg, self.shared.cloud, self._target, self._stale_frame
             )
+            tap(link, self.trace.wire)
         return link
 
     @property
@@ -171,6 +186,7 @@ class Terminal:
             "paired": self.paired,
             "pairing_unconfirmed": self.pending is not None,
             "device_sn": self.device_sn,
+            "business_id": self.pairing.business_id if self.pairing else None,
             "link": self.link_state,
             "busy": self.busy_with is not None,
             "last_error": self.last_error,
@@ -260,21 +276,24 @@ class Terminal:
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._cipher.seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
-        check = ReplyCheck(
-            self.id,
-            action,
-            request_id,
-            expect_sn,
-            partial(self._cipher.open, pin),
-            self._offer_late,
-        )
-        if via is not None:
-            await via.exchange(envelope, timeout=timeout, accept=check.accept)
-        else:
-            await self._deliver(
-                envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
-            )
-        return check.result()
+        opener = partial(self._cipher.open, pin)
+        check = ReplyCheck(self.id, action, request_id, expect_sn, opener, self._offer_late)
+        kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
+        fmt = self.cfg.frame_format if kind == "serial" else None
+        await self.trace.exchange(kind, action, message, envelope, fmt)
+        try:
+            if via is not None:
+                await via.exchange(envelope, timeout=timeout, accept=check.accept)
+            else:
+                await self._deliver(
+                    envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
+                )
+            header, reply = check.result()
+        except Exception as exc:
+            await self.trace.failure(kind, action, request_id, exc)
+            raise
+        await self.trace.reply(kind, action, header, reply)
+        return header, reply
 
     async def _deliver(
         self,
@@ -312,7 +331,7 @@ class Terminal:
         if self.pairing is None or not self._target.host or not self.shared.cloud.business_id:
             return False  # only a terminal with a network address can move
         try:
-            info = await self.terminal_info(self.pairing.pin)
+            info = await self._info_under_pin1()
         except Exception as exc:  # any failure just means: no new address
             log.info("terminal=%s address lookup through the cloud failed: %s", self.id, exc)
             return False
@@ -331,17 +350,48 @@ class Terminal:
         await self.store(self.shared.pairings.put, self.pairing)
         return True
 
-    async def terminal_info(self, pin: str) -> dict[str, Any]:
-        """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5)."""
+    async def _info_under_pin1(self) -> dict[str, Any]:
+        """Terminal-info under pinCode1, as the seed seals it (§4.1); a terminal that no
+        longer takes it is asked under pinCode2. Which one worked is kept with the pairing."""
+        pairing = self.pairing
+        assert pairing is not None
+        pins = [("pin1", pairing.pin1), ("pin2", pairing.pin)]
+        if pairing.info_pin == "pin2":
+            pins.reverse()  # the one that worked last time first
+        *others, (last, last_pin) = [(name, pin) for name, pin in pins if pin]
+        for name, pin in others:
+            with contextlib.suppress(crypto.CryptoError):  # not taken: try the other one
+                return await self._info_under(pairing, name, pin)
+        return await self._info_under(pairing, last, last_pin)
+
+    async def _info_under(self, pairing: Pairing, name: str, pin: str) -> dict[str, Any]:
+        info = await self.terminal_info(pin)
+        if pairing.info_pin != name and self.pairing is pairing:
+            log.info("terminal=%s terminal-info answers under %s", self.id, name)
+            self.pairing = attrs.evolve(pairing, info_pin=name)
+            await self.save_pairing(partial(self.shared.pairings.put, self.pairing))
+        return info
+
+    async def terminal_info(
+        self, pin: str, *, device_sn: str | None = None, business_id: str | None = None
+    ) -> dict[str, Any]:
+        """Cloud ConnectionInfo → DeviceInfo with the business ID (protocol.md §5), with
+        ``x-device-sn`` whenever an SN is known (``device_sn``: the QR code's)."""
         cloud = self._info_link
         if cloud is None:  # kept: one client, not one per call
-            cloud = self._info_link = cloud_link(self.shared.cloud, self.device_sn)
-        message = request_message(
-            {"businessID": self.shared.cloud.business_id}, self.shared.client_sn
-        )
+            cloud = self._info_link = cloud_link(
+                self.shared.cloud, self.device_sn, self.business_id_of(self.pairing)
+            )
+        business_id = business_id or self.business_id_of(self.pairing)
+        message = request_message({"businessID": business_id}, self.shared.client_sn)
         request_id = message["header"]["requestID"]
         envelope = Envelope("ConnectionInfo", await self._cipher.seal(pin, message))
-        reply = await cloud.terminal_info(envelope, timeout=self.shared.cloud.timeout_s)
+        reply = await cloud.terminal_info(
+            envelope,
+            timeout=self.shared.cloud.timeout_s,
+            device_sn=device_sn,
+            business_id=business_id,
+        )
         plain = await self._cipher.open(pin, reply.data)
         return check_response(plain, request_id)
 
@@ -359,6 +409,7 @@ class Terminal:
                 host=host,
                 port=(pairing.port or cfg.port) if host else None,
                 device_sn=pairing.device_sn,
+                business_id=self.business_id_of(pairing),
             )
         )
         self._cipher.forget()

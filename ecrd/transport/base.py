@@ -17,7 +17,7 @@ decided above it, from the one fact only the link knows (design.md §3 rule 3):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 
@@ -29,6 +29,8 @@ LinkState = Literal["up", "down", "unknown"]
 # it). A link that may carry several replies (serial) waits for one it takes; a link with
 # one reply per request (LAN, cloud) raises ``StaleResponse`` when that one is refused.
 Accept = Callable[[Envelope], Awaitable[bool]]
+# Told what an HTTP exchange looked like on the wire (status, headers), for a trace.
+Tap = Callable[[dict[str, Any]], None]
 
 
 class LinkError(Reasoned):

@@ -15,6 +15,13 @@ Invariants:
 * The v2 send-command URL is not documented, so it has no default. Using the link without
   it raises ``CloudNotConfigured`` (a ``NotDelivered``: nothing left the box) telling the
   admin which key to set.
+* ``x-device-sn`` goes on every call whose terminal SN is known: commands need it (they
+  are refused without it), and terminal-info carries it too — the SN from the QR code's
+  ``deviceId``, the config's ``device_sn`` or the pairing. The one call that can go without
+  it is a first terminal-info from a bare 6-character code on a terminal ecrd has never
+  seen: its SN is what that call asks for (the gateway then finds the terminal by the code).
+* The business id comes from ``[cloud].business_id``, else from the pairing (the QR's
+  ``businessId``); with neither, nothing is sent (``CloudNotConfigured``).
 * Nothing here picks a production host on its own: URLs come from ``cloud_urls``, which
   the config layer calls, and the tests pass loopback URLs only.
 """
@@ -30,7 +37,7 @@ import httpx
 import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
-from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered
+from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered, Tap
 from ecrd.transport.lan import HttpReply, http_client, post_once
 
 PRODUCTION_BASE_URL: Final = "https://gateway.wonder.today"
@@ -133,7 +140,7 @@ class CloudLink:
         self,
         command_url: str | None,
         info_url: str,
-        business_id: str,
+        business_id: str | None,
         device_sn: str | None,
         connect_timeout: float = 10.0,
         ca_file: str | None = None,
@@ -144,8 +151,6 @@ class CloudLink:
         for name, url in (("command_url", command_url), ("info_url", info_url)):
             if url is not None and httpx.URL(url).scheme not in ("http", "https"):
                 raise ValueError(f"{name} must be an http(s) URL, not {url!r}")
-        if not business_id:
-            raise ValueError("business_id must not be empty")
         self.command_url = command_url
         self.info_url = info_url
         self.business_id = business_id
@@ -155,6 +160,7 @@ class CloudLink:
         self._client = http_client(ca_file=ca_file, proxy=proxy)
         self._state: LinkState = "unknown"
         self._closed = False
+        self.tap: Tap | None = None  # told each call's headers and reply status (a trace)
 
     def __repr__(self) -> str:
         return f"<CloudLink {self.command_url} {self.device_sn} {self._state}>"
@@ -166,6 +172,10 @@ class CloudLink:
     def set_device_sn(self, device_sn: str | None) -> None:
         """The terminal's SN, learned at pairing; the gateway routes commands by it."""
         self.device_sn = device_sn
+
+    def set_business_id(self, business_id: str | None) -> None:
+        """The business id the pairing learned, where ``[cloud].business_id`` is unset."""
+        self.business_id = business_id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Nothing runs in the background: one HTTP request per exchange."""
@@ -195,18 +205,43 @@ class CloudLink:
             )
         return await self._post(self.command_url, request, timeout=timeout)
 
-    async def terminal_info(self, envelope: Envelope, *, timeout: float) -> Envelope:
+    async def terminal_info(
+        self,
+        envelope: Envelope,
+        *,
+        timeout: float,
+        device_sn: str | None = None,
+        business_id: str | None = None,
+    ) -> Envelope:
         """Post a ConnectionInfo envelope to the terminal info endpoint; return the
-        DeviceInfo envelope (SN, current IP and port; protocol.md §5)."""
-        return await self._post(self.info_url, envelope, timeout=timeout)
+        DeviceInfo envelope (SN, current IP and port; protocol.md §5). ``device_sn`` and
+        ``business_id`` override the link's own (pairing: the QR code's)."""
+        return await self._post(
+            self.info_url, envelope, timeout=timeout, device_sn=device_sn, business_id=business_id
+        )
 
-    async def _post(self, url: str, envelope: Envelope, *, timeout: float) -> Envelope:
+    async def _post(
+        self,
+        url: str,
+        envelope: Envelope,
+        *,
+        timeout: float,
+        device_sn: str | None = None,
+        business_id: str | None = None,
+    ) -> Envelope:
         if self._closed:
             raise NotDelivered("the cloud link is closed")
+        business_id = business_id or self.business_id
+        if not business_id:
+            raise CloudNotConfigured(
+                "no business id for the cloud: set business_id in the [cloud] table, or pair "
+                "with the terminal's QR code (it carries the business id)"
+            )
+        device_sn = device_sn or self.device_sn
         request_id = str(uuid.uuid4())
-        headers = {"x-p-business-id": self.business_id, "x-request-id": request_id}
-        if self.device_sn is not None:
-            headers["x-device-sn"] = self.device_sn
+        headers = {"x-p-business-id": business_id, "x-request-id": request_id}
+        if device_sn is not None:
+            headers["x-device-sn"] = device_sn
         log.debug("cloud %s %s (x-request-id %s)", envelope.action, url, request_id)
         try:
             reply = await post_once(
@@ -217,6 +252,11 @@ class CloudLink:
                 connect_timeout=self._connect_timeout,
                 headers=headers,
             )
+            if self.tap is not None:
+                self.tap(
+                    {"request_headers": headers, "http_status": reply.status,
+                     "http_headers": dict(reply.headers)}
+                )  # fmt: skip
             result = unwrap(reply, url, self._refusal_statuses)
         except LinkError as exc:
             # The request id is what Wonder support asks for.

@@ -41,6 +41,7 @@ from ecrd.transport.base import (
     MaybeDelivered,
     NotDelivered,
     ReplyTimeout,
+    Tap,
 )
 
 DEFAULT_PORT: Final = 8443
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 class HttpReply:
     status: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,7 +151,7 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request) -> HttpReply:
         # Shielded: a deadline landing here must not throw away a reply already read.
         with trio.CancelScope(shield=True):
             await response.aclose()
-    return HttpReply(response.status_code, bytes(body))
+    return HttpReply(response.status_code, bytes(body), tuple(response.headers.items()))
 
 
 def _classify(exc: httpx.HTTPError, url: str) -> LinkError:
@@ -189,7 +191,11 @@ class LanLink:
         tls: bool = False,
         ca_file: str | None = None,
         connect_timeout: float = 5.0,
+        *,
+        verify: bool = True,
     ) -> None:
+        """``verify=False`` (the probe only: does the terminal speak https at all?) skips
+        the certificate check."""
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', not {path!r}")
         if connect_timeout <= 0:
@@ -197,9 +203,10 @@ class LanLink:
         self._scheme = "https" if tls else "http"
         self._path = path
         self._connect_timeout = connect_timeout
-        self._client = http_client(ca_file=ca_file)
+        self._client = http_client(ca_file=ca_file if verify else None, verify=verify)
         self._state: LinkState = "unknown"
         self._closed = False
+        self.tap: Tap | None = None  # told each reply's status and headers (a trace)
         self._host = host
         self._port = port
         self._url = ""
@@ -270,6 +277,8 @@ class LanLink:
                 timeout=timeout,
                 connect_timeout=self._connect_timeout,
             )
+            if self.tap is not None:
+                self.tap({"http_status": reply.status, "http_headers": dict(reply.headers)})
             envelope = envelope_reply(reply, url)
         except LinkError as exc:
             self._set_state("down", exc)

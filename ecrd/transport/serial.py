@@ -27,13 +27,15 @@ Invariants of ``SerialLink.exchange``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 import attrs
 import trio
+import trio.lowlevel
 
 from ecrd.backoff import Backoff
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
@@ -175,6 +177,7 @@ class SerialLink:
         self._waiters: list[_Waiter] = []
         self._write_lock = trio.Lock()
         self._closing = trio.Event()
+        self._lent: trio.Event | None = None  # set when a lend ends; the port stays shut until
         self._state: LinkState = "unknown"
         self._down_since = 0.0
         self._frames_in = 0
@@ -285,6 +288,9 @@ class SerialLink:
         started = False
         delays = self._backoff.delays()
         while not self._closing.is_set():
+            if self._lent is not None:
+                await self._lent.wait()
+                continue
             port = await self._open()
             if not started:
                 task_status.started()
@@ -297,11 +303,33 @@ class SerialLink:
             with trio.move_on_after(next(delays)):
                 await self._closing.wait()
 
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[None]:
+        """The device for someone else (a probe with other line settings) for the block:
+        the port is closed and not reopened until the block ends, however it ends."""
+        if self._lent is not None or self._waiters:
+            raise NotDelivered(f"serial port {self.device} is in use")
+        lent = self._lent = trio.Event()
+        port, self._port = self._port, None
+        try:
+            if port is not None:
+                await port.aclose()  # the session ends; the run loop then waits for ``lent``
+            await trio.lowlevel.checkpoint()
+            yield
+        finally:
+            self._lent = None
+            lent.set()
+            log.info("serial %s: given back", self.device)
+
     async def _open(self) -> TtyStream | None:
         try:
             port = await trio.to_thread.run_sync(open_serial, self.device, self.settings)
         except SerialOpenError as exc:
             self._went_down(str(exc))
+            return None
+        if self._lent is not None:  # lent while it opened: give it up at once
+            with trio.CancelScope(shield=True):
+                await port.aclose()
             return None
         # No checkpoint between the thread returning and this line: the port cannot leak.
         self._port = port

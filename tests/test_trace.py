@@ -1,0 +1,118 @@
+"""The wire trace for support: on and off per terminal (API, ecrctl, the entry's ``trace``
+key), one JSON line per step of each exchange in ``STATE_DIR/trace/TERMINAL.jsonl``
+(0600), bounded with rotation, and never a PIN, a card number or a key in any line."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+from pathlib import Path
+
+import trio
+from stack import PIN1, Stack, start_stack, wait_link_up
+
+from ecrd.client import open_trio_client
+from ecrd.terminal.trace import Trace, redacted
+
+CARD = "4111111111111111"
+
+
+def trace_file(stack: Stack, tid: str) -> Path:
+    return stack.tmp / "state" / "trace" / f"{tid}.jsonl"
+
+
+async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path)
+    async with open_trio_client(stack.socket) as c:
+        await wait_link_up(c, "serial-1")
+        for link in ("lan", "serial", "cloud"):
+            res = await c.call("terminal.trace", terminal=f"{link}-1", on=True)
+            assert res["trace"] is True
+            await c.call("terminal.pair", terminal=f"{link}-1", code=PIN1[link])
+            await c.call(
+                "sale", terminal=f"{link}-1", amount="4.00", currency="HKD",
+                reference_id=f"t-{link}", customer_order_id=f"card {CARD}",
+            )  # fmt: skip
+    for link in ("lan", "serial", "cloud"):
+        path = trace_file(stack, f"{link}-1")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        text = path.read_text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert [line["action"] for line in lines if line["dir"] == "out"][-1] == "Sale"
+        sale_in = [line for line in lines if line["dir"] == "in" and line["action"] == "Sale"]
+        assert sale_in and sale_in[0]["body"]["referenceID"] == f"t-{link}"
+        assert all(line["link"] for line in lines)
+        sim = stack.terminal(link)
+        for secret in (PIN1[link], sim.pin2, CARD):
+            assert secret and secret not in text, f"{link}: a secret in the trace"
+        assert '"pinCode2": "[redacted]"' in text  # the Pair reply, its new PIN hidden
+        plain = [json.dumps({k: v for k, v in line.items() if k != "frame_hex"}) for line in lines]
+        assert all(len(w) < 40 for w in " ".join(plain).replace('"', " ").split())  # no key
+        if link == "serial":
+            assert any(line.get("frame_hex", "").startswith("55") for line in lines)
+        else:  # the HTTP status and headers of the reply, and the cloud's request headers
+            assert sale_in[0]["http_status"] == 200 and sale_in[0]["http_headers"]
+        if link == "cloud":
+            sent = sale_in[0]["request_headers"]
+            assert sent["x-device-sn"] == sim.sn and sent["x-request-id"]
+
+
+async def test_trace_off_writes_nothing_and_the_entry_key_turns_it_on(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path)
+    async with open_trio_client(stack.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=PIN1["lan"])
+        assert not trace_file(stack, "lan-1").exists()
+        await c.call("terminal.trace", terminal="lan-1", on=True)
+        await c.call("terminal.info", terminal="lan-1")
+        await c.call("terminal.trace", terminal="lan-1", on=False)
+        await c.call("terminal.info", terminal="lan-1")
+        res = await c.call("terminal.trace", terminal="lan-1", tail=10)
+    assert [line["dir"] for line in res["lines"]] == ["out", "in"]
+    assert res["trace"] is False and res["file"].endswith("trace/lan-1.jsonl")
+    on_by_entry = await start_stack(nursery, tmp_path / "b", trace=True)
+    async with open_trio_client(on_by_entry.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=PIN1["lan"])
+    assert trace_file(on_by_entry, "lan-1").read_text().count('"dir": "out"') == 3
+
+
+async def test_the_trace_is_bounded_by_rotation(tmp_path: Path) -> None:
+    trace = Trace(tmp_path / "trace" / "t.jsonl", on=True, max_bytes=2000)
+    for i in range(100):
+        await trace.record("out", action="DeviceInfo", n=i, pad="x" * 50)
+    assert (tmp_path / "trace" / "t.jsonl").stat().st_size <= 2000
+    assert (tmp_path / "trace" / "t.jsonl.1").stat().st_size <= 2000
+    assert trace.tail(1)[0]["n"] == 99
+    assert not (tmp_path / "trace" / "t.jsonl.2").exists()
+
+
+def test_redaction_keeps_the_shape_and_hides_pins_cards_and_keys() -> None:
+    out = redacted(
+        {"pinCode2": 123456, "pinCode": "ABC123", "newPinCode": "9", "aesKey": "k",
+         "pan": "5500000000000004", "amount": "1.00", "errorCode": "E1",
+         "note": f"paid with {CARD}", "n": 4111111111111111, "nested": [{"pairCode": "1"}]}
+    )  # fmt: skip
+    assert out == {
+        "pinCode2": "[redacted]", "pinCode": "[redacted]", "newPinCode": "[redacted]",
+        "aesKey": "[redacted]", "pan": "[redacted]", "amount": "1.00", "errorCode": "E1",
+        "note": "paid with [number]", "n": "[number]", "nested": [{"pairCode": "[redacted]"}],
+    }  # fmt: skip
+
+
+async def test_ecrctl_trace_switches_and_tails(nursery: trio.Nursery, tmp_path: Path) -> None:
+    stack = await start_stack(nursery, tmp_path)
+    ctl = [str(Path(sys.executable).parent / "ecrctl"), "--socket", stack.socket, "trace"]
+    on = await trio.run_process([*ctl, "lan-1", "on"], capture_stdout=True)
+    assert on.stdout.decode().startswith("trace on for lan-1")
+    async with open_trio_client(stack.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=PIN1["lan"])
+    tail = await trio.run_process([*ctl, "lan-1", "--tail", "2"], capture_stdout=True)
+    lines = tail.stdout.decode().splitlines()
+    assert len(lines) == 2 and json.loads(lines[-1])["dir"] == "in"
+    off = await trio.run_process([*ctl, "lan-1", "off"], capture_stdout=True)
+    assert off.stdout.decode().startswith("trace off")
