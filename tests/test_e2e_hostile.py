@@ -66,11 +66,13 @@ def test_a_drip_writer_that_never_ends_its_line_is_closed_as_idle(tmp_path: Path
     try:
         sock = connect(daemon.socket)
         sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":')
-        deadline = time.monotonic() + 5
-        while drip(sock):
-            assert time.monotonic() < deadline, "a drip writer was never closed"
-            time.sleep(0.2)
-        sock.close()
+        deadline = time.monotonic() + 30  # 1 s idle; generous for a busy machine
+        try:
+            while drip(sock):
+                assert time.monotonic() < deadline, "a drip writer was never closed"
+                time.sleep(0.2)
+        finally:
+            sock.close()
     finally:
         daemon.stop()
 
@@ -144,13 +146,15 @@ def test_a_connection_that_leaves_its_replies_unread_is_closed_after_idle_timeou
 ) -> None:
     fill_journal(tmp_path / "state", 3000)
     daemon = start(tmp_path, None, idle_timeout_s=1)
+    stuck = flood(daemon.socket, lines=64)
     try:
-        stuck = flood(daemon.socket, lines=64)
-        deadline = time.monotonic() + 5
+        # 1 s of idleness, once the replies have filled the socket: seconds on a busy
+        # machine, so the bound is generous (a connection that stays would hang it).
+        deadline = time.monotonic() + 30
         while "its replies went unread for 1s" not in daemon.log_text():
             assert time.monotonic() < deadline, "a connection whose replies go unread stays"
             time.sleep(0.1)
-        stuck.close()
         assert daemon.call("ping")["protocol"] == 1
     finally:
+        stuck.close()
         daemon.stop()
