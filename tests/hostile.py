@@ -81,8 +81,10 @@ def fill_journal(state_dir: Path, rows: int, terminal: str = "lan-1") -> None:
             "INSERT INTO transactions (reference_id, terminal, action, params, state, amount, "
             "currency, reply, created_at, updated_at) SELECT 'bulk-' || i, ?, 'Sale', "
             "'{\"amount\":\"1.00\",\"currency\":\"HKD\"}', 'succeeded', '1.00', 'HKD', ?, "
-            "strftime('%Y-%m-%dT%H:%M:%S.000Z', 1700000000 + i, 'unixepoch'), "
-            "strftime('%Y-%m-%dT%H:%M:%S.000Z', 1700000000 + i, 'unixepoch') FROM n",
+            # Recent (the last few hours): ecrd prunes settled records older than
+            # [journal] keep_days at start, and these must stay.
+            "strftime('%Y-%m-%dT%H:%M:%S.000Z', 'now', '-' || i || ' seconds'), "
+            "strftime('%Y-%m-%dT%H:%M:%S.000Z', 'now', '-' || i || ' seconds') FROM n",
             (rows, terminal, reply),
         )
     conn.close()
