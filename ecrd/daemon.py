@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -182,7 +181,7 @@ class Daemon:
             terminals=[t.summary() for t in self.terminals.values()],
             clients=len(self.connections),
             derivations=self.shared.keys.misses,
-            journal_bytes=self.journal_view.size_bytes(),
+            journal_bytes=await self.read(self.journal_view.size_bytes),
         )
 
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]:
@@ -191,13 +190,10 @@ class Daemon:
         result: dict[str, Any] = {"journal": path, "records": records}
         if with_pairings:
             copy = path + ".pairings.toml"
-            await self.shared_store(self.pairing_store.copy_to, copy)
+            await self.shared.store(self.pairing_store.copy_to, copy)
             result["pairings"] = copy
         log.warning("journal backed up to %s (%d records)", path, records)
         return result
-
-    async def shared_store(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(partial(fn, *args), limiter=self.shared.store_limiter)
 
     async def metrics_text(self) -> str:
         return self.metrics.render(await self.metrics_snapshot()).decode()
@@ -264,19 +260,19 @@ class Daemon:
                 self._unknown_count = counts.get("unknown", 0)
             except errors.JournalError:
                 pass  # already logged; the watchdog must go on (a disk error is not a hang)
-            self._check_journal_file()
+            await self._check_journal_file()
             line = self.status_line()
             if line != last:
                 self.notifier.status(line)
                 last = line
             await trio.sleep(tick)
 
-    def _check_journal_file(self) -> None:
+    async def _check_journal_file(self) -> None:
         """A journal deleted or replaced under us is said once, loudly (it stops payments)."""
         if self.journal.problem is not None:
             return
         try:
-            self.journal.check_file()  # one stat(): no need for the journal thread
+            await trio.to_thread.run_sync(self.journal.check_file)  # a stat(): disk I/O
         except JournalError as exc:
             log.critical("%s", exc)
 
@@ -318,7 +314,7 @@ class Daemon:
             "journal": counts,
             "journal_problem": self.journal.problem,
             "journal_records": sum(counts.values()),
-            "journal_bytes": self.journal_view.size_bytes(),
+            "journal_bytes": await self.read(self.journal_view.size_bytes),
             "in_flight": self.payments.in_flight,
             "reload_error": self.reload_error,
             "stopping": self.stopping,
@@ -377,15 +373,13 @@ class Daemon:
             if problem is not None:
                 failed[tid] = problem
             else:
-                report[
-                    {"add": "added", "remove": "removed", "change": "changed"}[step.kind]
-                ].append(tid)
+                report[_REPORTED[step.kind]].append(tid)
         for key in ("added", "removed", "changed"):
             report[key].sort()
         return {**report, "failed": failed}
 
     async def _build(self, cfg: TerminalConfig, *, address_changed: bool) -> Terminal:
-        store = partial(trio.to_thread.run_sync, limiter=self.shared.store_limiter)
+        store = self.shared.store
         pairing = await store(self.pairing_store.get, cfg.id)
         if pairing is not None and address_changed and pairing.host is not None:
             # The admin gave a new address: it replaces the last known one.

@@ -19,7 +19,9 @@ from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import Envelope, response_message
+from ecrd.store.journal import TxRecord
 from ecrd.store.pairings import Pairing, PairingStore
+from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.terminal import Shared, Terminal
 from ecrd.transport.base import Accept, LinkState
 
@@ -81,3 +83,14 @@ def fake_terminal(tmp: str, link: FakeLink, paired_sn: str = SN, **cfg: Any) -> 
     config = TerminalConfig(id="t1", transport="lan", host="127.0.0.1", crypto="legacy", **cfg)
     pairing = Pairing(terminal_id="t1", device_sn=paired_sn, pin=link.pin, scheme="legacy")
     return Terminal(config, shared, pairing, links={"lan": link})
+
+
+def tx_record(request: PaymentRequest, state: str = "succeeded") -> TxRecord:
+    """The journal record ``request`` makes, in ``state`` (for admission and guard tests)."""
+    return TxRecord(
+        reference_id=request.reference_id, terminal=request.terminal, action=request.action,
+        params=request.params(), state=state, amount=request.amount,
+        currency=request.currency, request_id="rq", link="lan", reply=None, error=None,
+        note=None, resolved_by=None, created_at="2026-11-27T10:00:00.000Z",
+        updated_at="2026-11-27T10:00:00.000Z",
+    )  # fmt: skip

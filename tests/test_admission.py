@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+from fakes import tx_record
 
 from ecrd import errors
 from ecrd.store.journal import TxRecord
@@ -17,13 +18,7 @@ IDLE = Facts(stored=None, blocking=(), busy_with=None, paired=True)
 
 
 def record(request: PaymentRequest = SALE, state: str = "succeeded") -> TxRecord:
-    return TxRecord(
-        reference_id=request.reference_id, terminal=request.terminal, action=request.action,
-        params=request.params(), state=state, amount=request.amount,
-        currency=request.currency, request_id="rq", link="lan", reply=None, error=None,
-        note=None, resolved_by=None, created_at="2026-11-27T10:00:00.000Z",
-        updated_at="2026-11-27T10:00:00.000Z",
-    )  # fmt: skip
+    return tx_record(request, state)
 
 
 def refused(decision: Any) -> type[errors.ApiError]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+from fakes import tx_record
 
 from ecrd import errors
 from ecrd.store.journal import TxRecord
@@ -19,13 +20,7 @@ VOID = PaymentRequest("t1", "Void", "order-1-v", original_reference_id="order-1"
 
 
 def record(request: PaymentRequest, state: str = "succeeded") -> TxRecord:
-    return TxRecord(
-        reference_id=request.reference_id, terminal=request.terminal, action=request.action,
-        params=request.params(), state=state, amount=request.amount,
-        currency=request.currency, request_id="rq", link="lan", reply=None, error=None,
-        note=None, resolved_by=None, created_at="2026-11-27T10:00:00.000Z",
-        updated_at="2026-11-27T10:00:00.000Z",
-    )  # fmt: skip
+    return tx_record(request, state)
 
 
 def refund(ref: str, amount: str, state: str = "succeeded") -> TxRecord:

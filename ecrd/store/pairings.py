@@ -56,6 +56,7 @@ import re
 import secrets
 import threading
 import tomllib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -185,11 +186,18 @@ class PairingStore:
         with self._lock:
             return self._load_all()[1]
 
-    def put(self, pairing: Pairing) -> None:
+    def _update(self, change: Callable[[dict[str, Pairing], dict[str, Pairing]], bool]) -> bool:
+        """The one read-modify-write cycle: ``change`` edits the pairings and the pending
+        ones in place and says whether anything changed (then the file is rewritten)."""
         with self._lock:
             pairings, pending = self._load_all()
-            pairings[pairing.terminal_id] = pairing
-            self._write(pairings, pending)
+            changed = change(pairings, pending)
+            if changed:
+                self._write(pairings, pending)
+            return changed
+
+    def put(self, pairing: Pairing) -> None:
+        self._update(lambda pairings, _: _set(pairings, pairing))
 
     def copy_to(self, dest: str) -> None:
         """A copy of the file at ``dest``, created 0600 (it holds PINs), never overwriting."""
@@ -208,34 +216,27 @@ class PairingStore:
             self._write(*self._load_all())
 
     def put_pending(self, pairing: Pairing) -> None:
-        with self._lock:
-            pairings, pending = self._load_all()
-            pending[pairing.terminal_id] = pairing
-            self._write(pairings, pending)
+        self._update(lambda _, pending: _set(pending, pairing))
 
     def commit(self, pairing: Pairing) -> None:
         """The pairing, confirmed: saved, and its pending entry gone, in one write."""
-        with self._lock:
-            pairings, pending = self._load_all()
-            pairings[pairing.terminal_id] = pairing
-            pending.pop(pairing.terminal_id, None)
-            self._write(pairings, pending)
+        self._update(
+            lambda pairings, pending: (
+                _set(pairings, pairing) | (pending.pop(pairing.terminal_id, None) is not None)
+            )
+        )
 
     def drop_pending(self, terminal_id: str) -> None:
-        with self._lock:
-            pairings, pending = self._load_all()
-            if pending.pop(terminal_id, None) is not None:
-                self._write(pairings, pending)
+        self._update(lambda _, pending: pending.pop(terminal_id, None) is not None)
 
     def remove(self, terminal_id: str) -> bool:
         """Forget a terminal's pairing (and any pending one); False if it was not paired."""
-        with self._lock:
-            pairings, pending = self._load_all()
-            had_pending = pending.pop(terminal_id, None) is not None
-            if pairings.pop(terminal_id, None) is None and not had_pending:
-                return False
-            self._write(pairings, pending)
-            return True
+        return self._update(
+            lambda pairings, pending: (
+                (pending.pop(terminal_id, None) is not None)
+                | (pairings.pop(terminal_id, None) is not None)
+            )
+        )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -310,6 +311,11 @@ class PairingStore:
             _replace_atomically(self.path, data)
         except OSError as exc:
             raise PairingWriteError(f"cannot write {self.path}: {exc}") from exc
+
+
+def _set(table: dict[str, Pairing], pairing: Pairing) -> bool:
+    table[pairing.terminal_id] = pairing
+    return True
 
 
 def _line(exc: tomllib.TOMLDecodeError) -> int | None:

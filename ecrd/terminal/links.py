@@ -64,7 +64,7 @@ def make_link(
     return cloud_link(cloud, target.device_sn, target.business_id)
 
 
-def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
+def lan_link(cfg: TerminalConfig, host: str, port: int, *, verify: bool = True) -> LanLink:
     return LanLink(
         host,
         port,
@@ -72,6 +72,7 @@ def lan_link(cfg: TerminalConfig, host: str, port: int) -> LanLink:
         tls=cfg.tls,
         ca_file=cfg.ca_file,
         connect_timeout=cfg.connect_timeout_s,
+        verify=verify,
     )
 
 
@@ -84,15 +85,7 @@ def probe_link(cfg: TerminalConfig, cloud: CloudConfig, target: Target, verify: 
         return make_link("serial", cfg, cloud, target, lambda _reply: None)
     if cfg.transport == "lan":
         assert target.host is not None
-        return LanLink(
-            target.host,
-            cfg.port,
-            path=cfg.path,
-            tls=cfg.tls,
-            ca_file=cfg.ca_file,
-            connect_timeout=cfg.connect_timeout_s,
-            verify=verify,
-        )
+        return lan_link(cfg, target.host, cfg.port, verify=verify)
     return cloud_link(cloud, target.device_sn, target.business_id)
 
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -53,6 +53,7 @@ from ecrd.transport.cloud import CloudLink
 from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
+T = TypeVar("T")
 
 OnSending = Callable[[str, str], Awaitable[None]]
 # (terminal id, responseID, envelope action, body)
@@ -74,6 +75,10 @@ class Shared:
     late_reply: LateReply | None = None
     store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
     trace_dir: Path | None = None  # STATE_DIR/trace: the wire traces (trace.py)
+
+    async def store(self, fn: Callable[..., T], *args: Any) -> T:
+        """A call to the pairing store: file I/O, on a thread, one at a time."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.store_limiter)
 
 
 class Terminal:
@@ -395,8 +400,8 @@ class Terminal:
         plain = await self._cipher.open(pin, reply.data)
         return check_response(plain, request_id)
 
-    async def store(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.shared.store_limiter)
+    async def store(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.shared.store(fn, *args)
 
     # -- pairing state (the steps: pairing_flow.py) ------------------------------------------
 
