@@ -46,7 +46,8 @@ from ecrd.store.journal import Journal, JournalError
 from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.payments import Payments
-from ecrd.terminal.terminal import Shared, Terminal
+from ecrd.terminal.shared import Shared
+from ecrd.terminal.terminal import Terminal
 from ecrd.transport.lan import tls_context
 
 log = logging.getLogger("ecrd")
@@ -96,7 +97,7 @@ class Daemon:
             self.events,
             block_on_unknown=config.daemon.block_on_unknown,
         )
-        self.shared.late_reply = self.payments.late_reply
+        self.shared.late_reply = self.payments.settler.late_reply
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.reload_error: str | None = None

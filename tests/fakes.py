@@ -22,7 +22,8 @@ from ecrd.protocol.envelope import Envelope, response_message
 from ecrd.store.journal import TxRecord
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.terminal.admission import PaymentRequest
-from ecrd.terminal.terminal import Shared, Terminal
+from ecrd.terminal.shared import Shared
+from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import Accept, LinkState
 
 PIN = "135790"

@@ -136,21 +136,19 @@ async def terminal_pair(daemon: Service, conn: Client, p: Params) -> Any:
     if not isinstance(code, str | dict):
         raise errors.InvalidParams("code must be the pairing code or the QR JSON", field="code")
     no_controls(code, "code")
-    if term.busy_with:
-        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("pair", term.id, conn.peer)
-    try:
-        return await pair(term, code)
-    except Exception as exc:
-        raise translate(exc, pairing=True) from exc
+    async with daemon.payments.holding(term, "pairing"):  # no sale under a changing PIN
+        try:
+            return await pair(term, code)
+        except Exception as exc:
+            raise translate(exc, pairing=True) from exc
 
 
 async def terminal_unpair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    if term.busy_with:
-        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("unpair", term.id, conn.peer)
-    await term.unpair()
+    async with daemon.payments.holding(term, "unpairing"):
+        await term.unpair()
     return {"terminal": term.id, "paired": False}
 
 
@@ -228,8 +226,7 @@ def money(name: str) -> Method:
 
 async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    held = term.busy_with if term.busy_with != PROBE_HOLD else None  # a probe has no ref
-    ref = p.text("reference_id") or held
+    ref = p.text("reference_id") or daemon.payments.payment_on(term)
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
         _, body = await term.exchange(
@@ -330,15 +327,10 @@ async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
     code = p.text("code", required=True, max_len=1024)
     limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
     pin = parse_pairing_code(code).pin
-    if term.busy_with:
-        raise errors.TerminalBusy(f"terminal {term.id!r} is busy with {term.busy_with}")
     daemon.log_peer("probe", term.id, conn.peer)
-    term.busy_with = PROBE_HOLD
-    try:
+    async with daemon.payments.holding(term, PROBE_HOLD):
         progress = partial(daemon.events.publish, "terminal", terminal=term.id)
         return await probe(term, pin, limit_s=limit, on_try=lambda t: progress(probe=t))
-    finally:
-        daemon.payments.release(term, PROBE_HOLD)
 
 
 async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:

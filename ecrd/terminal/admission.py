@@ -95,6 +95,11 @@ class PaymentRequest:
         )  # fmt: skip
 
 
+def expected_of(record: TxRecord) -> Expected:
+    """What a reply about ``record`` may not contradict (protocol/outcome.py)."""
+    return PaymentRequest.of(record).expected(record.request_id)
+
+
 @attrs.frozen
 class Replay:
     record: TxRecord

@@ -11,8 +11,8 @@
    request, an odd status, or an inconclusive error code (``DUPLICATE_REFERENCE``) leaves
    the record ``unknown``, with the reply kept verbatim as evidence.
 4. Unknown blocks new money commands on that terminal until settled: by a person
-   (``resolve``), the terminal's ``status_action`` (``settle``), or its own late reply on
-   a serial line (``late_reply``) — each only with a reply that names and matches it.
+   (``resolve``), or by the terminal's own word (``settling.py``: its ``status_action``,
+   or its late reply on a serial line) — each only with a reply that names and matches it.
 5. One money command per terminal; a second one gets ``terminal_busy`` (or waits; a
    waiting one whose client has gone is dropped unsent and unjournaled).
 6. Start-up turns ``pending`` into ``unknown`` before the socket takes money commands.
@@ -23,34 +23,42 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from ecrd import errors, failpoints
-from ecrd.backoff import Backoff
 from ecrd.events import EventBus
 from ecrd.protocol.crypto import CryptoError
 from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
-from ecrd.protocol.outcome import Verdict, money_verdict, status_verdict
+from ecrd.protocol.outcome import Verdict, money_verdict
 from ecrd.store.journal import (
     DuplicateReference,
     Journal,
     JournalError,
-    TransitionRefused,
     TxRecord,
 )
 from ecrd.terminal import refunds
-from ecrd.terminal.admission import Facts, Go, PaymentRequest, Refuse, Replay, admit, mismatch
+from ecrd.terminal.admission import (
+    Facts,
+    Go,
+    PaymentRequest,
+    Refuse,
+    Replay,
+    admit,
+    expected_of,
+    mismatch,
+)
 from ecrd.terminal.notes import NOTE_NOT_SENT, NOTE_RESTARTED, NOTE_UNKNOWN, NOTE_UNPROVEN
+from ecrd.terminal.settling import Settler
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
 
 log = logging.getLogger("ecrd.payments")
-SETTLE_RETRY: Final = Backoff(initial=1.0, cap=60.0)  # asking the status action again
 T = TypeVar("T")
 
 
@@ -81,6 +89,7 @@ class Payments:
         self._idle: dict[str, trio.Event] = {}
         self._db_limiter = trio.CapacityLimiter(1)
         self._nursery: trio.Nursery | None = None
+        self.settler = Settler(self.db, journal, terminals, self._publish)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Journal calls run in one worker thread, in order (design.md §1)."""
@@ -106,7 +115,7 @@ class Payments:
             for rec in await self.db(self.journal.unknown):
                 term = self.terminals.get(rec.terminal)
                 if term is not None and term.cfg.status_action:
-                    nursery.start_soon(self._settle_later, term, rec.reference_id)
+                    nursery.start_soon(self.settler.settle_later, term, rec.reference_id)
             task_status.started()
             await trio.sleep_forever()
 
@@ -256,8 +265,24 @@ class Payments:
         while term.busy_with is not None:
             await self._idle.setdefault(term.id, trio.Event()).wait()
 
-    def release(self, term: Terminal, holder: str) -> None:  # a hold by terminal.probe
-        self._release(term, holder)
+    @asynccontextmanager
+    async def holding(self, term: Terminal, holder: str) -> AsyncIterator[None]:
+        """The terminal busy with something else than a payment (pairing, a probe): no
+        payment starts on it meanwhile (rule 5), and a busy one is refused at once."""
+        if term.busy_with is not None:
+            raise errors.TerminalBusy(
+                f"terminal {term.id!r} is busy with {term.busy_with}", busy_with=term.busy_with
+            )
+        term.busy_with = holder
+        try:
+            yield
+        finally:
+            self._release(term, holder)
+
+    def payment_on(self, term: Terminal) -> str | None:
+        """The reference of the payment running on ``term`` (not a pairing's or probe's hold)."""
+        ref = term.busy_with
+        return ref if ref is not None and ref in self._inflight else None
 
     def _release(self, term: Terminal, reference_id: str) -> None:
         self._inflight.pop(reference_id, None)
@@ -297,7 +322,7 @@ class Payments:
             and term.cfg.status_action
         ):
             assert self._nursery is not None
-            self._nursery.start_soon(self._settle_later, term, ref)
+            self._nursery.start_soon(self.settler.settle_later, term, ref)
 
     async def _exchange(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
         """Send it (rule 1: it is journaled) and record what the outcome is — or is not —
@@ -351,9 +376,7 @@ class Payments:
 
     async def _conclude(self, term: Terminal, rec: TxRecord, body: dict[str, Any]) -> TxRecord:
         """A reply came: it settles the payment only if it proves its outcome."""
-        verdict = money_verdict(
-            PaymentRequest.of(rec).expected(rec.request_id), body, term.cfg.inconclusive_codes
-        )
+        verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
         try:
             if not verdict.settles:
                 return await self._unproven(rec, verdict, body)
@@ -401,75 +424,7 @@ class Payments:
             "transaction.state", reference_id=ref, terminal=terminal, state=state, **more
         )
 
-    # -- rule 4: settling unknowns --------------------------------------------------------------
-
-    async def _settle_later(self, term: Terminal, ref: str, attempts: int = 5) -> None:
-        """Ask the terminal's status action (protocol.md §8), with backoff, a few times."""
-        for _, delay in zip(range(attempts), SETTLE_RETRY.delays(), strict=False):
-            if await self.settle(term, ref):
-                return
-            await trio.sleep(delay)
-
-    async def settle(self, term: Terminal, ref: str) -> bool:
-        action = term.cfg.status_action
-        if not action or not term.paired:
-            return False
-        try:
-            _, body = await term.exchange(
-                action, {"referenceID": ref}, timeout=term.cfg.info_timeout_s
-            )
-        except Exception as exc:
-            log.info("terminal=%s ref=%s status query failed: %s", term.id, ref, exc)
-            return False
-        record = await self.db(self.journal.get, ref)
-        if record is None:
-            return False
-        verdict = status_verdict(
-            PaymentRequest.of(record).expected(record.request_id), body, term.cfg.inconclusive_codes
-        )
-        if not verdict.settles:
-            # Another transaction, still in progress, or an error about the query itself
-            # ("unsupported", "not found"): no proof either way (rule 4).
-            log.info("terminal=%s ref=%s not settled: %s", term.id, ref, verdict.message)
-            return False
-        try:
-            await self.db(self.journal.settle, ref, state=verdict.state, reply=body)
-        except (TransitionRefused, JournalError):  # settled meanwhile, or the disk failed
-            return False
-        log.warning("terminal=%s ref=%s settled as %s by %s", term.id, ref, verdict.state, action)
-        self._publish(ref, term.id, verdict.state, settled_by=action)
-        return True
-
-    async def late_reply(
-        self, terminal_id: str, response_id: str, action: str, body: dict[str, Any]
-    ) -> None:
-        """A reply that came after its exchange gave up (serial): the terminal's own word
-        on a payment recorded as unknown. Settles it when it proves an outcome."""
-
-        def find() -> TxRecord | None:
-            unknown = self.journal.unknown(terminal_id)
-            return next((r for r in unknown if r.request_id == response_id), None)
-
-        record = await self.db(find)
-        if record is None or action != record.action:
-            return
-        # The responseID names the request; the body must name and match the payment too: a
-        # stale responseID on another payment's body settles nothing.
-        term = self.terminals.get(terminal_id)
-        inconclusive = term.cfg.inconclusive_codes if term is not None else ()
-        verdict = money_verdict(
-            PaymentRequest.of(record).expected(record.request_id), body, inconclusive
-        )
-        if not verdict.settles or body.get("referenceID") != record.reference_id:
-            return
-        ref, state = record.reference_id, verdict.state
-        try:
-            await self.db(self.journal.settle, ref, state=state, reply=body,
-                          note="settled by the terminal's late reply")  # fmt: skip
-        except (TransitionRefused, JournalError):
-            return
-        log.warning("terminal=%s ref=%s settled as %s by a late reply", terminal_id, ref, state)
-        self._publish(ref, terminal_id, state, settled_by="late_reply")
+    # -- rule 4: settled by a person (the terminal's own word: settling.py) ------------------
 
     async def resolve(self, ref: str, outcome: str, note: str, who: str) -> TxRecord:
         record = await self.db(self.journal.get, ref)

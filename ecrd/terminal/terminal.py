@@ -21,7 +21,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -30,8 +29,7 @@ import trio
 
 from ecrd import errors
 from ecrd.backoff import Backoff
-from ecrd.config import CloudConfig, TerminalConfig
-from ecrd.events import EventBus
+from ecrd.config import TerminalConfig
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
@@ -39,7 +37,7 @@ from ecrd.protocol.envelope import (
     check_response,
     request_message,
 )
-from ecrd.store.pairings import Pairing, PairingStore
+from ecrd.store.pairings import Pairing
 from ecrd.terminal.admission import not_paired_message
 from ecrd.terminal.links import Target, cloud_link, make_link, retarget, tap
 from ecrd.terminal.pairing import (
@@ -47,38 +45,15 @@ from ecrd.terminal.pairing import (
 )
 from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck
 from ecrd.terminal.sealing import Cipher
+from ecrd.terminal.shared import Shared
 from ecrd.terminal.trace import Trace
 from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink
-from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.terminal")
 T = TypeVar("T")
 
 OnSending = Callable[[str, str], Awaitable[None]]
-# (terminal id, responseID, envelope action, body)
-LateReply = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
-
-
-@attrs.define
-class Shared:
-    """What every terminal of one daemon shares."""
-
-    client_sn: str
-    cloud: CloudConfig
-    pairings: PairingStore
-    events: EventBus
-    keys: crypto.KeyCache = attrs.field(factory=lambda: crypto.KeyCache(size=1024))
-    workers: Workers = attrs.field(factory=Workers)
-    # Called with (terminal id, responseID, action, body) for a reply that came after its request
-    # gave up (serial): it may settle an unknown outcome (Payments.late_reply).
-    late_reply: LateReply | None = None
-    store_limiter: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
-    trace_dir: Path | None = None  # STATE_DIR/trace: the wire traces (trace.py)
-
-    async def store(self, fn: Callable[..., T], *args: Any) -> T:
-        """A call to the pairing store: file I/O, on a thread, one at a time."""
-        return await trio.to_thread.run_sync(fn, *args, limiter=self.store_limiter)
 
 
 class Terminal:
