@@ -348,3 +348,21 @@ async def test_a_pending_pin_is_settled_at_start_by_what_the_terminal_accepts(
     text = (stack.tmp / "other" / "state" / "pairings.toml").read_text()
     assert "[pending" not in text
     assert f'pin = "{real}"' in text
+
+
+async def test_no_sale_starts_while_the_terminal_is_being_paired_again(stack: Stack) -> None:
+    """Rule 5 holds pairing too: a sale sent while the terminal changes its PIN would be
+    sealed under a PIN it may no longer accept, so it is refused as busy, never sent."""
+    term = stack.terminal("lan")
+    async with open_trio_client(stack.socket) as c, open_trio_client(stack.socket) as pos:
+        await pair(c, stack, "lan")
+        code = term.show_pairing_page()
+        term.arm("delay", params={"seconds": 1.0}, actions=["DeviceInfo"])
+        async with trio.open_nursery() as n:
+            n.start_soon(partial(c.call, "terminal.pair", terminal="lan-1", code=code))
+            await trio.sleep(0.3)  # the pairing's DeviceInfo is with the terminal
+            err = await call_error(pos, "sale", **sale("lan", "during"))
+        tx = await pos.call("sale", **sale("lan", "after"))
+    assert err.reason == "terminal_busy"
+    assert stack.requests("lan", "during") == 0
+    assert tx["state"] == "succeeded"
