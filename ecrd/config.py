@@ -107,6 +107,11 @@ class TerminalConfig:
     tls: bool = False
     ca_file: str | None = None
     connect_timeout_s: float = 5.0
+    # Reuse one HTTP connection between exchanges [ASSUMED: a terminal may or may not keep
+    # it open]. Off by default: a fresh connection per exchange makes "refused" a clean
+    # "never sent"; on, a terminal closing the kept connection as a sale arrives leaves that
+    # sale unknown (transport/http11.py). Saves a TCP (and TLS) handshake per exchange.
+    keep_alive: bool = False
     # serial
     device: str | None = None
     baudrate: int = 115200
@@ -344,6 +349,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         tls=t.flag("tls", d.tls),
         ca_file=t.text("ca_file"),
         connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, low=0.1, high=120),
+        keep_alive=t.flag("keep_alive", d.keep_alive),
         device=t.text("device"),
         baudrate=t.integer("baudrate", d.baudrate, low=50, high=4_000_000),
         bytesize=t.integer("bytesize", d.bytesize, low=5, high=8),

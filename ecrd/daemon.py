@@ -48,7 +48,7 @@ from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.payments import Payments
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.terminal import Terminal
-from ecrd.transport.lan import tls_context
+from ecrd.transport.http11 import tls_context
 
 log = logging.getLogger("ecrd")
 T = TypeVar("T")

@@ -26,15 +26,48 @@ _B64: Final = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 _PAIRCODE: Final = re.compile(r'("?pair_?code"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
 _PIN_KEY: Final = re.compile(r'("?pin(?:Code\d?|_?code)?"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
 
+_DIGIT_RUN: Final = re.compile(r"\d+")
+_WORD: Final = re.compile(r"[A-Za-z0-9]+")
+
 _secrets: set[str] = set()
 _lock = threading.Lock()
 
 
+class _Known:
+    """The registered secrets, sorted by how they are found: a PIN of digits is a whole
+    run of digits, a code of letters and digits a whole word (any case), anything else its
+    own pattern. Looking a run up in a set costs the same with 1 PIN or 100 terminals'."""
+
+    def __init__(self, secrets: set[str]) -> None:
+        self.digits = frozenset(s for s in secrets if s.isdigit())
+        self.words = frozenset(s.lower() for s in secrets if s.isalnum() and not s.isdigit())
+        self.others = [
+            _secret_re(s) for s in sorted(secrets, key=len, reverse=True) if not s.isalnum()
+        ]
+
+    def redact(self, text: str) -> str:
+        for pattern in self.others:
+            text = pattern.sub("[pin]", text)
+        words, digits = self.words, self.digits
+        # findall first: most lines hold no secret, and then nothing is rebuilt.
+        if words and not words.isdisjoint(w.lower() for w in _WORD.findall(text)):
+            text = _WORD.sub(lambda m: "[pin]" if m[0].lower() in words else m[0], text)
+        if digits and not digits.isdisjoint(_DIGIT_RUN.findall(text)):
+            text = _DIGIT_RUN.sub(lambda m: "[pin]" if m[0] in digits else m[0], text)
+        return text
+
+
+_known = _Known(set())
+
+
 def register_secret(secret: str) -> None:
     """A PIN that must never appear in a log line from now on."""
+    global _known
     if secret:
         with _lock:
-            _secrets.add(secret)
+            if secret not in _secrets:
+                _secrets.add(secret)
+                _known = _Known(_secrets)
 
 
 def _secret_re(secret: str) -> re.Pattern[str]:
@@ -46,12 +79,12 @@ def _secret_re(secret: str) -> re.Pattern[str]:
 
 
 def redact(text: str) -> str:
-    text = _PAIRCODE.sub(r"\1[redacted]", text)
-    text = _PIN_KEY.sub(r"\1[redacted]", text)
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = _secret_re(secret).sub("[pin]", text)
+    lowered = text.lower()
+    if "pair" in lowered:  # both key patterns need their key's name in the text
+        text = _PAIRCODE.sub(r"\1[redacted]", text)
+    if "pin" in lowered:
+        text = _PIN_KEY.sub(r"\1[redacted]", text)
+    text = _known.redact(text)
     text = _B64.sub("[data]", text)
     return _PAN.sub("[number]", text)
 

@@ -53,6 +53,7 @@ class HttpPeer:
         self.connections = 0
         self.seen: list[Seen] = []
         self.port = 0
+        self.close_after_reply = False  # a terminal that never keeps a connection open
 
     async def start(self, nursery: trio.Nursery) -> int:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -86,6 +87,8 @@ class HttpPeer:
             for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body)):
                 await stream.send_all(conn.send(event) or b"")
             await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+            if self.close_after_reply:
+                return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -155,6 +158,58 @@ async def test_each_exchange_opens_its_own_connection(nursery: trio.Nursery, lin
     assert peer.connections == 3
     assert [s.connection for s in peer.seen] == [1, 2, 3]
     assert all(s.headers["connection"] == "close" for s in peer.seen)
+
+
+@pytest.fixture
+async def kept() -> AsyncIterator[LanLink]:
+    lan = LanLink("127.0.0.1", 1, connect_timeout=2.0, keep_alive=True)
+    yield lan
+    await lan.aclose()
+
+
+async def test_keep_alive_reuses_one_connection(nursery: trio.Nursery, kept: LanLink) -> None:
+    peer = await start_peer(nursery, kept, echo_envelope)
+
+    for _ in range(3):
+        assert await kept.exchange(SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+
+    assert [s.connection for s in peer.seen] == [1, 1, 1]
+    assert all("connection" not in s.headers for s in peer.seen)
+
+
+async def test_keep_alive_opens_a_new_connection_when_the_terminal_closed_the_old(
+    nursery: trio.Nursery, kept: LanLink
+) -> None:
+    peer = await start_peer(nursery, kept, echo_envelope)
+    peer.close_after_reply = True
+
+    await kept.exchange(SALE, timeout=5)
+    await trio.sleep(0.05)  # the terminal's end of stream reaches the idle connection
+    await kept.exchange(SALE, timeout=5)
+
+    assert [s.connection for s in peer.seen] == [1, 2]
+
+
+async def test_a_kept_connection_that_breaks_after_sending_may_have_delivered(
+    nursery: trio.Nursery, kept: LanLink
+) -> None:
+    """Reusing a connection never turns "sent, then hung up" into "never sent": the
+    terminal read the request on the kept connection, then went away."""
+    answered = 0
+
+    async def answer_once(seen: Seen) -> tuple[int, bytes] | None:
+        nonlocal answered
+        answered += 1
+        return await echo_envelope(seen) if answered == 1 else None
+
+    peer = await start_peer(nursery, kept, answer_once)
+    await kept.exchange(SALE, timeout=5)
+
+    with pytest.raises(MaybeDelivered) as caught:
+        await kept.exchange(SALE, timeout=5)
+
+    assert type(caught.value) is MaybeDelivered
+    assert [s.connection for s in peer.seen] == [1, 1]
 
 
 async def test_refused_connection_is_not_delivered(link: LanLink) -> None:

@@ -66,3 +66,19 @@ def test_control_characters_from_a_terminal_cannot_forge_a_log_line(
     (line,) = captured
     assert "\n" not in line and "\x1b" not in line
     assert "declined\\nCRITICAL ecrd: forged\\x1b[2J" in line
+
+
+def test_every_pin_of_a_fleet_is_redacted_as_a_whole_token() -> None:
+    """With a hundred terminals' PINs known, each is found (as a whole run of digits, or a
+    whole word in any case for a code with letters) and nothing else is touched."""
+    pins = [f"{400000 + i * 7919}" for i in range(100)]
+    for pin in pins:
+        logs.register_secret(pin)
+    logs.register_secret("Qr7Zk2")
+    for pin in pins:
+        assert (
+            logs.redact(f"sale ok with {pin}, again {pin}.") == "sale ok with [pin], again [pin]."
+        )
+        assert logs.redact(f"x{pin}y") == "x[pin]y"  # digits: a whole run, letters around
+        assert logs.redact(f"{pin}1 or 1{pin}") == f"{pin}1 or 1{pin}"  # in a longer number
+    assert logs.redact("code qr7zk2 / QR7ZK2 / xqr7zk2") == "code [pin] / [pin] / xqr7zk2"

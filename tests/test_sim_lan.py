@@ -151,3 +151,38 @@ async def _until(predicate: Any) -> None:
     with trio.fail_after(5):
         while not predicate():
             await trio.sleep(0.001)
+
+
+async def _two_requests_on_one_connection(url: str) -> list[bytes]:
+    """Two POSTs on one connection (HTTP/1.1 keeps it by default): what came back on it."""
+    port = int(url.split(":")[2].split("/")[0])
+    body = (await Probe(PIN1, keys=KEYS).seal("DeviceInfo")).envelope.to_bytes()
+    request = (
+        f"POST /v2/wonder/payment/ecr HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    answers: list[bytes] = []
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        for _ in range(2):
+            try:
+                await stream.send_all(request)
+            except trio.BrokenResourceError:
+                break
+            with trio.fail_after(5):
+                answers.append(bytes(await stream.receive_some(65536)))
+    return answers
+
+
+async def test_keep_alive_off_closes_every_connection_after_its_reply(
+    url: str, terminal: SimTerminal
+) -> None:
+    terminal.keep_alive = False
+    first, *rest = await _two_requests_on_one_connection(url)
+    assert first.startswith(b"HTTP/1.1 200") and b"Connection: close" in first
+    assert rest in ([], [b""])  # the second request met a closed connection
+
+
+async def test_keep_alive_on_answers_a_second_request_on_the_same_connection(url: str) -> None:
+    answers = await _two_requests_on_one_connection(url)
+    assert [a[:12] for a in answers] == [b"HTTP/1.1 200"] * 2
+    assert all(b"Connection: close" not in a for a in answers)

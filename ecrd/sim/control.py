@@ -7,7 +7,8 @@ Endpoints (``{sn}`` is a terminal's serial number; bodies and replies are JSON):
     GET    /terminals/{sn}                one terminal's state (pairing, pin1, qr, faults...)
     PATCH  /terminals/{sn}                change settings: status_action, pin2_field,
                                           magic_amounts, magic_delay, customer_delay,
-                                          reply_salt_reuse
+                                          reply_salt_reuse, keep_alive (LAN: keep the
+                                          HTTP connection open between requests)
     GET    /terminals/{sn}/ledger         the transactions the terminal saw
     GET    /terminals/{sn}/faults         the armed faults
     POST   /terminals/{sn}/faults         arm one: {"name", "params"?, "sticky"?, "actions"?}
@@ -45,6 +46,7 @@ SETTINGS: dict[str, tuple[tuple[type, ...], Callable[[Any], bool]]] = {
     "magic_amounts": ((bool,), lambda v: True),
     "magic_delay": ((int, float), lambda v: v >= 0),
     "reply_salt_reuse": ((bool,), lambda v: True),
+    "keep_alive": ((bool,), lambda v: True),
 }
 
 

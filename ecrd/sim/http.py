@@ -59,6 +59,7 @@ class HttpResponse:
     content_type: str = "application/json"
     bytes_per_s: float | None = None
     drop: bool = False
+    close: bool = False  # say "Connection: close" and close after it (no keep-alive)
 
 
 def json_response(status: int, obj: object, **kwargs: Any) -> HttpResponse:
@@ -117,7 +118,7 @@ class _Connection:
                 if response is None or response.drop:
                     return  # the peer went away, or the fault says: close, say nothing
                 await self._send(response)
-                if self.conn.our_state is h11.MUST_CLOSE:
+                if response.close or self.conn.our_state is h11.MUST_CLOSE:
                     return
                 self.conn.start_next_cycle()
         except _BadRequest as exc:
@@ -199,6 +200,8 @@ class _Connection:
             (b"Content-Length", str(len(response.body)).encode()),
             (b"Server", SERVER),
         ]
+        if response.close:
+            headers.append((b"Connection", b"close"))
         events = (
             h11.Response(status_code=response.status, headers=headers),
             h11.Data(data=response.body),

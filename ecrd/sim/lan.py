@@ -56,7 +56,12 @@ async def serve_lan(
         reply = await terminal.handle(envelope, "lan")
         if reply.envelope is None:
             return HttpResponse(0, drop=True)
-        return HttpResponse(200, reply.envelope.to_bytes(), bytes_per_s=reply.bytes_per_s)
+        return HttpResponse(
+            200,
+            reply.envelope.to_bytes(),
+            bytes_per_s=reply.bytes_per_s,
+            close=not terminal.keep_alive,
+        )
 
     async with trio.open_nursery() as nursery:
         serve = partial(serve_http, handle, host, port, name=f"lan {terminal.sn}", tls=tls)

@@ -152,6 +152,9 @@ class SimTerminal:
         self.magic_amounts = magic_amounts
         self.magic_delay = magic_delay
         self._reply_salt_reuse = reply_salt_reuse
+        # LAN: keep the HTTP connection open for the next request (as a web server does);
+        # off: "Connection: close" on every reply, as a terminal that allows no keep-alive.
+        self.keep_alive = True
         self.keys = keys if keys is not None else KeyCache()
         self.faults = FaultBook()
         self.payments = Payments(customer_delay=customer_delay)

@@ -73,6 +73,7 @@ def lan_link(cfg: TerminalConfig, host: str, port: int, *, verify: bool = True) 
         ca_file=cfg.ca_file,
         connect_timeout=cfg.connect_timeout_s,
         verify=verify,
+        keep_alive=cfg.keep_alive,
     )
 
 

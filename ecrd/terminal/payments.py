@@ -57,6 +57,7 @@ from ecrd.terminal.notes import NOTE_NOT_SENT, NOTE_RESTARTED, NOTE_UNKNOWN, NOT
 from ecrd.terminal.settling import Settler
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
+from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.payments")
 T = TypeVar("T")
@@ -87,16 +88,14 @@ class Payments:
         self.accepting = True
         self._inflight: dict[str, _InFlight] = {}
         self._idle: dict[str, trio.Event] = {}
-        self._db_limiter = trio.CapacityLimiter(1)
+        self._writer = Workers(threads=1, nice=0, name="ecrd-journal")
         self._nursery: trio.Nursery | None = None
         self.settler = Settler(self.db, journal, terminals, self._publish)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Journal calls run in one worker thread, in order (design.md §1)."""
         try:
-            return await trio.to_thread.run_sync(
-                partial(fn, *args, **kwargs), limiter=self._db_limiter
-            )
+            return await self._writer.run(partial(fn, *args, **kwargs))
         except JournalError as exc:
             log.error("journal error: %s", exc)
             raise
@@ -117,7 +116,10 @@ class Payments:
                 if term is not None and term.cfg.status_action:
                     nursery.start_soon(self.settler.settle_later, term, rec.reference_id)
             task_status.started()
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._writer.close()  # a later call (the drain's last word) starts it again
 
     @property
     def in_flight(self) -> int:

@@ -10,8 +10,10 @@ Invariants:
 * A reply that carries an envelope is the terminal's answer, whatever ``code`` says: which
   code means success is not documented, and the envelope decides (protocol.md §5). Any
   other reply is ``BadReply`` with the gateway's ``code`` and ``message`` verbatim.
-* Failures are classified exactly as on the LAN (``lan.post_once``): only a connection that
-  was never made is ``NotDelivered``; one fresh connection per call, no keep-alive.
+* Failures are classified exactly as on the LAN (``httpx_post.post_once``, httpx for its
+  proxy support): only a connection that was never made is ``NotDelivered``; one fresh
+  connection per call, no keep-alive. httpx is imported when the first cloud link is
+  built, not when ecrd starts.
 * The v2 send-command URL is not documented, so it has no default. Using the link without
   it raises ``CloudNotConfigured`` (a ``NotDelivered``: nothing left the box) telling the
   admin which key to set.
@@ -31,14 +33,17 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Final
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlsplit
 
-import httpx
 import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
 from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered, Tap
-from ecrd.transport.lan import HttpReply, http_client, post_once
+from ecrd.transport.http11 import HttpReply
+
+if TYPE_CHECKING:
+    import httpx
 
 PRODUCTION_BASE_URL: Final = "https://gateway.wonder.today"
 STAGING_BASE_URL: Final = "https://gateway-stg.wonder.today"
@@ -149,7 +154,7 @@ class CloudLink:
         refusal_statuses: frozenset[int] = frozenset(),
     ) -> None:
         for name, url in (("command_url", command_url), ("info_url", info_url)):
-            if url is not None and httpx.URL(url).scheme not in ("http", "https"):
+            if url is not None and urlsplit(url).scheme.lower() not in ("http", "https"):
                 raise ValueError(f"{name} must be an http(s) URL, not {url!r}")
         self.command_url = command_url
         self.info_url = info_url
@@ -157,7 +162,10 @@ class CloudLink:
         self.device_sn = device_sn
         self._connect_timeout = connect_timeout
         self._refusal_statuses = refusal_statuses
-        self._client = http_client(ca_file=ca_file, proxy=proxy)
+        from ecrd.transport import httpx_post  # httpx: only once a cloud link exists
+
+        self._post_once = httpx_post.post_once
+        self._client: httpx.AsyncClient = httpx_post.http_client(ca_file=ca_file, proxy=proxy)
         self._state: LinkState = "unknown"
         self._closed = False
         self.tap: Tap | None = None  # told each call's headers and reply status (a trace)
@@ -244,7 +252,7 @@ class CloudLink:
             headers["x-device-sn"] = device_sn
         log.debug("cloud %s %s (x-request-id %s)", envelope.action, url, request_id)
         try:
-            reply = await post_once(
+            reply = await self._post_once(
                 self._client,
                 url,
                 envelope.to_bytes(),
