@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -67,6 +68,16 @@ def lock_state_dir(state_dir: str) -> int:
             errno.EBUSY, f"another ecrd is already running with state_dir {state_dir}"
         ) from None
     return fd
+
+
+# Loaded on a thread once the socket answers, not before: a ``ping`` needs none of them,
+# the first payment all (the LAN link's HTTP, AES).
+WARM_UP: Final = ("h11", "Crypto.Cipher.AES")
+
+
+def warm_up() -> None:
+    for name in WARM_UP:
+        importlib.import_module(name)
 
 
 class Daemon:
@@ -152,6 +163,7 @@ class Daemon:
                     len(self.terminals),
                 )
                 self.notifier.ready(self.status_line())
+                nursery.start_soon(trio.to_thread.run_sync, warm_up)
                 task_status.started()
         finally:
             with trio.CancelScope(shield=True):
@@ -197,7 +209,8 @@ class Daemon:
         return result
 
     async def metrics_text(self) -> str:
-        return self.metrics.render(await self.metrics_snapshot()).decode()
+        render = self.metrics.renderer(await self.metrics_snapshot())
+        return (await trio.to_thread.run_sync(render)).decode()
 
     def _start_terminal(self, term: Terminal) -> None:
         assert self._nursery is not None

@@ -26,6 +26,10 @@ DAY: Final = 86400.0
 TOPICS: Final = frozenset({"transaction.state"})
 
 
+def _write(path: str, render: Callable[[], bytes]) -> None:
+    write_textfile(path, render())
+
+
 async def publish_metrics(
     metrics: Metrics,
     events: EventBus,
@@ -46,9 +50,9 @@ async def publish_metrics(
             target = path()
             if target is None:
                 continue
-            text = metrics.render(await snapshot())
+            render = metrics.renderer(await snapshot())
             try:
-                await trio.to_thread.run_sync(write_textfile, target, text)
+                await trio.to_thread.run_sync(_write, target, render)
                 last_error = ""
             except OSError as exc:
                 if str(exc) != last_error:

@@ -11,21 +11,24 @@ What is counted where:
 
 ``write_textfile`` replaces the file atomically (a temporary file in the same directory,
 mode 0644, then ``os.replace``), so the collector never reads half a file.
+
+prometheus_client is imported by ``renderer``'s function only, run on a thread: a
+daemon answers its first ``ping`` without it (it costs ~26 ms to import), and durations
+are kept as plain bucket counts until then.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import attrs
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.registry import Collector
 
 FINAL: Final = frozenset({"succeeded", "failed", "unknown"})
+BUCKETS: Final = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300)
 
 
 @attrs.frozen
@@ -39,12 +42,39 @@ class Snapshot:
     journal_bytes: int = 0
 
 
-class _FromSnapshot(Collector):
-    def __init__(self, version: str) -> None:
+@attrs.define
+class _Durations:
+    """One histogram series: how many observations fell at or under each bucket's bound."""
+
+    counts: list[int] = attrs.field(factory=lambda: [0] * len(BUCKETS))
+    total: int = 0
+    sum: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+        self.total += 1
+        self.sum += seconds
+
+
+class _Collector:
+    """What ``render`` shows: a snapshot of the daemon and the durations so far."""
+
+    def __init__(
+        self, version: str, snapshot: Snapshot, durations: Mapping[tuple[str, str], _Durations]
+    ) -> None:
         self.version = version
-        self.snapshot = Snapshot()
+        self.snapshot = snapshot
+        self.durations = durations
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            InfoMetricFamily,
+        )
+
         snap = self.snapshot
         yield InfoMetricFamily("ecrd_build", "ecrd's version", value={"version": self.version})
         done = CounterMetricFamily(
@@ -63,9 +93,25 @@ class _FromSnapshot(Collector):
             "ecrd_journal_records", "Records in the journal", value=sum(n for *_, n in snap.tally)
         )
         yield GaugeMetricFamily("ecrd_journal_bytes", "Journal size", value=snap.journal_bytes)
+        yield self._histogram()
+
+    def _histogram(self) -> Any:
+        from prometheus_client.core import HistogramMetricFamily
+
+        family = HistogramMetricFamily(
+            "ecrd_transaction_duration_seconds",
+            "From journaled to outcome, for this process's payments",
+            labels=["terminal", "action"],
+        )
+        for (terminal, action), d in sorted(self.durations.items()):
+            buckets = [(str(float(b)), n) for b, n in zip(BUCKETS, d.counts, strict=True)]
+            family.add_metric([terminal, action], [*buckets, ("+Inf", d.total)], d.sum)
+        return family
 
     @staticmethod
-    def _terminals(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
+    def _terminals(snap: Snapshot) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
         unknown = {t: n for t, _a, s, n in snap.tally if s == "unknown"}
         families = {
             "paired": GaugeMetricFamily("ecrd_terminal_paired", "Paired", labels=["terminal"]),
@@ -85,16 +131,8 @@ class _FromSnapshot(Collector):
 
 class Metrics:
     def __init__(self, version: str) -> None:
-        self.registry = CollectorRegistry()
-        self._snapshot = _FromSnapshot(version)
-        self.registry.register(self._snapshot)
-        self._durations = Histogram(
-            "ecrd_transaction_duration_seconds",
-            "From journaled to outcome, for this process's payments",
-            ["terminal", "action"],
-            registry=self.registry,
-            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300),
-        )
+        self.version = version
+        self._durations: dict[tuple[str, str], _Durations] = {}
         self._started: dict[str, tuple[str, str, float]] = {}
 
     def observe(self, event: Mapping[str, Any]) -> bool:
@@ -111,12 +149,23 @@ class Metrics:
         started = self._started.pop(ref, None)
         if started is not None:
             terminal, action, t0 = started
-            self._durations.labels(terminal, action).observe(time.monotonic() - t0)
+            series = self._durations.setdefault((terminal, action), _Durations())
+            series.add(time.monotonic() - t0)
         return True
 
-    def render(self, snapshot: Snapshot) -> bytes:
-        self._snapshot.snapshot = snapshot
-        return generate_latest(self.registry)
+    def renderer(self, snapshot: Snapshot) -> Callable[[], bytes]:
+        """The text format of this instant, to be made on a thread: it imports
+        prometheus_client the first time. The durations are copied here, on the loop."""
+        durations = {k: attrs.evolve(v, counts=list(v.counts)) for k, v in self._durations.items()}
+        return partial(_render, _Collector(self.version, snapshot, durations))
+
+
+def _render(collector: _Collector) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return generate_latest(registry)
 
 
 def write_textfile(path: str, text: bytes) -> None:

@@ -37,8 +37,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from Crypto.Cipher import AES
-
 from ecrd.errors import Reasoned
 from ecrd.protocol import strictjson
 
@@ -160,15 +158,22 @@ def _b64decode(data: str) -> bytes:
         raise MalformedData("data is not valid base64") from exc
 
 
+def _aes_cbc(key: bytes, iv: bytes) -> Any:
+    # Imported at the first message, not when ecrd starts (pycryptodome loads its C parts).
+    from Crypto.Cipher import AES
+
+    return AES.new(key, AES.MODE_CBC, iv)
+
+
 def seal_v2(plaintext: bytes, key: bytes, salt: bytes, iv: bytes | None = None) -> str:
     """Encrypt under an already derived key. ``iv`` is only fixed by tests."""
     iv = os.urandom(IV_LEN) if iv is None else iv
-    ct = AES.new(key, AES.MODE_CBC, iv).encrypt(pad(plaintext))
+    ct = _aes_cbc(key, iv).encrypt(pad(plaintext))
     return base64.b64encode(salt + iv + ct).decode("ascii")
 
 
 def seal_legacy(plaintext: bytes, pin: str) -> str:
-    ct = AES.new(legacy_key(pin), AES.MODE_CBC, ZERO_IV).encrypt(pad(plaintext))
+    ct = _aes_cbc(legacy_key(pin), ZERO_IV).encrypt(pad(plaintext))
     return base64.b64encode(ct).decode("ascii")
 
 
@@ -179,7 +184,7 @@ def _check_length(ct: bytes) -> None:
 
 def _decrypt(key: bytes, iv: bytes, ct: bytes) -> bytes:
     _check_length(ct)
-    return unpad(AES.new(key, AES.MODE_CBC, iv).decrypt(ct))
+    return unpad(_aes_cbc(key, iv).decrypt(ct))
 
 
 def open_v2(data: str, pin: str, keys: KeyCache | None = None) -> bytes:

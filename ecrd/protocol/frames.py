@@ -41,21 +41,31 @@ DEFAULT_CMD: Final = 0x0006
 ByteOrder = Literal["big", "little"]
 
 
-def _table_crc32(poly: int, init: int, xorout: int, reflect: bool) -> Callable[[bytes], int]:
-    """A table-driven CRC-32 for the variants zlib does not provide."""
+def _crc_table(poly: int, reflect: bool) -> list[int]:
     table = []
+    rpoly = _reverse32(poly)
     for i in range(256):
         if reflect:
             c = i
             for _ in range(8):
-                c = (c >> 1) ^ (_reverse32(poly) if c & 1 else 0)
+                c = (c >> 1) ^ (rpoly if c & 1 else 0)
         else:
             c = i << 24
             for _ in range(8):
                 c = ((c << 1) ^ poly if c & 0x80000000 else c << 1) & 0xFFFFFFFF
         table.append(c)
+    return table
+
+
+def _table_crc32(poly: int, init: int, xorout: int, reflect: bool) -> Callable[[bytes], int]:
+    """A table-driven CRC-32 for the variants zlib does not provide. The table is built at
+    the first use: a daemon that never frames with this variant never pays for it."""
+    tables: list[list[int]] = []
 
     def crc(data: bytes) -> int:
+        if not tables:
+            tables.append(_crc_table(poly, reflect))
+        table = tables[0]
         c = init
         if reflect:
             for b in data:

@@ -29,14 +29,20 @@ import functools
 import select
 import socket
 import ssl
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import h11
 import trio
 
 from ecrd import __version__
 from ecrd.transport.base import BadReply, MaybeDelivered, NotDelivered, ReplyTimeout
+
+if TYPE_CHECKING:
+    import h11
+
+# h11 is imported where it is used (a local ``import h11``: a dictionary lookup once it is
+# loaded), so that starting ecrd does not wait for it; the daemon loads it on a thread
+# once it is ready (``daemon.warm_up``).
 
 # A terminal's reply is a few KiB; anything this large is not a terminal talking.
 MAX_REPLY_BYTES: Final = 1 << 20
@@ -78,6 +84,8 @@ class _Connection:
     """One TCP (or TLS) connection and its h11 state."""
 
     def __init__(self, stream: trio.abc.Stream, address: tuple[str, int]) -> None:
+        import h11
+
         self.stream = stream
         self.address = address
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
@@ -85,6 +93,8 @@ class _Connection:
     def reusable_for(self, address: tuple[str, int]) -> bool:
         """Same peer, a finished cycle, and nothing to read: a peer that closed an idle
         connection has left an end of stream on it."""
+        import h11
+
         if address != self.address or self.h11.our_state is not h11.IDLE:
             return False
         tcp = self.stream
@@ -175,6 +185,8 @@ class HttpClient:
         path: str,
         body: bytes,
     ) -> HttpReply:
+        import h11
+
         head = [
             (b"Host", host_header(host, port)),
             (b"User-Agent", USER_AGENT),
@@ -201,6 +213,8 @@ class HttpClient:
             ) from exc
 
     def _done_with(self, conn: _Connection) -> None:
+        import h11
+
         if self._keep_alive and conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
             conn.h11.start_next_cycle()
             if self._idle is None:  # another exchange may have parked one meanwhile
@@ -259,6 +273,8 @@ async def _handshake(
 
 async def _read_reply(conn: _Connection) -> HttpReply:
     """The response to the request just sent, read to its end."""
+    import h11
+
     response: h11.Response | None = None
     body = bytearray()
     while True:
