@@ -1,5 +1,9 @@
 """Benchmarks 3 and 4: ecrd's memory with 100 terminals configured, and its start-up time
 to the first answered ``ping``, each against a baseline measured in the same run.
+
+``byte_compile_ecrd`` runs before any ecrd process starts: an installed ecrd (a wheel) comes
+with its bytecode, while a checkout run with ``PYTHONDONTWRITEBYTECODE=1`` (set on some
+machines) never writes any, so every start would compile ecrd from source again.
 """
 
 from __future__ import annotations
@@ -10,11 +14,20 @@ import sys
 import time
 from pathlib import Path
 
+import ecrd
 from bench._procs import Daemon, Procs, lan_terminal, vm_rss_mb, write_config
 from bench._table import Row, mb, ms
 
 STARTS = 5
 RSS_SETTLE_S = 3.0
+START_LIMIT_S = 0.150  # issue #17: spawn -> first ping, one terminal
+
+
+def byte_compile_ecrd() -> Path:
+    """Write the bytecode of the ecrd package being measured, as a wheel install has it."""
+    package = Path(ecrd.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    return package
 
 
 def bench_rss(procs: Procs, tmp: Path) -> tuple[list[Row], float]:
@@ -54,7 +67,7 @@ def time_command(args: list[str], n: int) -> list[float]:
 
 
 def bench_start(procs: Procs, tmp: Path, ready_100: float) -> list[Row]:
-    """The rows of benchmark 4."""
+    """The rows of benchmark 4 (ecrd byte-compiled first: ``byte_compile_ecrd``)."""
     config = write_config(tmp, "start", [lan_terminal("t-001", "127.0.0.1", 9, probe=True)])
     Daemon(procs, config).stop()  # first start creates the state dir and the journal
     starts = []
@@ -62,12 +75,30 @@ def bench_start(procs: Procs, tmp: Path, ready_100: float) -> list[Row]:
         d = Daemon(procs, config)
         starts.append(d.ready_s)
         d.stop()
+    # Whole processes, teardown included (20-30 ms of import trio's time here), which a
+    # start to the first ping does not pay: the start's "above import trio" is a low bound.
     python = time_command([sys.executable, "-c", "pass"], STARTS)
+    trio_ = time_command([sys.executable, "-c", "import trio"], STARTS)
     imports = time_command([sys.executable, "-c", "import ecrd.cli, ecrd.daemon"], STARTS)
-    med = statistics.median(starts)
-    base = statistics.median(python)
+    return start_rows(starts, python, trio_, imports, ready_100)
+
+
+def start_rows(
+    starts: list[float],
+    python: list[float],
+    trio_: list[float],
+    imports: list[float],
+    ready_100: float,
+) -> list[Row]:
+    med, base, trio_med = (statistics.median(x) for x in (starts, python, trio_))
     return [
         Row("4. python -c pass (base)", ms(base), ms(max(python))),
+        Row(
+            "4. python -c 'import trio' (every trio daemon pays it)",
+            ms(trio_med),
+            ms(max(trio_)),
+            f"{trio_med / base:.1f}x",
+        ),
         Row(
             "4. python -c 'import ecrd.cli, ecrd.daemon'",
             ms(statistics.median(imports)),
@@ -75,12 +106,13 @@ def bench_start(procs: Procs, tmp: Path, ready_100: float) -> list[Row]:
             f"{statistics.median(imports) / base:.1f}x",
         ),
         Row(
-            f"4. spawn ecrd run -> first ping, 1 terminal ({STARTS} starts; slow = max)",
+            f"4. spawn ecrd run -> first ping, 1 terminal, byte-compiled ({STARTS} starts; max)",
             ms(med),
             ms(max(starts)),
             f"{med / base:.1f}x",
-            "<= 1 s",
-            med <= 1.0,
+            f"<= {START_LIMIT_S * 1e3:.0f} ms",
+            med <= START_LIMIT_S,
         ),
+        Row("   start above import trio (info)", ms(med - trio_med)),
         Row("4. spawn ecrd run -> first ping, 100 terminals (1 start)", ms(ready_100)),
     ]

@@ -1,10 +1,12 @@
 """Benchmark 2: all 32 terminals selling at once, each one sale after another.
 
 Row A: random reply salts (realistic), so every sale costs two PBKDF2 derivations on this
-machine (one in the simulator sealing the reply, one in ecrd opening it); the floor is
-cores ÷ (2 × one derivation), measured in the same run. Row B: the simulator reuses its
-reply salt, so neither side derives per sale: what ecrd costs besides PBKDF2. A separate
-ping client runs throughout (``_daemon_ping``).
+machine (one in the simulator sealing the reply, one in ecrd opening it). Its acceptance
+lines: sales/s ≥ 95 % of the "floor as delivered" (derivations/s with one thread per core
+flat out, ÷ 2), ecrd's CPU per sale ≤ 1.05 × one derivation's CPU with every core deriving,
+and the ping's p99 no worse than before issue #17. Row B: the simulator reuses its reply
+salt, so neither side derives per sale: what ecrd costs besides PBKDF2. A separate ping
+client runs throughout (``_daemon_ping``). Every base is measured in the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ WINDOW_S = 2.0  # throughput samples: completions per window
 MAX_SALES_PER_WORKER = 5000  # bounds every worker loop in count, besides the time
 PING_BASE_S = 4.0
 DERIVATIONS = 20  # measured before and again after load A
+PARALLEL_PER_THREAD = 20  # derivations per thread, one thread per core, flat out
+CPU_RATIO_LIMIT = 1.05  # issue #17: ecrd's CPU per sale ÷ one derivation (both cores busy)
+DELIVERED_SHARE_LIMIT = 0.95  # issue #17: 2A's sales/s ÷ "floor as delivered"
+# Issue #17's "ping p99 no worse than today": the worst 2A ping p99 measured before #17 was
+# 5.9 ms (bench/run daemon on this machine), so 6.0 ms. It also keeps the older 20 ms bound.
+PING_P99_LIMIT_S = 0.006
 
 
 @dataclass
@@ -96,12 +104,25 @@ def derivation_times(n: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def parallel_derivations_per_s(per_thread: int) -> float:
-    """What the machine actually delivers: one thread per core, deriving flat out."""
+def parallel_derivations_per_s(per_thread: int) -> tuple[float, list[float]]:
+    """What the machine actually delivers: one thread per core, deriving flat out; and the
+    CPU time (``thread_time``) of each of those derivations.
+
+    That CPU time is the base of 2A's "CPU per sale" acceptance. Under load A both cores
+    are busy, and on this VM the two vCPUs behave like hyperthreads of one core: a
+    derivation costs ~25 % more CPU time when the other vCPU is busy too (the rate below is
+    well under 2 × one idle derivation, and even the simulator, which does nothing but
+    derive and answer HTTP, spends ~1.10 idle derivations of CPU per sale). So a sale's CPU
+    under load is compared with a derivation's CPU under the same contention.
+    """
+    cpu: list[float] = []
 
     def work() -> None:
         for _ in range(per_thread):
-            hashlib.pbkdf2_hmac("sha256", b"260880", os.urandom(SALT_LEN), PBKDF2_ROUNDS, KEY_LEN)
+            salt = os.urandom(SALT_LEN)
+            c0 = time.thread_time()
+            hashlib.pbkdf2_hmac("sha256", b"260880", salt, PBKDF2_ROUNDS, KEY_LEN)
+            cpu.append(time.thread_time() - c0)  # list.append is atomic
 
     threads = [threading.Thread(target=work) for _ in range(CORES)]
     t0 = time.perf_counter()
@@ -109,27 +130,51 @@ def parallel_derivations_per_s(per_thread: int) -> float:
         t.start()
     for t in threads:
         t.join()
-    return CORES * per_thread / (time.perf_counter() - t0)
+    return CORES * per_thread / (time.perf_counter() - t0), cpu
 
 
-def derivation_rows(wall: list[float], cpu: list[float], capacity: float) -> list[Row]:
-    derivation = statistics.median(wall)
+@dataclass
+class Bases:
+    """Benchmark 2's baselines, measured in the same run as the loads."""
+
+    wall: list[float]  # one derivation at a time: wall seconds
+    cpu: list[float]  # ... and CPU seconds (an idle machine besides it)
+    capacity: float  # derivations/s, one thread per core flat out
+    busy_cpu: list[float]  # CPU seconds of each of those: every core deriving
+    idle_ping: list[float]
+
+    @property
+    def derivation(self) -> float:
+        return statistics.median(self.wall)
+
+    @property
+    def cpu_idle(self) -> float:
+        return statistics.median(self.cpu)
+
+    @property
+    def cpu_busy(self) -> float:
+        return statistics.median(self.busy_cpu)
+
+
+def derivation_rows(b: Bases) -> list[Row]:
     return [
         Row(
             f"2. one PBKDF2 derivation, wall ({DERIVATIONS} before + {DERIVATIONS} after 2A)",
-            ms(derivation),
-            ms(p(wall, 95)),
+            ms(b.derivation),
+            ms(p(b.wall, 95)),
         ),
-        Row(
-            "2. one PBKDF2 derivation, CPU time (base for CPU per sale)",
-            ms(statistics.median(cpu)),
-            ms(p(cpu, 95)),
-        ),
+        Row("2. one PBKDF2 derivation, CPU time (info base)", ms(b.cpu_idle), ms(p(b.cpu, 95))),
         Row(
             f"2. derivations/s, {CORES} threads flat out (vs {CORES} / one derivation)",
-            per_s(capacity),
+            per_s(b.capacity),
             "",
-            f"{capacity * derivation / CORES:.0%}",
+            f"{b.capacity * b.derivation / CORES:.0%}",
+        ),
+        Row(
+            f"2. one derivation's CPU time, {CORES} threads flat out (base of 2A's CPU per sale)",
+            ms(b.cpu_busy),
+            ms(p(b.busy_cpu, 95)),
+            f"{b.cpu_busy / b.cpu_idle:.2f}x",
         ),
     ]
 
@@ -143,17 +188,15 @@ def bench_load(sim: Sim, daemon: Daemon, tids: list[str]) -> tuple[list[Row], fl
     wall, cpu = derivation_times(DERIVATIONS)
     load_a = run_load(sim, daemon, tids, LOAD_A_S, "A")
     wall2, cpu2 = derivation_times(DERIVATIONS)
-    wall += wall2
-    cpu += cpu2
-    derivation, cpu_derivation = statistics.median(wall), statistics.median(cpu)
-    capacity = parallel_derivations_per_s(8)
-    rows = derivation_rows(wall, cpu, capacity) + ping_rows
-    rows += load_rows(load_a, derivation, cpu_derivation, 2, idle_ping, capacity)
+    capacity, busy_cpu = parallel_derivations_per_s(PARALLEL_PER_THREAD)
+    bases = Bases(wall + wall2, cpu + cpu2, capacity, busy_cpu, idle_ping)
+    rows = derivation_rows(bases) + ping_rows
+    rows += load_rows(load_a, bases, 2)
 
     set_reply_salt_reuse(sim, True)
     trio.run(one_sale_each, daemon.socket, tids)  # one derivation per PIN, then none
     load_b = run_load(sim, daemon, tids, LOAD_B_S, "B")
-    rows += load_rows(load_b, derivation, cpu_derivation, None, idle_ping)
+    rows += load_rows(load_b, bases, None)
     rss = vm_rss_mb(daemon.pid)
     rows.append(Row(f"   RSS of ecrd, {TERMINALS} paired terminals, after the loads", mb(rss)))
     return rows, load_a.others
@@ -227,89 +270,87 @@ async def _sell(socket: str, tid: str, end: float, load: Load) -> None:
 # -- the rows of one load ----------------------------------------------------------------------
 
 
-def load_rows(
-    load: Load,
-    wall: float,
-    cpu_derivation: float,
-    per_sale: int | None,
-    idle_ping: list[float],
-    capacity: float | None = None,
-) -> list[Row]:
-    """Throughput (against the floors when sales derive), CPU per sale, the ping."""
+def load_rows(load: Load, bases: Bases, per_sale: int | None) -> list[Row]:
+    """Throughput (against the floors when sales derive), CPU per sale, the ping; the
+    acceptance lines only when sales derive (load A)."""
     what = "random reply salts" if per_sale else "reply salt reused"
     name = f"2{load.label}. {TERMINALS} terminals selling, {what}, sales/s"
     if per_sale:
-        rows = _floor_rows(name, load, wall, cpu_derivation, per_sale, capacity)
+        rows = _floor_rows(name, load, bases, per_sale)
     else:
         rows = [Row(name, per_s(load.rate), per_s(load.slow_rate()))]
-    rows += _cpu_rows(load, cpu_derivation)
-    rows += _ping_rows(load, idle_ping, accept=bool(per_sale))
+    rows += _cpu_rows(load, bases, accept=bool(per_sale))
+    rows += _ping_rows(load, bases.idle_ping, accept=bool(per_sale))
     if load.errors:
         rows.append(Row(f"   ERRORS: {len(load.errors)}, first: {load.errors[0][:60]}", ""))
     return rows
 
 
-def _floor_rows(
-    name: str,
-    load: Load,
-    wall: float,
-    cpu_derivation: float,
-    per_sale: int,
-    capacity: float | None,
-) -> list[Row]:
-    floor = CORES / (per_sale * wall)
-    share = load.rate / floor
-    rows = [
+def _floor_rows(name: str, load: Load, b: Bases, per_sale: int) -> list[Row]:
+    # A VM's two "cores" may not derive twice as fast as one: "as delivered" is what the
+    # machine itself delivered, threads flat out, in the same run; the acceptance's base.
+    delivered = b.capacity / per_sale
+    share = load.rate / delivered
+    floor = CORES / (per_sale * b.derivation)
+    # Scaled by CPU, so the unit is the derivation's CPU time: its wall time already
+    # includes the competition for the cores.
+    left = max(CORES - load.others, 0.01)
+    fair = left / (per_sale * b.cpu_idle)
+    return [
         Row(
             name,
             per_s(load.rate),
             per_s(load.slow_rate()),
             f"{share:.0%}",
-            ">= 80% of floor",
-            share >= 0.80 and not load.errors,
+            f">= {DELIVERED_SHARE_LIMIT:.0%} of floor as delivered",
+            share >= DELIVERED_SHARE_LIMIT and not load.errors,
         ),
-        Row(f"   floor: {CORES} cores / ({per_sale} x one derivation)", per_s(floor)),
-    ]
-    # Scaled by CPU, so the unit is the derivation's CPU time: its wall time already
-    # includes the competition for the cores.
-    left = max(CORES - load.others, 0.01)
-    fair = left / (per_sale * cpu_derivation)
-    rows.append(
+        Row(
+            f"   floor as delivered: {CORES} threads flat out / {per_sale} (base)", per_s(delivered)
+        ),
+        Row(
+            f"   floor: {CORES} cores / ({per_sale} x one derivation) (info; was >= 80%)",
+            per_s(floor),
+            "",
+            f"{load.rate / floor:.0%}",
+        ),
         Row(
             f"   floor on the {left:.2f} cores others left, CPU-time unit (info)",
             per_s(fair),
             "",
             f"{load.rate / fair:.0%}",
-        )
-    )
-    if capacity:
-        # A VM's two "cores" may not derive twice as fast as one: this floor is what
-        # the machine itself delivered, threads flat out, in the same run.
-        delivered = capacity / per_sale
-        rows.append(
-            Row(
-                f"   floor as delivered: {CORES} threads flat out / {per_sale} (info)",
-                per_s(delivered),
-                "",
-                f"{load.rate / delivered:.0%}",
-            )
-        )
-    return rows
+        ),
+    ]
 
 
-def _cpu_rows(load: Load, cpu_derivation: float) -> list[Row]:
-    cpu, n = load.cpu, max(load.counted, 1)
-    rows = []
-    for who in ("ecrd", "ecrd-sim"):
-        per = cpu.get(who, 0.0) / n
-        rows.append(
-            Row(
-                f"   CPU per sale, {who} (vs base: in derivations' CPU)",
-                ms(per),
-                ratio=f"{per / cpu_derivation:.2f}",
+def _cpu_rows(load: Load, b: Bases, *, accept: bool) -> list[Row]:
+    """CPU per sale in derivations' CPU: with ``accept`` (load A), ecrd's against one
+    derivation's CPU with every core deriving (the contention of load A) carries the
+    acceptance, and both processes are also shown against an idle derivation."""
+    n = max(load.counted, 1)
+    ecrd, sim = load.cpu.get("ecrd", 0.0) / n, load.cpu.get("ecrd-sim", 0.0) / n
+    ratio = ecrd / b.cpu_busy
+    label = "   CPU per sale, ecrd (vs one derivation, all threads flat out)"
+    limit = f"<= {CPU_RATIO_LIMIT:.2f}x" if accept else ""
+    ok = (ratio <= CPU_RATIO_LIMIT and load.counted > 0) if accept else None
+    rows = [
+        Row(label, ms(ecrd), ratio=f"{ratio:.2f}x", limit=limit, ok=ok),
+        Row(
+            "   CPU per sale, ecrd-sim (vs the same) (info)",
+            ms(sim),
+            ratio=f"{sim / b.cpu_busy:.2f}x",
+        ),
+    ]
+    if accept:
+        for who, per in (("ecrd", ecrd), ("ecrd-sim", sim)):
+            rows.append(
+                Row(
+                    f"   CPU per sale, {who} (vs one derivation on an idle machine) (info)",
+                    ms(per),
+                    ratio=f"{per / b.cpu_idle:.2f}x",
+                )
             )
-        )
-    clients = (cpu.get("load driver", 0.0) + cpu.get("ping", 0.0)) / n
+    clients = (load.cpu.get("load driver", 0.0) + load.cpu.get("ping", 0.0)) / n
     rows.append(Row("   CPU per sale, load driver + ping client", ms(clients)))
     rows.append(Row("   CPU used meanwhile by other processes", f"{load.others:6.2f} cores"))
     return rows
@@ -322,8 +363,9 @@ def _ping_rows(load: Load, idle_ping: list[float], *, accept: bool) -> list[Row]
     label = f"   ping every {PING_INTERVAL_S * 1e3:.0f} ms meanwhile (slow end = p99)"
     ratio = f"{p99 / p(idle_ping, 99):.1f}x"
     if accept:
-        ok = p99 <= 0.020 and load.ping_errors == 0
-        row = Row(label, ms(statistics.median(lat)), ms(p99), ratio, "p99 <= 20 ms", ok)
+        ok = p99 <= PING_P99_LIMIT_S and load.ping_errors == 0
+        limit = f"p99 <= {PING_P99_LIMIT_S * 1e3:.1f} ms"
+        row = Row(label, ms(statistics.median(lat)), ms(p99), ratio, limit, ok)
     else:
         row = Row(label, ms(statistics.median(lat)), ms(p99), ratio)
     return [row, Row(f"   ping max ({len(lat)} pings)", ms(max(lat)))]
