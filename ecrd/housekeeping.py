@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -37,16 +37,21 @@ async def publish_metrics(
     path: Callable[[], str | None],
     every: float = 15.0,
 ) -> None:
-    sub = events.subscribe(TOPICS, size=4096)
+    """Keep ``metrics`` fed from the bus (a watcher: no task wakes per event), and rewrite
+    the metrics file when a payment ends and at least every ``every`` seconds."""
+    ended = [trio.Event()]
+
+    def watch(event: dict[str, Any]) -> None:
+        if metrics.observe(event) and path() is not None:
+            ended[0].set()
+
+    unwatch = events.watch(TOPICS, watch)
     last_error = ""
     try:
         while True:
             with trio.move_on_after(every):
-                async for event in sub.receive:
-                    if metrics.observe(event):
-                        break
-            if sub.overflowed:  # a burst of payments: durations lost, counts are journaled
-                sub = events.subscribe(TOPICS, size=4096)
+                await ended[0].wait()
+            ended[0] = trio.Event()
             target = path()
             if target is None:
                 continue
@@ -59,7 +64,7 @@ async def publish_metrics(
                     log.error("cannot write the metrics file %s: %s", target, exc)
                 last_error = str(exc)
     finally:
-        sub.close()
+        unwatch()
 
 
 async def prune_daily(

@@ -209,15 +209,19 @@ def money(name: str) -> Method:
         ref = p.text("reference_id") or str(uuid.uuid4())
         timeout = p.number("timeout_s", 1, 3600)
         wait = p.flag("wait")
-        daemon.log_peer(name, term.id, conn.peer, ref=ref)
         request = PaymentRequest(term.id, action, ref, **params)
-        record = await daemon.payments.money(
-            request,
-            peer=conn.peer,
-            wait=wait,
-            timeout_s=timeout,
-            still_wanted=conn.connected,
-        )
+        try:  # an accepted one is logged once, by Payments ("accepted from ...")
+            record = await daemon.payments.money(
+                request,
+                peer=conn.peer,
+                wait=wait,
+                timeout_s=timeout,
+                still_wanted=conn.connected,
+            )
+        except errors.ApiError as exc:
+            why = errors.reason_of(exc)
+            daemon.log_peer(f"{name} refused ({why})", term.id, conn.peer, ref=ref)
+            raise
         return money_result(record)
 
     method.__name__ = name

@@ -163,6 +163,8 @@ class Payments:
                 continue  # someone started it while we looked: attach on the next turn
             decision = admit(request, facts, wait=wait)
             if isinstance(decision, Replay):
+                log.info("terminal=%s ref=%s asked again by %s: answered from the journal",
+                         term.id, ref, peer or "?")  # fmt: skip
                 return decision.record
             if isinstance(decision, Refuse):
                 raise decision.error
