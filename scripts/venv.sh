@@ -1,6 +1,7 @@
-# Sourced by scripts/test and scripts/demo: create or refresh .venv with the project and its
-# test extras. Re-installs only when pyproject.toml or the version (ecrd/__init__.py)
-# changed since the last install, so the installed metadata never lags behind.
+# Sourced by scripts/test, scripts/demo and bench/run: create or refresh .venv with the
+# project and its test and bench extras. Re-installs only when pyproject.toml or the
+# version (ecrd/__init__.py) changed since the last install, so the installed metadata
+# never lags behind.
 venv=.venv
 if [ ! -x "$venv/bin/python" ]; then
     echo "== creating $venv"
@@ -8,9 +9,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.installed-$(cat pyproject.toml ecrd/__init__.py | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
-    echo "== installing ecrd and its test tools into $venv (first run takes a minute)"
+    echo "== installing ecrd and its test and bench tools into $venv (first run takes a minute)"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet -e ".[test,bench]"
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi
