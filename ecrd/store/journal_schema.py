@@ -26,6 +26,11 @@ from typing import Final
 from ecrd.store.journal_records import JournalError
 
 BUSY_TIMEOUT_MS: Final = 5000
+# Pages in the WAL before a commit copies them back into the file (SQLite's default: 1000).
+# A payment writes ~13 pages, mostly the same few index leaves again and again, so a rarer
+# checkpoint copies fewer pages in all: ~0.1 ms less per sale (bench/run profile), for a
+# WAL file of up to ~40 MB. Durability does not change: every commit is fsynced in the WAL.
+WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 
 # Each entry brings the schema from version i to i + 1 (PRAGMA user_version). Never edit a
 # released entry: append a new one, so that every journal in the field can be upgraded.
@@ -144,6 +149,7 @@ def _configure(conn: sqlite3.Connection, path: str) -> None:
                 "is it on a file system without shared memory support?"
             )
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
 
 
