@@ -72,14 +72,15 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
-def run(tmp: Path) -> tuple[float, dict[int, tuple[float, float]], Path, int]:
+def run(tmp: Path, keep_alive: bool) -> tuple[float, dict[int, tuple[float, float]], Path, int]:
     """Sell, sampled: the time per sale, each thread's CPU over the sales, the samples."""
     procs = Procs()
     samples = tmp / "samples.txt"
     try:
         sim = Sim(procs, tmp, "--lan", "1", "--no-magic-amounts")
         term = sim.lan[0]
-        config = write_config(tmp, "ecrd", [lan_terminal("lan-01", term["host"], term["port"])])
+        lan = lan_terminal("lan-01", term["host"], term["port"])
+        config = write_config(tmp, "ecrd", [{**lan, "keep_alive": keep_alive}])
         daemon = Daemon(procs, config)
         with Client(daemon.socket, timeout=60) as c:
             c.call("terminal.pair", terminal="lan-01", code=term["pin1"])
@@ -179,30 +180,38 @@ def journal_thread(names: dict[int, str], counts: dict[int, Counter[str]], pid: 
     return max(in_store, key=in_store.__getitem__, default=-1)
 
 
-def main() -> int:
+def profile(keep_alive: bool) -> tuple[list[Row], Counter[str]]:
+    """The rows of one profiled run, and the loop's samples by function."""
     tmp = Path(tempfile.mkdtemp(prefix="ecrd-profile-"))
     try:
-        elapsed, cpu, samples, pid = run(tmp)
+        elapsed, cpu, samples, pid = run(tmp, keep_alive)
         names, counts = read_samples(samples)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     writer = journal_thread(names, counts, pid)
-    rows = [
-        Row(f"{SALES} sales one after another, sim reusing its reply salt", ms(elapsed / SALES))
-    ]
+    label = f"{SALES} sales in a row, sim reusing its reply salt, keep_alive = {keep_alive}"
+    rows = [Row(label.lower(), ms(elapsed / SALES))]
     for kind, tid in (("loop", pid), ("journal writer", writer)):
         rows += thread_rows(kind, list(cpu.get(tid, (0.0, 0.0))), counts.get(tid, Counter()))
     others = sum(u + s for t, (u, s) in cpu.items() if t not in (pid, writer))
     rows.append(
-        Row("other threads of ecrd (key derivations, trio's), CPU per sale", ms(others / SALES))
+        Row("other threads of ecrd (derivations, trio's), CPU per sale", ms(others / SALES))
     )
+    return rows, counts.get(pid, Counter())
+
+
+def main() -> int:
+    rows, top = profile(keep_alive=False)  # the default
     print(render(rows))
-    top = counts.get(pid, Counter())
     top.pop("idle", None)
     total = sum(top.values()) or 1
     print("\nthe loop's busiest ecrd functions (share of its busy samples):")
     for fn, n in top.most_common(12):
         print(f"   {n / total:5.1%}  {fn}")
+    # Both ways (issue #17): the same with one kept HTTP connection (the simulator keeps it).
+    kept, _ = profile(keep_alive=True)
+    print("\nthe same with keep_alive = true (no TCP connect and close per exchange):")
+    print(render([r for r in kept if not r.name.startswith("   ")]))
     return 0
 
 
