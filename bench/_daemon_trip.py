@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -29,6 +30,7 @@ from bench._table import Row, ms, p
 from ecrd.client import TrioClient, open_trio_client
 from ecrd.protocol.crypto import KeyCache, Sealer, open_
 from ecrd.protocol.envelope import Envelope, check_response, request_message
+from ecrd.store.journal import Journal
 from ecrd.transport.lan import LanLink
 
 WARM_UP = 3  # sales each way before a measurement: salts derived, code paths imported
@@ -122,6 +124,32 @@ class Trip:
     direct_cpu: list[float] = field(default_factory=list)  # per bare direct sale
     ecrd_cpu: float = 0.0  # ecrd's CPU seconds over the bare phase
     others: float = 0.0  # cores used by other processes during the random-salt phase
+    journal: tuple[float, float] = (0.0, 0.0)  # one sale's journal work alone: wall, CPU
+
+
+def journal_alone(sales: int, directory: Path) -> tuple[float, float]:
+    """What money rule 1 costs by itself: ecrd's journal, in this process, doing a sale's
+    three calls (the admission lookup, ``begin`` and ``finish``, two fsynced commits) on
+    the same disk. Median wall and mean CPU (``thread_time``) per sale."""
+    journal = Journal(str(directory / "alone.db"))
+    wall, cpu = [], []
+    try:
+        for _ in range(sales):
+            ref = new_ref()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            journal.get(ref)
+            journal.unknown("lan-01")
+            journal.begin(
+                reference_id=ref, terminal="lan-01", action="Sale", amount=AMOUNT,
+                params={"amount": AMOUNT, "currency": "HKD"}, currency="HKD", who="bench",
+                request_id=new_ref(), link="lan",
+            )  # fmt: skip
+            journal.finish(ref, state="succeeded", reply={"status": "Success", "referenceID": ref})
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.thread_time() - c0)
+    finally:
+        journal.close()
+    return statistics.median(wall), statistics.mean(cpu)
 
 
 async def _measure(sim: Sim, daemon: Daemon, rounds: int, trip: Trip) -> None:
@@ -154,6 +182,7 @@ def bench_round_trip(sim: Sim, daemon: Daemon, rounds: int) -> tuple[list[Row], 
     """The rows of benchmark 1, and the cores other processes used meanwhile."""
     trip = Trip()
     trio.run(_measure, sim, daemon, rounds, trip)
+    trip.journal = journal_alone(BARE_ROUNDS, daemon.dir)
     return trip_rows(trip) + bare_rows(trip), trip.others
 
 
@@ -211,5 +240,10 @@ def bare_rows(trip: Trip) -> list[Row]:
             ms(cpu_added),
             limit=limit,
             ok=cpu_added <= ADDS_LIMIT_S,
+        ),
+        Row(
+            "   of both, the journal alone: lookup, begin, finish; 2 fsyncs (info)",
+            f"{ms(trip.journal[0]).strip()} wall",
+            f"{ms(trip.journal[1]).strip()} CPU",
         ),
     ]
