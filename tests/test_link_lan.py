@@ -21,6 +21,7 @@ import trio
 
 from ecrd.protocol.envelope import Envelope
 from ecrd.transport.base import BadReply, MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.http11 import MAX_REPLY_BYTES
 from ecrd.transport.lan import LanLink
 
 SALE = Envelope(action="Sale", data="c2VhbGVk")
@@ -387,3 +388,31 @@ async def test_tls_with_an_untrusted_certificate_is_not_delivered(
 
     assert not isinstance(caught.value, MaybeDelivered)
     assert peer.seen == []
+
+
+async def test_a_reply_larger_than_a_terminal_sends_is_a_bad_reply(
+    nursery: trio.Nursery, link: LanLink
+) -> None:
+    async def flood(seen: Seen) -> tuple[int, bytes]:
+        return 200, b"x" * (MAX_REPLY_BYTES + 1)
+
+    await start_peer(nursery, link, flood)
+
+    with pytest.raises(BadReply) as caught:
+        await link.exchange(SALE, timeout=10)
+    assert "exceeds" in str(caught.value)
+
+
+async def test_a_host_name_is_resolved_and_its_addresses_tried_in_turn(
+    nursery: trio.Nursery,
+) -> None:
+    """``localhost`` may resolve to ::1 first, where nobody listens: the next address
+    (127.0.0.1) takes the request."""
+    lan = LanLink("localhost", 1, connect_timeout=2.0)
+    try:
+        peer = await start_peer(nursery, lan, echo_envelope)
+        lan.set_address("localhost", peer.port)
+        assert await lan.exchange(SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+        assert len(peer.seen) == 1
+    finally:
+        await lan.aclose()
