@@ -102,8 +102,9 @@ class _Connection:
             tcp = tcp.transport_stream
         if not isinstance(tcp, trio.SocketStream):
             return False
-        readable, _, _ = select.select([tcp.socket.fileno()], [], [], 0)
-        return not readable
+        poller = select.poll()  # not select(): a descriptor may be over FD_SETSIZE
+        poller.register(tcp.socket.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     def close(self) -> None:
         """At once, without a TLS goodbye (nothing is waiting for one), so a deadline
@@ -130,7 +131,6 @@ class HttpClient:
         self._keep_alive = keep_alive
         self._connect_timeout = connect_timeout
         self._idle: _Connection | None = None
-        self.connections = 0  # opened so far: what keep-alive saves shows here
 
     async def post(
         self,
@@ -173,7 +173,6 @@ class HttpClient:
             stream: trio.abc.Stream = tcp
             if self._tls is not None:
                 stream = await _handshake(tcp, self._tls, host)
-            self.connections += 1
             return _Connection(stream, address)
         raise NotDelivered(f"cannot connect to {host}:{port}: no answer in {connect_timeout:g} s")
 
