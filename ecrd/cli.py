@@ -89,11 +89,15 @@ def _run(path: str) -> int:
     try:
         trio.run(run_daemon, cfg)
     except ownership.CannotStart as exc:
+        logs.stop()  # the lines logged before it come first
         print(f"ecrd: cannot start: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the socket or the state directory is in use
+        logs.stop()
         print(f"ecrd: cannot start: {exc}", file=sys.stderr)
         return 1
+    finally:
+        logs.stop()
     return 0
 
 

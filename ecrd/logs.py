@@ -9,11 +9,20 @@ The same filter escapes control characters in the message (``ecrd.text.escape``)
 reference id or a terminal's reply can never start a line of its own (a forged
 ``CRITICAL ...``) nor send escape sequences to whoever reads the log. A traceback keeps its
 own line breaks.
+
+The event loop does not write log lines itself: ``setup`` puts a ``QueueHandler`` on the
+root logger, which freezes each record's message and hands it to one log thread that
+redacts, formats and writes it. Writing to stderr is a system call, and a stalled reader
+(journald under load, a full pipe) would otherwise stall every payment with it. The queue is
+bounded (``QUEUE_LINES``): beyond it lines are dropped and counted, and the next line
+written says how many. ``stop`` writes what is queued (the CLI calls it before it exits).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 import threading
@@ -100,13 +109,87 @@ class Redactor(logging.Filter):
         return True
 
 
+QUEUE_LINES: Final = 10_000
+
+
+class _Handoff(logging.handlers.QueueHandler):
+    """What the logging thread (usually the event loop) pays: the %-formatting of the
+    message, so that arguments changed after the call cannot change the line."""
+
+    def __init__(self, lines: queue.Queue[logging.LogRecord | None]) -> None:
+        super().__init__(lines)
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def take_dropped(self) -> int:
+        with self._lock:
+            n, self.dropped = self.dropped, 0
+        return n
+
+
+class _Writer(logging.StreamHandler):  # type: ignore[type-arg]
+    """The log thread's handler: says first how many lines the full queue dropped."""
+
+    def __init__(self, handoff: _Handoff) -> None:
+        super().__init__(sys.stderr)
+        self.handoff = handoff
+
+    def emit(self, record: logging.LogRecord) -> None:
+        dropped = self.handoff.take_dropped()
+        if dropped:
+            note = logging.LogRecord(
+                "ecrd.logs", logging.WARNING, __file__, 0,
+                "%d log line(s) dropped: nothing read ecrd's output fast enough", (dropped,),
+                None,
+            )  # fmt: skip
+            super().emit(note)
+        super().emit(record)
+
+
+class _Listener(logging.handlers.QueueListener):
+    def __init__(self, lines: queue.Queue[logging.LogRecord | None], writer: _Writer) -> None:
+        super().__init__(lines, writer, respect_handler_level=False)
+        self._lines = lines
+
+    def enqueue_sentinel(self) -> None:
+        self._lines.put(None)  # the stdlib's sentinel, put when there is room: it is bounded
+
+
+_listener: _Listener | None = None
+
+
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(Redactor())
+    global _listener
+    stop()
+    lines: queue.Queue[logging.LogRecord | None] = queue.Queue(QUEUE_LINES)
+    handoff = _Handoff(lines)
+    writer = _Writer(handoff)
+    writer.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    writer.addFilter(Redactor())
+    _listener = _Listener(lines, writer)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handoff]
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO; ours are enough.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def stop() -> None:
+    """Write every queued line and end the log thread (idempotent)."""
+    global _listener
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -82,3 +87,64 @@ def test_every_pin_of_a_fleet_is_redacted_as_a_whole_token() -> None:
         assert logs.redact(f"x{pin}y") == "x[pin]y"  # digits: a whole run, letters around
         assert logs.redact(f"{pin}1 or 1{pin}") == f"{pin}1 or 1{pin}"  # in a longer number
     assert logs.redact("code qr7zk2 / QR7ZK2 / xqr7zk2") == "code [pin] / [pin] / xqr7zk2"
+
+
+class _Stream(io.StringIO):
+    """stderr as the log thread sees it; ``gate`` holds every write until it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def write(self, text: str) -> int:
+        self.gate.wait(10)
+        return super().write(text)
+
+
+@pytest.fixture
+def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Stream]:
+    """The stream; each test puts it in place itself (pytest swaps sys.stderr between a
+    test's setup and its call)."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    stream = _Stream()
+    yield stream
+    logs.stop()
+    root.handlers[:], root.level = saved[0], saved[1]
+
+
+def test_lines_are_written_by_the_log_thread_in_order_and_redacted(
+    stderr: _Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", stderr)
+    logs.setup("info")
+    logs.register_secret("583920")
+    log = logging.getLogger("ecrd.test")
+    for i in range(50):
+        log.info("line %d pin 583920", i)
+    logs.stop()  # what the CLI does before it exits: everything queued is written
+    lines = stderr.getvalue().splitlines()
+    assert lines == [f"INFO ecrd.test: line {i} pin [pin]" for i in range(50)]
+
+
+def test_a_full_queue_drops_lines_and_the_next_line_says_how_many(
+    stderr: _Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stalls never stalls the loop: lines beyond the queue are counted."""
+    monkeypatch.setattr(logs, "QUEUE_LINES", 1)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    logs.setup("info")
+    stderr.gate.clear()  # nothing reads: the log thread blocks on its first line
+    log = logging.getLogger("ecrd.test")
+    log.info("first")
+    time.sleep(0.2)  # the log thread has taken "first" and waits in write()
+    for i in range(5):
+        log.info("more %d", i)  # "more 0" fills the queue, the others are dropped
+    stderr.gate.set()
+    logs.stop()
+    assert stderr.getvalue().splitlines() == [
+        "INFO ecrd.test: first",
+        "WARNING ecrd.logs: 4 log line(s) dropped: nothing read ecrd's output fast enough",
+        "INFO ecrd.test: more 0",
+    ]
