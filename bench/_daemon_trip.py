@@ -137,7 +137,8 @@ def journal_alone(sales: int, directory: Path) -> tuple[float, float]:
         for _ in range(sales):
             ref = new_ref()
             t0, c0 = time.perf_counter(), time.thread_time()
-            journal.get(ref)
+            journal.get(ref)  # the admission lookup, as Payments._facts makes it
+            journal.pending()
             journal.unknown("lan-01")
             journal.begin(
                 reference_id=ref, terminal="lan-01", action="Sale", amount=AMOUNT,

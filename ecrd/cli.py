@@ -86,19 +86,19 @@ def _run(path: str) -> int:
     logs.setup(cfg.daemon.log_level)
     from ecrd.daemon import main as run_daemon
 
+    failure: Exception | None = None
     try:
         trio.run(run_daemon, cfg)
     except ownership.CannotStart as exc:
-        logs.stop()  # the lines logged before it come first
-        print(f"ecrd: cannot start: {exc}", file=sys.stderr)
-        return 2
+        failure, status = exc, 2
     except OSError as exc:  # e.g. the socket or the state directory is in use
-        logs.stop()
-        print(f"ecrd: cannot start: {exc}", file=sys.stderr)
-        return 1
+        failure, status = exc, 1
     finally:
-        logs.stop()
-    return 0
+        logs.stop()  # every queued line is written before the last word below
+    if failure is None:
+        return 0
+    print(f"ecrd: cannot start: {failure}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

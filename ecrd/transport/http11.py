@@ -97,10 +97,8 @@ class _Connection:
 
         if address != self.address or self.h11.our_state is not h11.IDLE:
             return False
-        tcp = self.stream
-        if isinstance(tcp, trio.SSLStream):
-            tcp = tcp.transport_stream
-        if not isinstance(tcp, trio.SocketStream):
+        tcp = self._tcp()
+        if tcp is None:
             return False
         poller = select.poll()  # not select(): a descriptor may be over FD_SETSIZE
         poller.register(tcp.socket.fileno(), select.POLLIN)
@@ -109,11 +107,16 @@ class _Connection:
     def close(self) -> None:
         """At once, without a TLS goodbye (nothing is waiting for one), so a deadline
         can never leave the socket open."""
-        tcp = self.stream
-        if isinstance(tcp, trio.SSLStream):
-            tcp = tcp.transport_stream
-        if isinstance(tcp, trio.SocketStream):
+        tcp = self._tcp()
+        if tcp is not None:
             tcp.socket.close()
+
+    def _tcp(self) -> trio.SocketStream | None:
+        """The TCP stream under TLS, if any."""
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return stream if isinstance(stream, trio.SocketStream) else None
 
 
 class HttpClient:
