@@ -29,6 +29,8 @@ from ecrd.text import first_control
 T = TypeVar("T")
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+# Amount changes a terminal may make and still prove a payment (money/evidence.py).
+AMOUNT_CHANGES: Final = ("tip", "partial")
 TRANSPORTS: Final = ("lan", "serial", "cloud")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -93,8 +95,15 @@ class TerminalConfig:
     # What terminal.send forwards besides DeviceInfo and status_action (read-only actions).
     send_actions: tuple[str, ...] = ()
     # errorCodes of a Failed reply that prove nothing about the payment, on top of
-    # protocol.outcome.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
+    # money.evidence.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
     inconclusive_codes: tuple[str, ...] = ()
+    # [ASSUMED] errorCodes with which a Failed *status answer* proves "not charged"; empty:
+    # such an answer proves nothing (money/evidence.py). An allowlist, case-insensitive.
+    not_charged_codes: tuple[str, ...] = ()
+    # Amounts the terminal may change and still prove the payment: "tip" (approved more
+    # than asked, a sale), "partial" (approved less, a sale or preauth). Empty: any other
+    # amount leaves the payment unknown.
+    amount_changes: tuple[str, ...] = ()
     pair_confirm_action: str = "DeviceInfo"
     pin_fields: tuple[str, ...] = PIN_FIELDS
     fallback: str | None = None
@@ -338,6 +347,8 @@ def _terminal(t: _Table) -> TerminalConfig:
         status_action=t.text("status_action"),
         send_actions=_names(t, "send_actions", (), "action names"),
         inconclusive_codes=_names(t, "inconclusive_codes", (), "errorCode strings"),
+        not_charged_codes=_names(t, "not_charged_codes", (), "errorCode strings"),
+        amount_changes=_choices(t, "amount_changes", AMOUNT_CHANGES),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
         fallback=t.text("fallback", choices=("cloud",)),
@@ -373,6 +384,14 @@ def _names(
     if (required and not value) or not all(isinstance(v, str) and v for v in value):
         raise t.fail(key, f"a {'non-empty ' if required else ''}list of non-empty {what}")
     return tuple(value)
+
+
+def _choices(t: _Table, key: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of some of ``choices``, each at most once."""
+    value = _names(t, key, (), "names")
+    if not set(value) <= set(choices) or len(set(value)) != len(value):
+        raise t.fail(key, "a list of " + ", ".join(repr(c) for c in choices) + ", each once")
+    return value
 
 
 def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:

@@ -14,12 +14,9 @@ import os
 import re
 from typing import Final
 
-from ecrd.protocol.outcome import MONEY_ACTIONS
+from ecrd.protocol.actions import CONTROL_ACTIONS, MONEY_ACTIONS, money_like
 from ecrd.text import first_control
 
-# A status query or a pairing confirmation is sent on its own, outside the money rules:
-# it must never be able to charge, refund, cancel or re-pair (design.md §3).
-UNSAFE_ACTIONS: Final = (*MONEY_ACTIONS, "Abort", "Pair", "ConnectionInfo")
 _LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
 
@@ -48,8 +45,15 @@ def path_problem(path: str) -> str | None:
 
 
 def action_problem(action: str) -> str | None:
-    if action.strip().lower() in {a.lower() for a in UNSAFE_ACTIONS}:
-        return "a read-only action, never one of " + ", ".join(UNSAFE_ACTIONS)
+    """A status query, a pairing confirmation or a ``terminal.send`` action is sent on its
+    own, outside the money rules: it must never be able to charge, refund, capture, adjust,
+    cancel or re-pair (design.md §3; ``protocol/actions.py`` says which names may)."""
+    if money_like(action):
+        return (
+            "a read-only action: never one that may move money, pair or cancel ("
+            + ", ".join((*MONEY_ACTIONS, *CONTROL_ACTIONS))
+            + ", PreAuthCompletion, Capture, TipAdjust...)"
+        )
     return None
 
 

@@ -1,13 +1,7 @@
 """``ecrctl``: the admin's command line over ecrd's socket.
 
-Exit codes scripts can trust:
-  0  done (a payment: approved)          3  outcome UNKNOWN: check the terminal, then resolve
-  1  payment declined / failed           4  ecrd not reachable (socket missing, permission)
-  2  bad usage or bad parameters         5  any other error (not paired, link down, busy...)
-
-Text output escapes control characters in every value (``ecrd.text.escape``): a terminal's
-reply or a reference id can never move the cursor, clear the screen or fake a line here.
-``--json`` output is JSON, where they are escaped anyway.
+Its exit codes and output are ``ctl_out.py``'s; the payment commands are ``ctl_pay.py``'s,
+the fleet's (export, report, metrics, backup) ``ctl_fleet.py``'s.
 """
 
 from __future__ import annotations
@@ -15,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import uuid
 from typing import Any
@@ -22,128 +17,22 @@ from typing import Any
 import tomli_w
 import trio
 
-from ecrd import __version__, ctl_fleet
+from ecrd import __version__, ctl_fleet, ctl_pay
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
-from ecrd.text import escape
-
-EXIT_OK, EXIT_DECLINED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNREACHABLE, EXIT_ERROR = range(6)
-SPINNER = "|/-\\"
-
-
-def _show(value: Any) -> str:
-    """One value for the text output, control characters escaped."""
-    return escape("" if value is None else str(value))
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[("-" if r.get(c) is None else _show(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
-def _tx_text(tx: dict[str, Any]) -> str:
-    reply = {k: _show(v) for k, v in (tx.get("reply") or {}).items()}
-    tx = {k: (v if isinstance(v, dict) or v is None else _show(v)) for k, v in tx.items()}
-    lines = [
-        f"reference  {tx['reference_id']}",
-        f"terminal   {tx['terminal']}  ({tx.get('link') or '-'})",
-        f"action     {tx['action']}  {tx.get('amount') or ''} {tx.get('currency') or ''}".rstrip(),
-        f"state      {tx['state'].upper()}",
-    ]
-    if reply.get("errorCode") or reply.get("errorMessage"):
-        lines.append(f"terminal   {reply.get('errorCode', '')} {reply.get('errorMessage', '')}")
-    for key in ("paymentMethod", "rrn", "transactionType"):
-        if reply.get(key):
-            lines.append(f"{key:<10} {reply[key]}")
-    if tx.get("note"):
-        lines.append(f"note       {tx['note']}")
-    return "\n".join(lines)
-
-
-def _print(args: argparse.Namespace, value: Any, text: str) -> None:
-    # Line by line as well: no control character but the line breaks of the layout.
-    print(json.dumps(value, indent=2) if args.json else "\n".join(map(escape, text.split("\n"))))
-
-
-async def _pay(
-    args: argparse.Namespace, client: TrioClient, method: str, params: dict[str, Any]
-) -> int:
-    """Run a money command with a live indicator fed by the daemon's events."""
-    ref = params["reference_id"]
-    await client.call("subscribe", topics=["transaction.state"])
-    done = trio.Event()
-    show = sys.stderr.isatty() and not args.json
-
-    async def indicator() -> None:
-        waiting, i = False, 0
-        while not done.is_set():
-            try:
-                event = client.events.receive_nowait()
-                if (
-                    event.get("reference_id") == ref
-                    and event.get("state") == "waiting_for_customer"
-                ):
-                    waiting = True
-                    if not show:
-                        print(f"{ref}: waiting for customer…", file=sys.stderr)
-            except trio.WouldBlock:
-                pass
-            if waiting and show:
-                print(
-                    f"\r{SPINNER[i % 4]} waiting for customer… (Ctrl-C does NOT cancel the "
-                    f"payment; use `ecrctl abort {params['terminal']}`)",
-                    end="",
-                    file=sys.stderr,
-                )
-                i += 1
-            await trio.sleep(0.2)
-        if waiting and show:
-            print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
-
-    failure: EcrdError | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(indicator)
-        try:
-            tx = await client.call(method, **params)
-        except EcrdError as exc:
-            failure = exc  # raised below, outside the nursery, unwrapped
-        finally:
-            done.set()
-    if failure is not None:
-        raise failure
-    _print(args, tx, _tx_text(tx))
-    return EXIT_OK if tx["state"] in ("succeeded", "resolved_succeeded") else EXIT_DECLINED
-
-
-def _money_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "terminal": args.terminal,
-        "reference_id": args.ref or str(uuid.uuid4()),
-    }
-    for key in ("amount", "currency", "original_reference_id", "payment_method",
-                "customer_order_id", "print", "extra"):  # fmt: skip
-        if getattr(args, key, None) is not None:
-            params[key] = getattr(args, key)
-    if getattr(args, "timeout", None):
-        params["timeout_s"] = args.timeout
-    for flag, key in (("wait", "wait"), ("elsewhere", "original_elsewhere")):
-        if getattr(args, flag, False):
-            params[key] = True
-    return params
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    """``--extra`` / ``--body``: a JSON object on the command line."""
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('a JSON object, e.g. \'{"memo": "x"}\'')
-    return value
-
+from ecrd.ctl_out import (
+    EPILOG,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    json_object,
+    output,
+    show,
+    table,
+    tx_text,
+)
+from ecrd.ctl_pay import MONEY_COMMANDS, Interrupted, interrupted
 
 TERMINAL_COLUMNS = ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
 TX_COLUMNS = ["reference_id", "terminal", "action", "amount", "currency", "state", "updated_at"]
@@ -157,33 +46,33 @@ async def cmd_status(args: Args, client: TrioClient) -> int:
         f"journal: {st['journal']}  in flight: {st['in_flight']}",
     ]
     if st.get("reload_error"):
-        lines.append(f"RELOAD FAILED (old config in force): {_show(st['reload_error'])}")
-    _print(args, st, "\n".join(lines) + "\n\n" + _table(st["terminals"], TERMINAL_COLUMNS))
+        lines.append(f"RELOAD FAILED (old config in force): {show(st['reload_error'])}")
+    output(args, st, "\n".join(lines) + "\n\n" + table(st["terminals"], TERMINAL_COLUMNS))
     return EXIT_OK
 
 
 async def cmd_terminals(args: Args, client: TrioClient) -> int:
     rows = await client.call("terminal.list")
-    _print(args, rows, _table(rows, TERMINAL_COLUMNS))
+    output(args, rows, table(rows, TERMINAL_COLUMNS))
     return EXIT_OK
 
 
 async def cmd_pair(args: Args, client: TrioClient) -> int:
     print(f"pairing {args.terminal}…", file=sys.stderr)
     res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
-    _print(args, res, f"paired {_show(res['terminal'])} with terminal {_show(res['device_sn'])}")
+    output(args, res, f"paired {show(res['terminal'])} with terminal {show(res['device_sn'])}")
     return EXIT_OK
 
 
 async def cmd_unpair(args: Args, client: TrioClient) -> int:
     res = await client.call("terminal.unpair", terminal=args.terminal)
-    _print(args, res, f"{args.terminal} unpaired")
+    output(args, res, f"{args.terminal} unpaired")
     return EXIT_OK
 
 
 async def cmd_info(args: Args, client: TrioClient) -> int:
     res = await client.call("terminal.info", terminal=args.terminal)
-    _print(args, res, "\n".join(f"{_show(k):<12} {_show(v)}" for k, v in res.items()))
+    output(args, res, "\n".join(f"{show(k):<12} {show(v)}" for k, v in res.items()))
     return EXIT_OK
 
 
@@ -210,25 +99,25 @@ async def cmd_probe(args: Args, client: TrioClient) -> int:
         nursery.cancel_scope.cancel()
     for tried in res["tried"][shown:]:  # the events still on their way
         print(f"  {_probe_line(tried)}", file=sys.stderr)
-    _print(args, res, _probe_text(res))
+    output(args, res, _probe_text(res))
     return EXIT_OK if res["found"] is not None else EXIT_ERROR
 
 
 def _probe_line(tried: dict[str, Any]) -> str:
-    settings = " ".join(f"{_show(k)}={_show(v)}" for k, v in tried["settings"].items())
-    return f"{settings or '-'}: {_show(tried['result'])}"
+    settings = " ".join(f"{show(k)}={show(v)}" for k, v in tried["settings"].items())
+    return f"{settings or '-'}: {show(tried['result'])}"
 
 
 def _probe_text(res: dict[str, Any]) -> str:
     found = res["found"]
     if found is None:
         return (
-            f"{_show(res['terminal'])}: no settings answered ({len(res['tried'])} tries); "
+            f"{show(res['terminal'])}: no settings answered ({len(res['tried'])} tries); "
             "check the cable or address, the code on the pairing page, then send support "
             "the trace (`ecrctl --json probe ...`)"
         )
     lines = [
-        f"{_show(res['terminal'])} answers as {_show(res['device_sn'])} with these settings;",
+        f"{show(res['terminal'])} answers as {show(res['device_sn'])} with these settings;",
         "put them in its [[terminal]] entry, then `ecrctl reload`:",
         "",
         tomli_w.dumps(found).rstrip("\n"),
@@ -247,33 +136,18 @@ async def cmd_trace(args: Args, client: TrioClient) -> int:
         params["tail"] = args.tail
     res = await client.call("terminal.trace", **params)
     if "lines" in res:
-        text = "\n".join(_show(json.dumps(line, ensure_ascii=False)) for line in res["lines"])
-        _print(args, res, text or "(the trace is empty)")
+        text = "\n".join(show(json.dumps(line, ensure_ascii=False)) for line in res["lines"])
+        output(args, res, text or "(the trace is empty)")
     else:
         state = "on" if res["trace"] else "off"
-        _print(args, res, f"trace {state} for {_show(res['terminal'])}: {_show(res['file'])}")
+        output(args, res, f"trace {state} for {show(res['terminal'])}: {show(res['file'])}")
     return EXIT_OK
-
-
-async def cmd_money(args: Args, client: TrioClient) -> int:
-    return await _pay(args, client, args.command, _money_params(args))
-
-
-async def cmd_abort(args: Args, client: TrioClient) -> int:
-    params = {"terminal": args.terminal}
-    if args.ref:
-        params["reference_id"] = args.ref
-    res = await client.call("abort", **params)
-    status, message = _show(res.get("status", "?")), _show(res.get("errorMessage"))
-    _print(args, res, f"abort sent: {status} {message}")
-    # The terminal's Failed (e.g. NO_TRANSACTION: nothing was in progress) is a failure.
-    return EXIT_OK if res.get("status") == "Success" else EXIT_ERROR
 
 
 async def cmd_tx(args: Args, client: TrioClient) -> int:
     if args.ref:
         tx = await client.call("transaction.get", reference_id=args.ref)
-        _print(args, tx, _tx_text(tx))
+        output(args, tx, tx_text(tx))
         return EXIT_OK
     params: dict[str, Any] = {"limit": args.limit}
     if args.state:
@@ -283,7 +157,7 @@ async def cmd_tx(args: Args, client: TrioClient) -> int:
     if args.before:
         params["before"] = args.before
     rows = await client.call("transaction.list", **params)
-    _print(args, rows, _table(rows, TX_COLUMNS))
+    output(args, rows, table(rows, TX_COLUMNS))
     return EXIT_OK
 
 
@@ -291,34 +165,34 @@ async def cmd_resolve(args: Args, client: TrioClient) -> int:
     tx = await client.call(
         "transaction.resolve", reference_id=args.ref, outcome=args.outcome, note=args.note or ""
     )
-    _print(args, tx, _tx_text(tx))
+    output(args, tx, tx_text(tx))
     return EXIT_OK
 
 
 async def cmd_reload(args: Args, client: TrioClient) -> int:
     res = await client.call("config.reload")
-    _print(args, res, f"reloaded: {res}")
+    output(args, res, f"reloaded: {res}")
     return EXIT_OK
 
 
 async def cmd_send(args: Args, client: TrioClient) -> int:
     params = {"terminal": args.terminal, "action": args.action, "body": args.body or {}}
     res = await client.call("terminal.send", **params)
-    _print(args, res, "\n".join(f"{_show(k):<12} {_show(v)}" for k, v in res.items()))
+    output(args, res, "\n".join(f"{show(k):<12} {show(v)}" for k, v in res.items()))
     return EXIT_OK
 
 
 async def cmd_watch(args: Args, client: TrioClient) -> int:
     await client.call("subscribe", **({"topics": args.topics} if args.topics else {}))
     async for event in client.events:
-        text = " ".join(f"{_show(k)}={_show(v)}" for k, v in event.items())
+        text = " ".join(f"{show(k)}={show(v)}" for k, v in event.items())
         print(json.dumps(event) if args.json else text, flush=True)
     return EXIT_OK
 
 
 async def cmd_ping(args: Args, client: TrioClient) -> int:
     res = await client.call("ping")
-    _print(args, res, f"ecrd {res['version']} (protocol {res['protocol']})")
+    output(args, res, f"ecrd {res['version']} (protocol {res['protocol']})")
     return EXIT_OK
 
 
@@ -330,11 +204,8 @@ COMMANDS = {
     "info": cmd_info,
     "probe": cmd_probe,
     "trace": cmd_trace,
-    "sale": cmd_money,
-    "preauth": cmd_money,
-    "refund": cmd_money,
-    "void": cmd_money,
-    "abort": cmd_abort,
+    **dict.fromkeys(MONEY_COMMANDS, ctl_pay.cmd_money),
+    "abort": ctl_pay.cmd_abort,
     "tx": cmd_tx,
     "resolve": cmd_resolve,
     "reload": cmd_reload,
@@ -346,39 +217,33 @@ COMMANDS = {
 
 
 async def _run(args: Args) -> int:
-    async with open_trio_client(args.socket) as client:
-        return await COMMANDS[args.command](args, client)
+    """The command, until it ends or a signal stops it: a payment command then says what
+    goes on without it (main), never a traceback."""
+    stopped: list[int] = []
+    failure: BaseException | None = None
+    code = EXIT_ERROR
+    async with open_trio_client(args.socket) as client, trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+        nursery.start_soon(_watch_signals, scope, stopped)
+        with scope:
+            try:
+                code = await COMMANDS[args.command](args, client)
+            except BaseException as exc:  # raised below, outside the nursery, unwrapped
+                failure = exc
+        nursery.cancel_scope.cancel()
+    if stopped:
+        raise Interrupted(stopped[0])
+    if failure is not None:
+        raise failure
+    return code
 
 
-def _money_parsers(sub: Any) -> None:
-    for name in ("sale", "preauth", "refund"):
-        p = sub.add_parser(name, help=f"{name} (amount like 10.20)")
-        p.add_argument("terminal")
-        p.add_argument("amount")
-        p.add_argument("currency", nargs="?", default="HKD")
-        if name == "refund":
-            p.add_argument("--original", dest="original_reference_id", required=True)
-        p.add_argument("--method", dest="payment_method")
-        p.add_argument("--customer-order-id", "--order", dest="customer_order_id")
-        p.add_argument("--print", choices=["YES", "NO"], help="print a receipt")
-        _common_money(p, reversal=name == "refund")
-    p = sub.add_parser("void", help="void a transaction")
-    p.add_argument("terminal")
-    p.add_argument("original_reference_id")
-    _common_money(p, reversal=True)
-
-
-def _common_money(p: argparse.ArgumentParser, *, reversal: bool) -> None:
-    p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
-    p.add_argument("--timeout", type=float, help="seconds (1-3600)")
-    p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
-    p.add_argument("--extra", type=_json_object, metavar="JSON", help="more body fields")
-    if reversal:
-        p.add_argument(
-            "--elsewhere",
-            action="store_true",
-            help="the original was taken on another box: skip the journal check",
-        )
+async def _watch_signals(scope: trio.CancelScope, stopped: list[int]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            stopped.append(signum)
+            scope.cancel()
+            return
 
 
 def _support_parsers(sub: Any) -> None:
@@ -398,8 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ecrctl",
         description="Talk to ecrd, the Wonder payment-terminal daemon.",
-        epilog="exit codes: 0 ok/approved, 1 declined, 2 usage, 3 outcome UNKNOWN, "
-        "4 ecrd unreachable, 5 other error",
+        epilog=EPILOG,
     )
     parser.add_argument(
         "--socket",
@@ -414,17 +278,19 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ping", help="is ecrd alive?")
     sub.add_parser("reload", help="re-read the config file")
     p = sub.add_parser("watch", help="print events as they happen")
-    p.add_argument("--topics", nargs="+", choices=["transaction.state", "terminal"])
+    p.add_argument(
+        "--topics", nargs="+", choices=["transaction.state", "transaction.disputed", "terminal"]
+    )
     p = sub.add_parser("send", help="send an allowed action (terminal.send; admin)")
     p.add_argument("terminal")
     p.add_argument("action", help="DeviceInfo, the status action, or one of send_actions")
-    p.add_argument("--body", type=_json_object, metavar="JSON")
+    p.add_argument("--body", type=json_object, metavar="JSON")
     p = sub.add_parser("pair", help="pair with the code the terminal shows")
     p.add_argument("terminal")
     p.add_argument("code", help="the code shown (6 of A-Z, 0-9), or the QR JSON")
     for name in ("unpair", "info"):
         sub.add_parser(name).add_argument("terminal")
-    _money_parsers(sub)
+    ctl_pay.add_parsers(sub)
     ctl_fleet.add_parsers(sub)
     _support_parsers(sub)
     p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
@@ -445,8 +311,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in MONEY_COMMANDS:
+        args.ref = args.ref or str(uuid.uuid4())  # known before it is sent: said if stopped
     try:
         return trio.run(_run, args)
+    except Interrupted:
+        return interrupted(args)
     except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
         print(
             f"ecrctl: cannot reach ecrd at {args.socket}: {exc.strerror or exc}\n"
@@ -462,24 +332,20 @@ def main(argv: list[str] | None = None) -> int:
                     indent=2,
                 )
             )
-        print(f"ecrctl: {_show(exc.message)} [{_show(exc.reason)}]", file=sys.stderr)
+        print(f"ecrctl: {show(exc.message)} [{show(exc.reason)}]", file=sys.stderr)
         if exc.reason == "permission_denied":
-            role = _show(exc.data.get("role"))
+            role = show(exc.data.get("role"))
             print(f"  missing role: {role}; an admin grants it in [access].{role}", file=sys.stderr)
         tx = exc.data.get("transaction")
         if tx and not args.json:
-            print(_tx_text(tx))
+            print(tx_text(tx))
         if exc.reason == "timeout_outcome_unknown":
             return EXIT_UNKNOWN
         if exc.reason == "invalid_params":
             return EXIT_USAGE
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(
-            "\necrctl: interrupted (a payment in progress continues; see `ecrctl tx`)",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt:  # before the command started (connecting)
+        return interrupted(args)
 
 
 if __name__ == "__main__":

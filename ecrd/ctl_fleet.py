@@ -17,16 +17,19 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from ecrd.client import TrioClient
+from ecrd.client import EcrdError, TrioClient
 
 EXIT_OK: Final = 0
 CSV_COLUMNS: Final = (
-    "reference_id", "terminal", "action", "amount", "currency", "state",
+    "reference_id", "terminal", "action", "amount", "approved_amount", "currency", "state",
     "original_reference_id", "customer_order_id", "created_at", "updated_at",
     "rrn", "brn", "authCode", "errorCode",
 )  # fmt: skip
-UNRESOLVED: Final = ("unknown", "pending")
-SIGN: Final = {"Sale": 1, "PreAuth": 0, "Refund": -1, "Void": -1}
+UNRESOLVED: Final = ("unknown", "pending", "disputed")
+SUCCEEDED: Final = ("succeeded", "resolved_succeeded")
+# What each kind of payment does to the takings: a preauth is a hold, no money taken. A
+# void undoes its original: minus what the original did (docs/api.md, "End of day").
+SIGN: Final = {"Sale": 1, "PreAuth": 0, "Refund": -1}
 
 
 async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, Any]]:
@@ -65,37 +68,80 @@ def day_bounds(day: date) -> tuple[str, str]:
     return start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per terminal and currency: counts and sums by action, the net, counts by state."""
+def _taken(record: dict[str, Any]) -> Decimal:
+    """What the terminal approved, from the journal: never a reply field."""
+    return Decimal(record.get("approved_amount") or record.get("amount") or "0")
+
+
+def _original(record: dict[str, Any]) -> str | None:
+    return (record.get("params") or {}).get("original_reference_id")
+
+
+def _line(r: dict[str, Any], originals: dict[str, dict[str, Any]]) -> tuple[str, str, Decimal]:
+    """(currency, what to count it as, its effect on the net) of one succeeded record."""
+    if r["action"] != "Void":
+        return r.get("currency") or "", r["action"], SIGN[r["action"]] * _taken(r)
+    original = originals[str(_original(r))]
+    undone = SIGN[original["action"]] * _taken(original)
+    return original.get("currency") or "", f"Void of {original['action']}", -undone
+
+
+def summarise(
+    rows: list[dict[str, Any]], originals: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Per terminal and currency: counts and sums by action, the net, counts by state.
+
+    A void nets by what it undoes (of a sale: minus, of a refund: plus, of a preauth:
+    nothing), with the original's amount from the journal (``originals``: the records the
+    voids name, by reference). A void whose original this journal does not hold is listed
+    as not netted."""
+    known = {r["reference_id"]: r for r in rows} | (originals or {})
     groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"count": Counter(), "sum": defaultdict(Decimal), "states": Counter()}
-    )
+        lambda: {"count": Counter(), "sum": defaultdict(Decimal), "net": Decimal("0"),
+                 "states": Counter()}
+    )  # fmt: skip
+    not_netted = []
     for r in rows:
-        # A void carries no amount or currency of its own: the terminal's reply names the
-        # original's.
-        reply = r.get("reply") or {}
-        g = groups[(r["terminal"], r.get("currency") or reply.get("currency") or "")]
+        if r["action"] == "Void" and str(_original(r)) not in known:
+            not_netted.append(r)
+            continue
+        currency, kind, effect = _line(r, known)
+        g = groups[(r["terminal"], currency)]
         g["states"][r["state"]] += 1
-        if r["state"] in ("succeeded", "resolved_succeeded"):
-            g["count"][r["action"]] += 1
-            g["sum"][r["action"]] += Decimal(r.get("amount") or reply.get("amount") or "0")
-    out = []
-    for (terminal, currency), g in sorted(groups.items()):
-        net = sum((SIGN[a] * s for a, s in g["sum"].items()), Decimal("0"))
-        out.append({
-            "terminal": terminal, "currency": currency, "net": str(net),
-            "count": dict(g["count"]), "sum": {a: str(s) for a, s in g["sum"].items()},
-            "states": dict(g["states"]),
-        })  # fmt: skip
+        if r["state"] in SUCCEEDED:
+            g["count"][kind] += 1
+            g["sum"][kind] += abs(effect) if r["action"] == "Void" else _taken(r)
+            g["net"] += effect
+    out = [
+        {"terminal": terminal, "currency": currency, "net": str(g["net"]),
+         "count": dict(g["count"]), "sum": {a: str(s) for a, s in g["sum"].items()},
+         "states": dict(g["states"])}
+        for (terminal, currency), g in sorted(groups.items())
+    ]  # fmt: skip
     unresolved = [r for r in rows if r["state"] in UNRESOLVED]
-    return {"unresolved": unresolved, "terminals": out}
+    return {"unresolved": unresolved, "terminals": out, "not_netted": not_netted}
+
+
+async def originals_of(client: TrioClient, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The journal's records of the originals the day's voids name but the day does not hold."""
+    day = {r["reference_id"] for r in rows}
+    wanted = {str(_original(r)) for r in rows if r["action"] == "Void"} - day
+    found = {}
+    for ref in sorted(wanted):
+        try:
+            found[ref] = await client.call("transaction.get", reference_id=ref)
+        except EcrdError as exc:
+            if exc.reason != "transaction_not_found":
+                raise
+    return found
 
 
 async def cmd_report(args: argparse.Namespace, client: TrioClient) -> int:
     day = date.fromisoformat(args.date) if args.date else date.today()
     since, until = day_bounds(day)
     rows = [r async for r in records(client, since=since, until=until)]
-    report = {"date": day.isoformat(), "since": since, "until": until, **summarise(rows)}
+    summary = summarise(rows, await originals_of(client, rows))
+    report = {"date": day.isoformat(), "since": since, "until": until, **summary}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -112,6 +158,9 @@ def report_text(report: dict[str, Any]) -> str:
                   f"{r.get('amount') or ''} {r.get('currency') or ''}  {r['state']}"
                   for r in report["unresolved"]]  # fmt: skip
         lines.append("")
+    for r in report.get("not_netted", []):
+        lines.append(f"not netted: {r['reference_id']} voids {_original(r)}, which this "
+                     "journal does not hold (taken on another box)")  # fmt: skip
     for t in report["terminals"]:
         sums = ", ".join(f"{a} {t['count'].get(a, 0)} = {s}" for a, s in sorted(t["sum"].items()))
         states = ", ".join(f"{s} {n}" for s, n in sorted(t["states"].items()))

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from ecrd.backoff import Backoff
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
 from ecrd.metrics import Metrics, Snapshot
+from ecrd.money.payments import Payments
 from ecrd.ownership import CannotStart
 from ecrd.reload import Plan
 from ecrd.reload import plan as reload_plan
@@ -46,7 +47,6 @@ from ecrd.sdnotify import Notifier, watchdog_interval
 from ecrd.store.journal import Journal, JournalError
 from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
-from ecrd.terminal.payments import Payments
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.http11 import tls_context
@@ -108,16 +108,18 @@ class Daemon:
             self.events,
             block_on_unknown=config.daemon.block_on_unknown,
         )
-        self.shared.late_reply = self.payments.settler.late_reply
+        self.shared.late_reply = self.payments.authority.late_reply
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self.reload_error: str | None = None
         self.stopping = False
         self._unknown_count = 0
+        self._disputed_count = 0
         self._hurry = trio.CancelScope()  # cancelled by a second stop signal
         self._replacing: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self.connections: set[server.Connection] = set()
         self.metrics = Metrics(__version__)
+        self.refusals: Counter[str] = Counter()  # ecrd_refusals_total{kind}
 
     def _open_state(self, state: str) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
@@ -195,6 +197,8 @@ class Daemon:
             clients=len(self.connections),
             derivations=self.shared.keys.misses,
             journal_bytes=await self.read(self.journal_view.size_bytes),
+            refusals=dict(self.refusals),
+            unwritten=len(self.payments.authority.unwritten),
         )
 
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]:
@@ -263,23 +267,38 @@ class Daemon:
         nursery.cancel_scope.cancel()
 
     async def _status_loop(self) -> None:
+        """The watchdog, and systemd's STATUS= line: every tick, and as soon as a payment's
+        state changes (a new unknown or dispute is said at once)."""
         interval = watchdog_interval()
         tick = min(interval, 10.0) if interval else 10.0
         last = ""
-        while True:
-            if interval:
-                self.notifier.watchdog()
-            try:
-                counts = await self.read(self.journal_view.counts)
-                self._unknown_count = counts.get("unknown", 0)
-            except errors.JournalError:
-                pass  # already logged; the watchdog must go on (a disk error is not a hang)
-            await self._check_journal_file()
-            line = self.status_line()
-            if line != last:
-                self.notifier.status(line)
-                last = line
-            await trio.sleep(tick)
+        changed = [trio.Event()]
+        unwatch = self.events.watch(
+            frozenset({"transaction.state"}), lambda _event: changed[0].set()
+        )
+        try:
+            while True:
+                last = await self._status_round(bool(interval), last)
+                with trio.move_on_after(tick):
+                    await changed[0].wait()
+                changed[0] = trio.Event()
+        finally:
+            unwatch()
+
+    async def _status_round(self, watchdog: bool, last: str) -> str:
+        if watchdog:
+            self.notifier.watchdog()
+        try:
+            counts = await self.read(self.journal_view.counts)
+            self._unknown_count = counts.get("unknown", 0)
+            self._disputed_count = counts.get("disputed", 0)
+        except errors.JournalError:
+            pass  # already logged; the watchdog must go on (a disk error is not a hang)
+        await self._check_journal_file()
+        line = self.status_line()
+        if line != last:
+            self.notifier.status(line)
+        return line
 
     async def _check_journal_file(self) -> None:
         """A journal deleted or replaced under us is said once, loudly (it stops payments)."""
@@ -304,6 +323,11 @@ class Daemon:
             line += f", {self.payments.in_flight} payment(s) in flight"
         if unknown:
             line += f", {unknown} transaction(s) of UNKNOWN outcome (ecrctl tx --state unknown)"
+        if self._disputed_count:
+            line += f", {self._disputed_count} DISPUTED (ecrctl tx --state disputed)"
+        unwritten = len(self.payments.authority.unwritten)
+        if unwritten:
+            line += f", {unwritten} outcome(s) NOT JOURNALED yet (disk?)"
         if self.reload_error:
             line += f"; config reload FAILED, old config kept: {self.reload_error}"
         return line
@@ -327,6 +351,8 @@ class Daemon:
             "terminals": [t.summary() for t in self.terminals.values()],
             "journal": counts,
             "journal_problem": self.journal.problem,
+            # Outcomes in hand that the journal did not take yet (disk full): shown unknown.
+            "unwritten": sorted(self.payments.authority.unwritten),
             "journal_records": sum(counts.values()),
             "journal_bytes": await self.read(self.journal_view.size_bytes),
             "in_flight": self.payments.in_flight,
@@ -336,6 +362,9 @@ class Daemon:
 
     def log_peer(self, what: str, terminal: str, peer: str, ref: str = "-") -> None:
         log.info("terminal=%s ref=%s %s requested by %s", terminal, ref, what, peer)
+
+    def count(self, refusal: str) -> None:
+        self.refusals[refusal] += 1
 
     # -- reload ----------------------------------------------------------------------------
 

@@ -41,9 +41,11 @@ from typing import Any, ClassVar
 
 
 class Reasoned(Exception):
-    """Any error of ecrd's: ``reason`` is a stable string, safe to log and to switch on."""
+    """Any error of ecrd's: ``reason`` is a stable string, safe to log and to switch on.
+    A class names its usual reason; one error may carry a more precise one of its own
+    (``RefundRefused(reason="currency_mismatch")``), and that one is its only reason."""
 
-    reason: ClassVar[str] = "error"
+    reason: str = "error"
 
 
 def reason_of(exc: BaseException) -> str:
@@ -57,11 +59,12 @@ class ApiError(Reasoned):
     def __init__(self, message: str, *, reason: str | None = None, **data: Any) -> None:
         super().__init__(message)
         self.message = message
-        self.reason_override = reason
+        if reason is not None:
+            self.reason = reason
         self.data = data
 
     def to_error(self) -> dict[str, Any]:
-        data = {"reason": self.reason_override or self.reason, **self.data}
+        data = {"reason": self.reason, **self.data}
         return {"code": self.code, "message": self.message, "data": data}
 
 

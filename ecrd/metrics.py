@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
@@ -40,6 +41,8 @@ class Snapshot:
     clients: int = 0
     derivations: int = 0
     journal_bytes: int = 0
+    refusals: Mapping[str, int] = attrs.field(factory=dict)  # kind -> count, this process
+    unwritten: int = 0  # outcomes the journal did not take yet
 
 
 @attrs.define
@@ -93,6 +96,16 @@ class _Collector:
             "ecrd_journal_records", "Records in the journal", value=sum(n for *_, n in snap.tally)
         )
         yield GaugeMetricFamily("ecrd_journal_bytes", "Journal size", value=snap.journal_bytes)
+        yield GaugeMetricFamily(
+            "ecrd_unwritten_outcomes", "Outcomes the journal did not take yet (disk full?)",
+            value=snap.unwritten,
+        )  # fmt: skip
+        refusals = CounterMetricFamily(
+            "ecrd_refusals", "Requests refused by this process, by kind", labels=["kind"]
+        )
+        for kind, count in sorted(snap.refusals.items()):
+            refusals.add_metric([kind], count)
+        yield refusals
         yield self._histogram()
 
     def _histogram(self) -> Any:
@@ -112,7 +125,9 @@ class _Collector:
     def _terminals(snap: Snapshot) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        unknown = {t: n for t, _a, s, n in snap.tally if s == "unknown"}
+        in_state: dict[str, Counter[str]] = defaultdict(Counter)
+        for t, _a, s, n in snap.tally:
+            in_state[s][t] += n
         families = {
             "paired": GaugeMetricFamily("ecrd_terminal_paired", "Paired", labels=["terminal"]),
             "link": GaugeMetricFamily("ecrd_terminal_link_up", "Link up", labels=["terminal"]),
@@ -120,12 +135,18 @@ class _Collector:
                 "ecrd_unresolved_transactions", "Transactions of unknown outcome",
                 labels=["terminal"],
             ),
+            "disputed": GaugeMetricFamily(
+                "ecrd_disputed_transactions",
+                "Transactions the terminal's word contradicts (a person settles them)",
+                labels=["terminal"],
+            ),
         }  # fmt: skip
         for term in snap.terminals:
             tid = str(term["id"])
             families["paired"].add_metric([tid], 1 if term["paired"] else 0)
             families["link"].add_metric([tid], 1 if term["link"] == "up" else 0)
-            families["unknown"].add_metric([tid], unknown.get(tid, 0))
+            families["unknown"].add_metric([tid], in_state["unknown"][tid])
+            families["disputed"].add_metric([tid], in_state["disputed"][tid])
         yield from families.values()
 
 

@@ -17,11 +17,11 @@ import trio
 
 from ecrd.config import CloudConfig, TerminalConfig
 from ecrd.events import EventBus
+from ecrd.money.request import PaymentRequest
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import Envelope, response_message
 from ecrd.store.journal import TxRecord
 from ecrd.store.pairings import Pairing, PairingStore
-from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import Accept, LinkState

@@ -1,5 +1,5 @@
 """Admission (design.md §3 rules 2, 4, 5) as a pure function: which decision each set of
-facts gives, without trio, a journal or a terminal (ecrd/terminal/admission.py)."""
+facts gives, without trio, a journal or a terminal (ecrd/money/admission.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from fakes import tx_record
 
 from ecrd import errors
+from ecrd.money.admission import Facts, Go, Refuse, Replay, Wait, admit
+from ecrd.money.request import PaymentRequest
 from ecrd.store.journal import TxRecord
-from ecrd.terminal.admission import Facts, Go, PaymentRequest, Refuse, Replay, Wait, admit
 
 SALE = PaymentRequest("t1", "Sale", "order-1", amount="10.00", currency="HKD")
 IDLE = Facts(stored=None, blocking=(), busy_with=None, paired=True)

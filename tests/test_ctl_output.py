@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from ecrd import ctl
+from ecrd import ctl_out
 
 HOSTILE = "ok\x1b[2J\x1b]0;pwned\x07\nSTATE      SUCCEEDED"
 
@@ -18,7 +18,7 @@ def test_a_transaction_shown_as_text_escapes_control_characters(
     tx = {"reference_id": "r1", "terminal": "lan-1", "action": "Sale", "amount": "1.00",
           "currency": "HKD", "state": "failed", "link": "lan", "note": HOSTILE,
           "reply": {"errorCode": "E1", "errorMessage": HOSTILE, "rrn": HOSTILE}}  # fmt: skip
-    ctl._print(argparse.Namespace(json=False), tx, ctl._tx_text(tx))
+    ctl_out.output(argparse.Namespace(json=False), tx, ctl_out.tx_text(tx))
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "STATE      SUCCEEDED" not in out.splitlines()
@@ -26,5 +26,5 @@ def test_a_transaction_shown_as_text_escapes_control_characters(
 
 
 def test_a_table_escapes_control_characters() -> None:
-    text = ctl._table([{"reference_id": HOSTILE, "state": "failed"}], ["reference_id", "state"])
+    text = ctl_out.table([{"reference_id": HOSTILE, "state": "failed"}], ["reference_id", "state"])
     assert "\x1b" not in text and len(text.splitlines()) == 2

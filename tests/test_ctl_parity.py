@@ -12,7 +12,7 @@ import pytest
 import trio
 from stack import Stack, pair, start_stack
 
-from ecrd import ctl
+from ecrd import ctl, ctl_out
 from ecrd.client import open_trio_client
 
 ECRCTL = str(Path(sys.executable).parent / "ecrctl")
@@ -45,24 +45,24 @@ async def test_sale_takes_print_extra_and_customer_order_id(stack: Stack) -> Non
         stack, "sale", "lan-1", "30.00", "HKD", "--ref", "o1", "--print", "NO",
         "--extra", '{"memo": "table 4"}', "--customer-order-id", "C-77",
     )  # fmt: skip
-    assert code == ctl.EXIT_OK, err
+    assert code == ctl_out.EXIT_OK, err
     params = (await stored(stack, "o1"))["params"]
     assert params["print"] == "NO" and params["customer_order_id"] == "C-77"
     assert params["extra"] == {"memo": "table 4"}
 
 
 async def test_void_takes_timeout_wait_and_extra_and_refund_elsewhere(stack: Stack) -> None:
-    assert (await ecrctl(stack, "sale", "lan-1", "30.00", "--ref", "o1"))[0] == ctl.EXIT_OK
+    assert (await ecrctl(stack, "sale", "lan-1", "30.00", "--ref", "o1"))[0] == ctl_out.EXIT_OK
     code, _, err = await ecrctl(
         stack, "void", "lan-1", "o1", "--ref", "v1", "--timeout", "30", "--wait",
         "--extra", '{"memo": "x"}',
     )  # fmt: skip
-    assert code == ctl.EXIT_OK, err
+    assert code == ctl_out.EXIT_OK, err
     assert (await stored(stack, "v1"))["params"]["extra"] == {"memo": "x"}
     code, _, err = await ecrctl(
         stack, "refund", "lan-1", "1.00", "--original", "elsewhere-1", "--ref", "r1"
     )
-    assert code == ctl.EXIT_ERROR and "original_not_found" in err
+    assert code == ctl_out.EXIT_ERROR and "original_not_found" in err
     code, _, _ = await ecrctl(
         stack, "refund", "lan-1", "1.00", "--original", "elsewhere-1", "--ref", "r2",
         "--elsewhere",
@@ -72,15 +72,15 @@ async def test_void_takes_timeout_wait_and_extra_and_refund_elsewhere(stack: Sta
 
 async def test_send_forwards_only_allowed_actions(stack: Stack) -> None:
     code, out, err = await ecrctl(stack, "--json", "send", "lan-1", "DeviceInfo")
-    assert code == ctl.EXIT_OK, err
+    assert code == ctl_out.EXIT_OK, err
     assert json.loads(out)["deviceSn"] == stack.terminal("lan").sn
     code, _, err = await ecrctl(stack, "send", "lan-1", "Capture", "--body", '{"amount": "1"}')
-    assert code == ctl.EXIT_ERROR and "action_not_allowed" in err
+    assert code == ctl_out.EXIT_ERROR and "action_not_allowed" in err
 
 
 async def test_abort_exits_non_zero_when_nothing_was_in_progress(stack: Stack) -> None:
     code, out, _ = await ecrctl(stack, "abort", "lan-1")
-    assert code == ctl.EXIT_ERROR and "Failed" in out
+    assert code == ctl_out.EXIT_ERROR and "Failed" in out
 
 
 def test_watch_takes_topics_and_bad_json_is_a_usage_error() -> None:
@@ -88,10 +88,12 @@ def test_watch_takes_topics_and_bad_json_is_a_usage_error() -> None:
     assert args.topics == ["terminal"]
     with pytest.raises(SystemExit) as exc:
         ctl._parser().parse_args(["sale", "t", "1.00", "--extra", "[1]"])
-    assert exc.value.code == ctl.EXIT_USAGE
+    assert exc.value.code == ctl_out.EXIT_USAGE
 
 
 async def test_subscribe_says_which_topics_as_documented(stack: Stack) -> None:
     async with open_trio_client(stack.socket) as c:
-        assert await c.call("subscribe") == {"subscribed": ["terminal", "transaction.state"]}
+        assert await c.call("subscribe") == {
+            "subscribed": ["terminal", "transaction.disputed", "transaction.state"]
+        }
         assert await c.call("subscribe", topics=["terminal"]) == {"subscribed": ["terminal"]}

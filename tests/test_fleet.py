@@ -26,7 +26,7 @@ from ecrd.client import TrioClient, open_trio_client
 from ecrd.config import parse
 from ecrd.daemon import Daemon
 from ecrd.store import retention
-from ecrd.store.journal import Journal
+from ecrd.store.journal import Change, Journal
 
 ECRCTL = str(Path(sys.executable).parent / "ecrctl")
 
@@ -134,17 +134,17 @@ def test_retention_prunes_old_settled_records_and_never_unknown_ones(tmp_path: P
         for ref, state in (("old-ok", "succeeded"), ("old-no", "failed"), ("old-?", "unknown")):
             j.begin(reference_id=ref, terminal="t", action="Sale", params={}, amount="1.00",
                     currency="HKD")  # fmt: skip
-            j.finish(ref, state=state)
+            j.apply(ref, lambda r, state=state: Change(state, "test"))
         j.begin(reference_id="old-pending", terminal="t", action="Sale", params={},
                 amount="1.00", currency="HKD")  # fmt: skip
         j.begin(reference_id="old-resolved", terminal="t", action="Sale", params={},
                 amount="1.00", currency="HKD")  # fmt: skip
-        j.finish("old-resolved", state="unknown")
+        j.apply("old-resolved", lambda r: Change("unknown", "test"))
         clock[0] = now - timedelta(days=10)
-        j.resolve("old-resolved", outcome="succeeded", note="checked", who="uid=0")
+        j.apply("old-resolved", lambda r: Change("resolved_succeeded", "checked"))
         j.begin(reference_id="new-ok", terminal="t", action="Sale", params={}, amount="1.00",
                 currency="HKD")  # fmt: skip
-        j.finish("new-ok", state="succeeded")
+        j.apply("new-ok", lambda r: Change("succeeded", "test"))
     assert retention.prune(str(path), 400, now) == 2
     assert retention.prune(str(path), 0, now) == 0  # 0 keeps everything
     with Journal(path) as j:
@@ -187,7 +187,7 @@ def test_export_and_report_end_to_end(tmp_path: Path) -> None:
     assert "x4" in only_x1 and "x1" not in only_x1
     (lan,) = report["terminals"]
     assert lan["net"] == "15.00"  # 10.00 + 7.50 - 2.50, and 3.00 sold then voided
-    assert lan["count"] == {"Sale": 3, "Refund": 1, "Void": 1}
+    assert lan["count"] == {"Sale": 3, "Refund": 1, "Void of Sale": 1}
     assert lan["states"] == {"succeeded": 5, "failed": 1}
     assert report["unresolved"] == []
     assert "net 15.00" in text

@@ -26,6 +26,7 @@ from ecrd.store.journal import (
     MONEY_ACTIONS,
     SCHEMA_VERSION,
     STATES,
+    Change,
     DuplicateReference,
     Event,
     Journal,
@@ -81,6 +82,13 @@ def sale(journal: Journal, reference_id: str = "R1", **overrides: Any) -> TxReco
     }
     args.update(overrides)
     return journal.begin(**args)
+
+
+def finish(journal: Journal, reference_id: str, state: str, **columns: Any) -> TxRecord:
+    """Store ``state`` and ``columns`` as a change (what the money package decides is
+    proved in tests/test_settlement.py; here, that the journal stores it)."""
+    _, after = journal.apply(reference_id, lambda _: Change(state, "test", set=columns))
+    return after
 
 
 @contextmanager
@@ -213,7 +221,7 @@ def test_begin_survives_the_process_dying_right_after(path: Path) -> None:
 
 CRASH_ON_COMMIT = """
     import os, sys
-    from ecrd.store.journal import Journal
+    from ecrd.store.journal import Change, Journal
     j = Journal(sys.argv[1])
     {before}
     # Die the moment COMMIT is about to run: the transaction's rows are written, not committed.
@@ -239,13 +247,13 @@ def test_a_crash_inside_begin_leaves_no_record(path: Path) -> None:
         assert j.counts()["pending"] == 0
 
 
-def test_a_crash_inside_finish_leaves_the_previous_state(path: Path) -> None:
+def test_a_crash_inside_apply_leaves_the_previous_state(path: Path) -> None:
     child = run_child(
         path,
         CRASH_ON_COMMIT.format(
             before='j.begin(reference_id="R1", terminal="counter-1", action="Sale", '
             'params={}, amount="1.00", currency="HKD")',
-            crashing='j.finish("R1", state="succeeded", reply={"status": "SUCCESS"})',
+            crashing='j.apply("R1", lambda r: Change("succeeded", "t", set={"reply": {}}))',
         ),
     )
     assert child.returncode == 17, child.stderr
@@ -258,7 +266,7 @@ def test_a_crash_inside_finish_leaves_the_previous_state(path: Path) -> None:
 
 def test_a_reference_id_is_used_once(journal: Journal) -> None:
     first = sale(journal)
-    journal.finish("R1", state="succeeded", reply={"status": "SUCCESS"})
+    finish(journal, "R1", "succeeded", reply={"status": "SUCCESS"})
     with pytest.raises(DuplicateReference) as caught:
         sale(journal, params={"amount": "99.00"}, amount="99.00")
     existing = caught.value.existing
@@ -324,55 +332,75 @@ def test_stored_params_compare_equal_to_the_request(journal: Journal) -> None:
     assert same_params(stored.params, params)
 
 
-# -- transitions -----------------------------------------------------------------------------
+# -- changes: what the money package decides, stored ---------------------------------------
 
 
-@pytest.mark.parametrize("state", ["succeeded", "failed", "unknown"])
-def test_finish_ends_a_pending_transaction(journal: Journal, clock: Clock, state: str) -> None:
+def test_apply_stores_the_change_and_its_evidence_on_one_audit_row(
+    journal: Journal, clock: Clock
+) -> None:
     sale(journal)
     clock.advance()
-    record = journal.finish(
-        "R1", state=state, reply={"errorCode": "0"}, error=None, note="check the terminal"
-    )
-    assert record.state == state
-    assert record.reply == {"errorCode": "0"}
-    assert record.updated_at > record.created_at
-    assert journal.get("R1") == record
+    said = {"kind": "reply", "action": "Sale", "body": {"status": "Success"}}
+    change = Change("succeeded", "the terminal's reply", evidence=said,
+                    set={"reply": {"status": "Success"}, "approved_amount": "12.20"})  # fmt: skip
+    before, after = journal.apply("R1", lambda current: change)
+    assert (before.state, after.state, after.approved_amount) == ("pending", "succeeded", "12.20")
+    assert after.reply == {"status": "Success"} and after.updated_at > after.created_at
+    assert journal.get("R1") == after
     last = journal.events("R1")[-1]
-    assert (last.from_state, last.to_state, last.who) == ("pending", state, "ecrd")
+    assert (last.from_state, last.to_state, last.who, last.note) == (
+        "pending", "succeeded", "ecrd", "the terminal's reply",
+    )  # fmt: skip
+    assert last.evidence == said
 
 
-@pytest.mark.parametrize("done", ["succeeded", "failed", "unknown"])
-def test_finish_refuses_a_transaction_that_is_not_pending(journal: Journal, done: str) -> None:
+def test_decide_reads_the_record_inside_the_write_transaction(journal: Journal) -> None:
     sale(journal)
-    journal.finish("R1", state=done, error={"reason": "timeout", "message": "no reply"})
-    with pytest.raises(TransitionRefused, match=done):
-        journal.finish("R1", state="succeeded", reply={})
-    assert isinstance(TransitionRefused("x"), ValueError)
+    finish(journal, "R1", "unknown", note="first")
+    seen: list[TxRecord] = []
+
+    def decide(current: TxRecord) -> Change:
+        seen.append(current)
+        return Change(current.state, "kept")
+
+    journal.apply("R1", decide)
+    assert [(r.state, r.note) for r in seen] == [("unknown", "first")]
+
+
+def test_evidence_that_changes_nothing_is_kept_all_the_same(journal: Journal) -> None:
+    sale(journal)
+    finish(journal, "R1", "succeeded", reply={"rrn": "1"})
+    said = {"kind": "late_reply", "body": {"status": "Success", "rrn": "1"}}
+    journal.apply("R1", lambda r: Change("succeeded", "kept", evidence=said))
     record = journal.get("R1")
-    assert record is not None
-    assert record.state == done
-    assert len(journal.events("R1")) == 2
+    assert record is not None and record.reply == {"rrn": "1"}
+    assert [e.evidence for e in journal.events("R1")][-1] == said
 
 
-@pytest.mark.parametrize("target", ["pending", "resolved_succeeded", "bogus"])
-def test_finish_refuses_a_target_that_is_not_an_outcome(journal: Journal, target: str) -> None:
+def test_a_refusal_raised_by_decide_changes_nothing(journal: Journal) -> None:
     sale(journal)
-    with pytest.raises(ValueError, match="finish"):
-        journal.finish("R1", state=target)
+
+    def refuse(current: TxRecord) -> Change:
+        raise TransitionRefused("no")
+
+    with pytest.raises(TransitionRefused):
+        journal.apply("R1", refuse)
+    assert isinstance(TransitionRefused("x"), ValueError)
+    assert len(journal.events("R1")) == 1
 
 
-def test_finish_requires_an_error_to_have_a_reason(journal: Journal) -> None:
-    sale(journal)
+def test_a_change_sets_only_what_evidence_may_change() -> None:
+    with pytest.raises(ValueError, match="amount"):
+        Change("succeeded", "x", set={"amount": "0.01"})
     with pytest.raises(ValueError, match="reason"):
-        journal.finish("R1", state="failed", error={"message": "refused"})
+        Change("failed", "x", set={"error": {"message": "refused"}})
+    with pytest.raises(ValueError):
+        Change("bogus", "x")
 
 
 def test_changing_a_missing_transaction_is_not_found(journal: Journal) -> None:
     with pytest.raises(TransactionNotFound):
-        journal.finish("nope", state="failed")
-    with pytest.raises(TransactionNotFound):
-        journal.resolve("nope", outcome="failed", note="", who="uid=0")
+        finish(journal, "nope", "failed")
 
 
 def test_mark_sending_records_request_id_and_link(journal: Journal) -> None:
@@ -383,121 +411,69 @@ def test_mark_sending_records_request_id_and_link(journal: Journal) -> None:
     assert journal.get("R1") == record
     notes = [e.note for e in journal.events("R1")[1:]]
     assert notes == ["sending on lan, requestID req-lan", "sending on cloud, requestID req-cloud"]
+    assert journal.by_request("req-cloud") == record
+    assert journal.by_request("req-lan") is None
 
 
 def test_mark_sending_refuses_a_finished_transaction(journal: Journal) -> None:
     sale(journal)
-    journal.finish("R1", state="failed", reply={"errorCode": "51"})
+    finish(journal, "R1", "failed", reply={"errorCode": "51"})
     with pytest.raises(TransitionRefused):
         journal.mark_sending("R1", request_id="req", link="lan")
 
 
-@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
-def test_resolve_settles_an_unknown_transaction(journal: Journal, outcome: str) -> None:
+def test_the_audit_trail_names_who_and_why(journal: Journal) -> None:
     sale(journal)
-    journal.finish("R1", state="unknown", error={"reason": "timeout", "message": "no reply"})
-    record = journal.resolve(
-        "R1", outcome=outcome, note="receipt seen on the terminal", who="uid=1000 pid=4242"
-    )
-    assert record.state == f"resolved_{outcome}"
-    assert record.note == "receipt seen on the terminal"
-    assert record.resolved_by == "uid=1000 pid=4242"
-    assert journal.get("R1") == record
+    finish(journal, "R1", "unknown")
+    who = "uid=1000 pid=4242"
+    change = Change("resolved_failed", "declined on screen", who=who,
+                    set={"note": "declined on screen", "resolved_by": who})  # fmt: skip
+    _, record = journal.apply("R1", lambda r: change)
     assert journal.events("R1")[-1] == Event(
         reference_id="R1",
         at=record.updated_at,
         from_state="unknown",
-        to_state=f"resolved_{outcome}",
+        to_state="resolved_failed",
         who="uid=1000 pid=4242",
-        note="receipt seen on the terminal",
+        note="declined on screen",
     )
-
-
-@pytest.mark.parametrize("state", ["pending", "succeeded", "failed", "resolved_failed"])
-def test_resolve_applies_only_to_unknown(journal: Journal, state: str) -> None:
-    sale(journal)
-    if state != "pending":
-        journal.finish("R1", state="unknown" if state.startswith("resolved") else state)
-    if state.startswith("resolved"):
-        journal.resolve("R1", outcome="failed", note="first", who="uid=0")
-    with pytest.raises(TransitionRefused, match="unknown"):
-        journal.resolve("R1", outcome="succeeded", note="second", who="uid=0")
-    record = journal.get("R1")
-    assert record is not None
-    assert record.state == state
-
-
-def test_resolve_refuses_an_outcome_that_is_not_one(journal: Journal) -> None:
-    sale(journal)
-    journal.finish("R1", state="unknown")
-    with pytest.raises(ValueError, match="outcome"):
-        journal.resolve("R1", outcome="resolved_succeeded", note="", who="uid=0")
-
-
-def test_settle_takes_the_status_reply(journal: Journal) -> None:
-    sale(journal)
-    journal.finish("R1", state="unknown", error={"reason": "timeout", "message": "-"}, note="check")
-    record = journal.settle("R1", state="succeeded", reply={"status": "SUCCESS"})
-    assert (record.state, record.reply, record.error, record.note) == (
-        "succeeded",
-        {"status": "SUCCESS"},
-        None,
-        None,
-    )
-    trail = journal.events("R1")
-    assert [(e.from_state, e.to_state) for e in trail] == [
-        (None, "pending"),
-        ("pending", "unknown"),
-        ("unknown", "succeeded"),
-    ]
-    assert trail[1].note == "check"  # the audit trail keeps what the record let go
-
-
-def test_settle_applies_only_to_unknown(journal: Journal) -> None:
-    sale(journal)
-    with pytest.raises(TransitionRefused):
-        journal.settle("R1", state="succeeded", reply={})
-    with pytest.raises(ValueError, match="settle"):
-        journal.settle("R1", state="unknown", reply={})
 
 
 # -- recovery ------------------------------------------------------------------------------
 
 
-def test_recover_turns_pending_into_unknown_and_leaves_the_rest(journal: Journal) -> None:
+def test_recover_decides_for_every_pending_record_and_leaves_the_rest(journal: Journal) -> None:
     sale(journal, "P1")
     sale(journal, "P2", terminal="counter-2")
     sale(journal, "S1")
-    journal.finish("S1", state="succeeded", reply={})
+    finish(journal, "S1", "succeeded", reply={})
     sale(journal, "U1")
-    journal.finish("U1", state="unknown", note="earlier")
+    finish(journal, "U1", "unknown", note="earlier")
+    asked: list[str] = []
 
-    recovered = journal.recover("Check the terminal's last receipt.")
+    def decide(record: TxRecord) -> Change:
+        asked.append(record.reference_id)
+        return Change("unknown", "restarted", set={"note": "Check the terminal."})
 
+    recovered = journal.recover(decide)
+
+    assert asked == ["P1", "P2"]
     assert [r.reference_id for r in recovered] == ["P1", "P2"]
     for ref in ("P1", "P2"):
         record = journal.get(ref)
-        assert record is not None
-        assert record.state == "unknown"
-        assert record.note == "Check the terminal's last receipt."
-        assert record.error is not None
-        assert record.error["reason"] == "daemon_restarted"
-        assert record in recovered
-    assert [(j.reference_id, j.state) for j in map(journal.get, ["S1", "U1"]) if j] == [
-        ("S1", "succeeded"),
-        ("U1", "unknown"),
-    ]
+        assert record is not None and record in recovered
+        assert (record.state, record.note) == ("unknown", "Check the terminal.")
     unknown_u1 = journal.get("U1")
     assert unknown_u1 is not None and unknown_u1.note == "earlier"
-    assert journal.recover("again") == []
+    assert journal.recover(decide) == []
 
 
 def test_pending_and_unknown_lists(journal: Journal) -> None:
     sale(journal, "A")
     sale(journal, "B", terminal="counter-2")
     sale(journal, "C")
-    journal.finish("B", state="unknown")
-    journal.finish("C", state="unknown")
+    finish(journal, "B", "unknown")
+    finish(journal, "C", "unknown")
     assert [r.reference_id for r in journal.pending()] == ["A"]
     assert [r.reference_id for r in journal.unknown()] == ["B", "C"]
     assert [r.reference_id for r in journal.unknown("counter-1")] == ["C"]
@@ -511,7 +487,7 @@ def test_list_is_newest_first_and_filters(journal: Journal, clock: Clock) -> Non
     for i, terminal in enumerate(["counter-1", "counter-2", "counter-1", "counter-1"]):
         sale(journal, f"R{i}", terminal=terminal)
         clock.advance(60)
-    journal.finish("R2", state="failed", reply={"errorCode": "51"})
+    finish(journal, "R2", "failed", reply={"errorCode": "51"})
 
     assert [r.reference_id for r in journal.list()] == ["R3", "R2", "R1", "R0"]
     assert [r.reference_id for r in journal.list(limit=2)] == ["R3", "R2"]
@@ -550,16 +526,16 @@ def test_counts_cover_every_state(journal: Journal) -> None:
     sale(journal, "A")
     sale(journal, "B")
     sale(journal, "C")
-    journal.finish("B", state="unknown")
-    journal.finish("C", state="unknown")
-    journal.resolve("C", outcome="failed", note="declined on screen", who="uid=0")
+    finish(journal, "B", "unknown")
+    finish(journal, "C", "disputed")
     assert journal.counts() == {
         "pending": 1,
         "succeeded": 0,
         "failed": 0,
         "unknown": 1,
         "resolved_succeeded": 0,
-        "resolved_failed": 1,
+        "resolved_failed": 0,
+        "disputed": 1,
     }
 
 
@@ -570,13 +546,14 @@ def test_get_of_a_missing_reference_is_none(journal: Journal) -> None:
 def test_to_api_shape(journal: Journal) -> None:
     sale(journal)
     journal.mark_sending("R1", request_id="req-1", link="serial")
-    record = journal.finish("R1", state="failed", reply={"errorCode": "51"})
+    record = finish(journal, "R1", "failed", reply={"errorCode": "51"})
     api = record.to_api()
     assert api == {
         "reference_id": "R1",
         "terminal": "counter-1",
         "action": "Sale",
         "amount": "10.20",
+        "approved_amount": None,
         "currency": "HKD",
         "state": "failed",
         "reply": {"errorCode": "51"},
@@ -620,17 +597,17 @@ def test_disk_full_in_begin_is_reported_and_writes_nothing(journal: Journal) -> 
     assert sale(journal).state == "pending"  # the journal is usable again
 
 
-def test_disk_full_in_finish_keeps_the_previous_state(journal: Journal) -> None:
+def test_disk_full_in_apply_keeps_the_previous_state(journal: Journal) -> None:
     sale(journal)
     fill_the_disk(journal)
     with pytest.raises(JournalError, match="full"):
-        journal.finish("R1", state="succeeded", reply={"receipt": "x" * 200_000})
+        finish(journal, "R1", "succeeded", reply={"receipt": "x" * 200_000})
     free_the_disk(journal)
     record = journal.get("R1")
     assert record is not None
     assert (record.state, record.reply) == ("pending", None)
     assert len(journal.events("R1")) == 1
-    assert journal.finish("R1", state="succeeded", reply={}).state == "succeeded"
+    assert finish(journal, "R1", "succeeded", reply={}).state == "succeeded"
 
 
 def test_a_closed_journal_says_so(path: Path) -> None:
@@ -654,4 +631,4 @@ def test_calls_from_different_threads_in_turn(journal: Journal) -> None:
     worker.start()
     worker.join()
     assert errors == []
-    assert journal.finish("R1", state="succeeded", reply={}).state == "succeeded"
+    assert finish(journal, "R1", "succeeded", reply={}).state == "succeeded"

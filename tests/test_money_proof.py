@@ -20,7 +20,7 @@ from stack import Stack, call_error, config_for, pair, start_stack
 
 from ecrd.client import open_trio_client
 from ecrd.daemon import Daemon
-from ecrd.protocol.outcome import Expected, money_verdict, status_verdict
+from ecrd.money.evidence import Expected, Policy, Reply, StatusAnswer, Verdict, classify
 
 TID = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}
 
@@ -35,6 +35,22 @@ def sale(link: str, ref: str, amount: str = "100.00") -> dict[str, Any]:
 
 
 # -- the rule, without I/O ------------------------------------------------------------------
+
+
+def money_verdict(
+    sent: Expected, body: dict[str, Any], inconclusive: tuple[str, ...] = ()
+) -> Verdict:
+    """What the reply to ``sent`` proves (the envelope's action is the request's)."""
+    return classify(sent, Reply(sent.action, body), Policy.of(inconclusive))
+
+
+def status_verdict(
+    sent: Expected, body: dict[str, Any], not_charged: tuple[str, ...] = ()
+) -> Verdict:
+    return classify(
+        sent, StatusAnswer("TransactionStatus", body), Policy.of(not_charged=not_charged)
+    )
+
 
 SENT = Expected("order-1", "Sale", amount="100.00", currency="HKD", request_id="rq-1")
 GOOD = {
@@ -95,8 +111,11 @@ def test_a_status_answer_settles_only_when_it_names_and_describes_the_payment(
 
 
 def test_a_status_answer_that_names_and_matches_the_payment_settles_it() -> None:
+    """A Success proves the charge; a Failed proves "not charged" only with a code the
+    terminal's not_charged_codes allowlist names (money/evidence.py)."""
     declined = {**GOOD, "status": "Failed", "errorCode": "DECLINED"}
-    assert status_verdict(SENT, declined).state == "failed"
+    assert status_verdict(SENT, declined, not_charged=("declined",)).state == "failed"
+    assert status_verdict(SENT, declined).cause == "not_proven"
     assert status_verdict(SENT, GOOD).state == "succeeded"
 
 

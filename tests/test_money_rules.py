@@ -1,7 +1,7 @@
 """The money rules of design.md §3 that tests/test_flows.py does not already prove, in one
 process (the simulator on real links, the daemon on a real Unix socket).
 
-Each test names its rule; each fails if that rule is taken out of ecrd/terminal/payments.py.
+Each test names its rule; each fails if that rule is taken out of ecrd/money/payments.py.
 test_flows.py covers: rule 2 (replay, attach, mismatch), rule 3 (a dropped reply is unknown
 and never resent on any link; maybe-delivered never falls back), rule 4 (unknown blocks;
 resolve; status_action), rule 5 (busy, wait, abort from another client on LAN), rule 7.

@@ -1,5 +1,5 @@
 """Refunds and voids are checked against the journal before anything is sent or journaled
-(ecrd/terminal/refunds.py, run in ``Journal.begin``'s transaction): the daemon against the
+(ecrd/money/refunds.py, run in ``Journal.begin``'s transaction): the daemon against the
 simulator, through the real socket. A refused request never reaches a terminal (the
 simulator's ledger) and leaves no record."""
 

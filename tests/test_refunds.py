@@ -1,4 +1,4 @@
-"""The refund/void guard as a pure function (ecrd/terminal/refunds.py): what the journal
+"""The refund/void guard as a pure function (ecrd/money/refunds.py): what the journal
 must know of the original before a refund or void may go out — without trio or a journal."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 from fakes import tx_record
 
 from ecrd import errors
+from ecrd.money.refunds import check, journal_guard
+from ecrd.money.request import PaymentRequest
 from ecrd.store.journal import TxRecord
-from ecrd.terminal.admission import PaymentRequest
-from ecrd.terminal.refunds import check, journal_guard
 
 SALE = PaymentRequest("t1", "Sale", "order-1", amount="30.00", currency="HKD")
 REFUND = PaymentRequest(
@@ -73,9 +73,33 @@ def test_a_failed_void_does_not_make_the_original_unrefundable() -> None:
 def test_a_refund_of_a_refund_is_not_refundable_but_a_void_of_one_is_allowed() -> None:
     assert reason(check(REFUND, refund("order-1", "30.00"), [])) == "original_not_refundable"
     assert check(VOID, refund("order-1", "30.00"), []) is None
-    preauth = attrs.evolve(SALE, action="PreAuth")  # as the terminal allows
-    assert check(REFUND, record(preauth), []) is None
-    assert check(VOID, record(preauth), []) is None
+
+
+def test_only_a_sale_is_refunded_a_preauth_is_voided() -> None:
+    """A preauth is a hold on the card, never money taken: refunding it would pay out money
+    the shop never had. It is released by a void."""
+    preauth = record(attrs.evolve(SALE, action="PreAuth"))
+    refusal = check(REFUND, preauth, [])
+    assert reason(refusal) == "original_not_refundable"
+    assert refusal is not None and refusal.data["original_action"] == "PreAuth"
+    assert check(VOID, preauth, []) is None
+
+
+def test_a_void_undoes_exactly_its_refund_so_the_sale_is_refundable_again() -> None:
+    first = refund("order-1-r0", "30.00")
+    void_of_it = record(attrs.evolve(VOID, reference_id="v-r0", original_reference_id="order-1-r0"))
+    assert reason(check(REFUND, record(SALE), [first])) == "refund_exceeds_original"
+    assert check(REFUND, record(SALE), [first, void_of_it]) is None
+    unsure = attrs.evolve(void_of_it, state="unknown")  # it may not have undone it
+    assert reason(check(REFUND, record(SALE), [first, unsure])) == "refund_exceeds_original"
+
+
+def test_a_tip_is_refundable_as_part_of_what_the_terminal_approved() -> None:
+    tipped = attrs.evolve(record(SALE), approved_amount="36.00")
+    assert check(attrs.evolve(REFUND, amount="36.00"), tipped, []) is None
+    assert reason(check(attrs.evolve(REFUND, amount="36.01"), tipped, [])) == (
+        "refund_exceeds_original"
+    )
 
 
 def test_a_refund_in_another_currency_is_currency_mismatch() -> None:
@@ -107,9 +131,27 @@ def test_a_void_after_a_refund_would_exceed_the_original() -> None:
     assert refusal is not None and refusal.data["refunded_amount"] == "1.00"
 
 
-def test_original_elsewhere_skips_the_journal_check_and_sales_are_never_checked() -> None:
-    assert journal_guard(attrs.evolve(REFUND, original_elsewhere=True)) is None
-    assert journal_guard(attrs.evolve(VOID, original_elsewhere=True)) is None
+def test_original_elsewhere_never_skips_a_local_original() -> None:
+    """The caller's word that the original was taken elsewhere lets an original the journal
+    does not hold go to the terminal; one it holds is checked all the same."""
+    elsewhere = attrs.evolve(REFUND, original_elsewhere=True)
+    guard = journal_guard(elsewhere)
+    assert guard is not None
+    guard(None, [])  # not in this journal: the terminal checks it
+    spent = [refund("order-1-r0", "30.00")]
+    with pytest.raises(errors.RefundRefused, match="exceed"):
+        guard(record(SALE), spent)
+    big = attrs.evolve(elsewhere, amount="99999.00")
+    assert reason(check(big, record(SALE), [])) == "refund_exceeds_original"
+    void_guard = journal_guard(attrs.evolve(VOID, original_elsewhere=True))
+    assert void_guard is not None
+    with pytest.raises(errors.RefundRefused):
+        void_guard(record(SALE, "failed"), [])
+
+
+def test_without_original_elsewhere_an_unknown_original_is_refused_and_sales_are_unchecked() -> (
+    None
+):
     assert journal_guard(SALE) is None
     guard = journal_guard(REFUND)
     assert guard is not None

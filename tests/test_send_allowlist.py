@@ -60,7 +60,11 @@ async def test_deviceinfo_the_status_action_and_send_actions_are_forwarded(
         assert stack.terminal("lan").stats.requests == before + 1
 
 
-@pytest.mark.parametrize("action", ["Sale", "refund ", "Pair", "Abort", "ConnectionInfo"])
+@pytest.mark.parametrize(
+    "action",
+    ["Sale", "refund ", "Pair", "Abort", "ConnectionInfo", "PreAuthCompletion", "Capture",
+     "TipAdjust", "TIP_ADJUST", "pre-auth"],
+)  # fmt: skip
 def test_send_actions_never_lists_a_money_pairing_or_abort_action(
     tmp_path: Path, action: str
 ) -> None:
@@ -70,3 +74,19 @@ def test_send_actions_never_lists_a_money_pairing_or_abort_action(
     assert parse(config_data(DESC, tmp_path, send_actions=["Settlement"])).terminals[
         0
     ].send_actions == ("Settlement",)
+
+
+def test_check_config_reload_and_the_api_share_one_definition_of_money_like() -> None:
+    """The allowlist an admin writes is guarded by one rule (protocol/actions.py): what the
+    config refuses, the API would refuse too, even if a config somehow carried it."""
+    from ecrd.api.methods import send_actions
+    from ecrd.config import TerminalConfig
+    from ecrd.config_rules import action_problem
+    from ecrd.protocol.actions import money_like
+
+    listed = ("Settlement", "Capture", "PaymentStatus", "TipAdjust")
+    term = type("T", (), {"cfg": TerminalConfig(id="t", transport="lan", host="h",
+                                                send_actions=listed)})()  # fmt: skip
+    assert send_actions(term) == ("DeviceInfo", "Settlement", "PaymentStatus")  # type: ignore[arg-type]
+    for action in listed:
+        assert (action_problem(action) is None) == (not money_like(action))

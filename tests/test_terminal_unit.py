@@ -13,10 +13,10 @@ from fakes import FakeLink, fake_terminal
 
 from ecrd import errors
 from ecrd.events import EventBus
+from ecrd.money.payments import Payments
+from ecrd.money.request import PaymentRequest
 from ecrd.protocol.envelope import WrongTerminal
 from ecrd.store.journal import Journal
-from ecrd.terminal.admission import PaymentRequest
-from ecrd.terminal.payments import Payments
 from ecrd.transport.base import NotDelivered, ReplyTimeout
 
 
@@ -48,8 +48,8 @@ def sale(ref: str) -> PaymentRequest:
 async def test_an_exchange_returns_the_body_of_the_reply_that_answers_it(tmp_path: Path) -> None:
     link = FakeLink(lambda action, message: {"deviceSn": "FAKE-0001"})
     term = fake_terminal(str(tmp_path), link)
-    _, body = await term.exchange("DeviceInfo", None, timeout=1)
-    assert body == {"deviceSn": "FAKE-0001"}
+    response = await term.exchange("DeviceInfo", None, timeout=1)
+    assert (response.action, response.body) == ("DeviceInfo", {"deviceSn": "FAKE-0001"})
     assert [action for action, _ in link.sent] == ["DeviceInfo"]
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from ecrd.money.evidence import LateReply, Resolved, Stopped, to_obj
+from ecrd.money.notes import NOTE_RESTARTED
+from ecrd.money.settlement import settle
 from ecrd.store.journal import SCHEMA_VERSION, Journal
 from ecrd.store.pairings import Pairing, PairingStore
-from ecrd.terminal.payments import NOTE_RESTARTED
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURES = sorted(p for p in DATA.glob("v*") if (p / "journal.sqlite3").is_file())
@@ -259,8 +261,10 @@ def test_v010_journal_keeps_every_audit_trail(v010: Path) -> None:
 def test_v010_journal_works_on_after_the_upgrade(v010: Path) -> None:
     with Journal(v010 / "journal.sqlite3") as journal:
         # What the daemon does first at start: the payment in flight becomes unknown.
-        [recovered] = journal.recover(NOTE_RESTARTED)
+        stopped = Stopped("daemon_restarted", "ecrd stopped")
+        [recovered] = journal.recover(lambda r: settle(r, stopped))
         assert (recovered.reference_id, recovered.state) == ("order-1007", "unknown")
+        assert recovered.note == NOTE_RESTARTED.format(ref="order-1007")
         assert [r.reference_id for r in journal.unknown()] == ["order-1003", "order-1007"]
         assert journal.counts() == {
             "pending": 0,
@@ -269,9 +273,17 @@ def test_v010_journal_works_on_after_the_upgrade(v010: Path) -> None:
             "unknown": 2,
             "resolved_succeeded": 1,
             "resolved_failed": 1,
+            "disputed": 0,
         }
-        resolved = journal.resolve("order-1003", outcome="failed", note="declined", who=ROOT)
+        said = Resolved("failed", "declined", ROOT)
+        _, resolved = journal.apply("order-1003", lambda r: settle(r, said))
         assert resolved.state == "resolved_failed"
+        # Schema 3: a settled record the terminal contradicts becomes disputed, and the
+        # contradicting word is kept on its audit row.
+        late = LateReply("Sale", {"status": "Failed", "referenceID": "order-1001"})
+        _, disputed = journal.apply("order-1001", lambda r: settle(r, late))
+        assert disputed.state == "disputed"
+        assert journal.events("order-1001")[-1].evidence == to_obj(late)
 
 
 def test_v010_pairings_keep_every_terminal(v010: Path) -> None:

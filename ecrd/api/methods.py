@@ -18,11 +18,11 @@ from ecrd import __version__, errors
 from ecrd.api.errormap import money_result, translate
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
+from ecrd.money.request import PaymentRequest
+from ecrd.protocol.actions import MONEY_METHODS, money_like
 from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
-from ecrd.protocol.outcome import MONEY_METHODS
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
-from ecrd.terminal.admission import PaymentRequest
 from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
@@ -30,7 +30,7 @@ from ecrd.terminal.terminal import Terminal
 from ecrd.text import first_control
 
 PROTOCOL_VERSION: Final = 1
-TOPICS: Final = ("transaction.state", "terminal")
+TOPICS: Final = ("transaction.state", "transaction.disputed", "terminal")
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
 Method = Callable[[Service, Client, "Params"], Awaitable[Any]]
 
@@ -233,22 +233,25 @@ async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id") or daemon.payments.payment_on(term)
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
-        _, body = await term.exchange(
+        response = await term.exchange(
             "Abort", {"referenceID": ref} if ref else {}, timeout=term.cfg.info_timeout_s
         )
     except Exception as exc:
         raise translate(exc) from exc
-    return body
+    return response.body
 
 
 async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
+    view = daemon.journal_view
     async with conn.reading():
-        record = await daemon.read(daemon.journal_view.get, ref)
-        started_by = await daemon.read(daemon.journal_view.started_by, ref) if record else None
-    if record is None:
-        raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
-    return {**record.to_api(), "started_by": started_by}
+        record = await daemon.read(view.get, ref)
+        if record is None:
+            raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
+        started_by = await daemon.read(view.started_by, ref)
+        history = await daemon.read(view.history, ref)
+    seen = daemon.payments.authority.seen(record)
+    return {**seen, "started_by": started_by, "history": history}
 
 
 def _time(p: Params, name: str) -> str | None:
@@ -267,9 +270,13 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
     limit = p.number("limit", 1, MAX_PAGE)
     if limit is not None and limit != int(limit):
         raise errors.InvalidParams("limit must be an integer", field="limit")
+    state = p.choice("state", STATES)
+    authority = daemon.payments.authority
     query = {
         "terminal": p.text("terminal"),
-        "state": p.choice("state", STATES),
+        "state": state,
+        # Unknown to the API, pending in the journal: their evidence waits to be written.
+        "also": list(authority.unwritten) if state == "unknown" else [],
         "since": _time(p, "since"),
         "until": _time(p, "until"),
         "before": p.text("before"),
@@ -279,7 +286,7 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
         async with conn.reading():
             # Records become API dicts on the reader thread too: a page is up to 500 of them.
             return await daemon.read(
-                lambda: [r.to_api() for r in daemon.journal_view.page(**query)]
+                lambda: [authority.seen(r) for r in daemon.journal_view.page(**query)]
             )
     except UnknownCursor:
         raise errors.InvalidParams(
@@ -293,6 +300,7 @@ async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
     ref = p.text("reference_id", required=True)
     outcome = p.choice("outcome", ("succeeded", "failed"), required=True)
     note = p.text("note", max_len=1000) or ""
+    daemon.log_peer(f"resolve {outcome}", "-", conn.peer, ref=ref)
     record = await daemon.payments.resolve(ref, outcome, note, who=conn.peer)
     return record.to_api()
 
@@ -312,16 +320,19 @@ async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
         )
     daemon.log_peer(f"send {action}", term.id, conn.peer)
     try:
-        _, body = await term.exchange(action, body, timeout=term.cfg.info_timeout_s)
+        response = await term.exchange(action, body, timeout=term.cfg.info_timeout_s)
     except Exception as exc:
         raise translate(exc) from exc
-    return body
+    return response.body
 
 
 def send_actions(term: Terminal) -> tuple[str, ...]:
-    """What ``terminal.send`` forwards to ``term``: an allowlist, never a deny list."""
+    """What ``terminal.send`` forwards to ``term``: an allowlist, never a deny list — and
+    never a money-like action, whatever a config says (``protocol/actions.py``, the one
+    definition check-config and reload apply too)."""
     status = (term.cfg.status_action,) if term.cfg.status_action else ()
-    return tuple(dict.fromkeys(("DeviceInfo", *status, *term.cfg.send_actions)))
+    listed = dict.fromkeys(("DeviceInfo", *status, *term.cfg.send_actions))
+    return tuple(action for action in listed if not money_like(action))
 
 
 async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:

@@ -45,6 +45,7 @@ from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
+from ecrd.protocol.actions import MONEY_METHODS
 
 log = logging.getLogger("ecrd.api")
 
@@ -250,6 +251,13 @@ class Connection:
             self._room.unpark_all()
 
     async def _handle(self, req: jsonrpc.Request, reply_to: Any) -> None:
+        if req.is_notification and req.method in MONEY_METHODS:
+            # Money needs a caller who hears the answer: a notification gets none (JSON-RPC
+            # 2.0 §4.1), so its client could never learn the reference it charged under.
+            log.warning("client %s sent %s as a notification (no id): not executed",
+                        self.peer, req.method)  # fmt: skip
+            self.daemon.count("money_notification")
+            return
         reply = await dispatch(self.daemon, self, req)
         if not req.is_notification:
             reply_to(reply)

@@ -13,8 +13,8 @@ from typing import Any, Protocol, TypeVar
 
 from ecrd.config import Config
 from ecrd.events import EventBus
+from ecrd.money.payments import Payments
 from ecrd.store.journal_view import JournalView
-from ecrd.terminal.payments import Payments
 from ecrd.terminal.terminal import Terminal
 
 T = TypeVar("T")
@@ -49,6 +49,10 @@ class Service(Protocol):
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]: ...
 
     def log_peer(self, what: str, terminal: str, peer: str, ref: str = "-") -> None: ...
+
+    def count(self, refusal: str) -> None:
+        """Count a refusal the metrics show (``ecrd_refusals_total{kind}``)."""
+        ...
 
 
 class Client(Protocol):

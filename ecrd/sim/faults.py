@@ -29,10 +29,10 @@ from typing import Any, Final
 
 import attrs
 
-from ecrd.protocol import outcome
+from ecrd.protocol import actions
 from ecrd.protocol.envelope import AmountError, parse_amount
 
-MONEY_ACTIONS: Final = frozenset(outcome.MONEY_ACTIONS)
+MONEY_ACTIONS: Final = frozenset(actions.MONEY_ACTIONS)
 ALL_LINKS: Final = frozenset({"lan", "serial", "cloud"})
 MISMATCH_FIELDS: Final = (
     "referenceID",
@@ -100,6 +100,23 @@ FAULTS: Final[Mapping[str, FaultKind]] = {
     "business_mismatch": FaultKind(
         "the cloud gateway refuses: the terminal is bound to another business",
         links=frozenset({"cloud"}),
+    ),
+    "tip": FaultKind(
+        "the customer adds a tip of `amount` on the terminal: the sale is approved and "
+        "charged for more than asked (amount = total, tipAmount = the tip)",
+        money_only=True,
+        params={"amount": "2.00"},
+    ),
+    "partial": FaultKind(
+        "the card approves only `amount` of the sale or preauth (a partial approval): "
+        "charged that much, and the reply's amount says so",
+        money_only=True,
+        params={"amount": "1.00"},
+    ),
+    "status_answer": FaultKind(
+        "the status action answers `status` with `error_code` (any casing) instead of the "
+        'transaction, echoing its referenceID and transactionType when `echo` is "yes"',
+        params={"status": "Failed", "error_code": "TRANSACTION_NOT_FOUND", "echo": "yes"},
     ),
 }
 
@@ -174,6 +191,13 @@ def make_fault(
         raise FaultError(f"mismatch.field must be one of {', '.join(MISMATCH_FIELDS)}")
     if name == "dribble" and float(merged["bytes_per_s"]) <= 0:
         raise FaultError("dribble.bytes_per_s must be greater than zero")
+    if name in ("tip", "partial"):
+        try:
+            parse_amount(merged["amount"])
+        except AmountError as exc:
+            raise FaultError(f"{name}.amount: {exc}") from None
+    if name == "status_answer" and merged["echo"] not in ("yes", "no"):
+        raise FaultError('status_answer.echo must be "yes" or "no"')
     scope = None
     if actions is not None:
         scope = frozenset(actions)

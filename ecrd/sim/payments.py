@@ -127,6 +127,7 @@ class Payments:
             return self._finish(
                 entry, failed(str(params["error_code"]), str(params["error_message"]))
             )
+        _change_amount(entry, faults)
         return self._charge(entry)
 
     async def _customer(self, faults: Mapping[str, Fault]) -> None:
@@ -260,8 +261,16 @@ class Payments:
             "referenceID": current.entry["referenceID"],
         }
 
-    def status(self, body: Body) -> Body:
+    def status(self, body: Body, answer: Fault | None = None) -> Body:
         ref = body.get("referenceID")
+        if answer is not None:  # the status_answer fault: what some firmware says instead
+            said = failed(str(answer.params["error_code"]), "as configured")
+            said["status"] = str(answer.params["status"])
+            if answer.params["echo"] == "yes":
+                entry = self._accepted(ref) if isinstance(ref, str) else None
+                kind = entry["action"] if entry is not None else "Sale"
+                said.update(referenceID=ref, transactionType=kind)
+            return said
         entry = self._accepted(ref) if isinstance(ref, str) else None
         if entry is None:
             return failed("NOT_FOUND", f"no transaction {ref!r}")
@@ -276,6 +285,17 @@ class Payments:
         if self._current is not None and self._current.ended_by is None:
             self._current.ended_by = "reboot"
             self._current.scope.cancel()
+
+
+def _change_amount(entry: dict[str, Any], faults: Mapping[str, Fault]) -> None:
+    """The tip and partial faults: the terminal approves another amount than asked."""
+    asked = Decimal(entry["amount"])
+    if "tip" in faults and entry["action"] == "Sale":
+        tip = Decimal(str(faults["tip"].params["amount"]))
+        entry["amount"], entry["tipAmount"] = format_amount(asked + tip), format_amount(tip)
+    elif "partial" in faults and entry["action"] in ("Sale", "PreAuth"):
+        approved = Decimal(str(faults["partial"].params["amount"]))
+        entry["amount"] = format_amount(min(approved, asked))
 
 
 def _amount(body: Body) -> tuple[Decimal, str]:
@@ -309,4 +329,6 @@ def sale_shaped(entry: Mapping[str, Any], result: Body, **extra: str) -> Body:
     }
     if entry["action"] in ("Refund", "Void"):
         body["originalReferenceID"] = entry["originalReferenceID"] or ""
+    if entry.get("tipAmount"):
+        body["tipAmount"] = entry["tipAmount"]
     return body

@@ -70,7 +70,7 @@ PIN2_FIELDS: Final = PIN_FIELDS  # the field names a terminal may answer Pair wi
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
     {"delay", "decline", "never_answer", "drop", "wrong_key", "stale_response", "garbage",
-     "bad_crc", "dribble", "mismatch"}
+     "bad_crc", "dribble", "mismatch", "tip", "partial"}
 )  # fmt: skip
 
 # A secret no client can hold: not 6 characters, so it never equals a pairing code.
@@ -391,7 +391,9 @@ class SimTerminal:
             return failed("NOT_PAIRED", "pair first: this action needs pinCode2")
         if action == "Abort":
             return self.payments.abort(body)
-        return self.payments.status(body)
+        # Taken here, not with the others: it is about the status action's answer alone.
+        answer = self.faults.take(action, "lan", {"status_answer"}).get("status_answer")
+        return self.payments.status(body, answer)
 
     async def _hold(self, faults: dict[str, Fault]) -> bool:
         """Customer faults on other than money actions (armed with explicit ``actions``).

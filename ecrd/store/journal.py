@@ -17,24 +17,12 @@ design.md §3 rests on this module. The invariants it keeps:
   under a running ecrd would take every later record with it (and make a retried reference
   look new), so from then on ``begin`` raises ``JournalError`` and ``problem`` says why.
   The journal is never recreated while running.
-* Only these transitions exist; any other raises ``TransitionRefused``::
-
-                   begin
-                     │
-                     ▼
-                  pending ──┐ mark_sending: records the requestID and
-                     │  ▲   │ the link, stays pending
-                     │  └───┘
-       ┌─────────────┼───────────────┬────────────────────┐
-       │ finish      │ finish        │ finish             │ recover (at start-up)
-       ▼             ▼               ▼                    │
-   succeeded       failed         unknown ◄───────────────┘
-       ▲             ▲             │   │
-       └── settle ───┴─────────────┘   │ resolve (an operator: who, note)
-        (the status action answered)   ▼
-                         resolved_succeeded | resolved_failed
-
-  The ``succeeded``, ``failed`` and ``resolved_*`` states are final.
+* One choke point for every change after ``begin``: ``apply``, whose ``decide`` (the money
+  package's pure ``settle``) reads the record *inside* the write transaction, so a
+  decision is never made on a record another writer changed meanwhile. Which transitions
+  exist is ``money/settlement.py``'s to say; this module stores them, each with its
+  evidence (what the terminal or a person said) on its audit row, so no proof is ever
+  dropped. ``mark_sending`` records the requestID and link of a pending record.
 
 Errors (``journal_records``): ``JournalError`` (disk, I/O, not a database, a newer schema),
 ``DuplicateReference`` (``.existing``), ``TransitionRefused``, ``TransactionNotFound``.
@@ -64,11 +52,14 @@ from typing import Any, Final
 import attrs
 
 from ecrd.store.journal_records import (
+    CHANGEABLE,
     COLUMNS,
+    DAEMON,
     INSERT,
     MONEY_ACTIONS,
     SELECT,
     STATES,
+    Change,
     DuplicateReference,
     Event,
     JournalError,
@@ -76,9 +67,10 @@ from ecrd.store.journal_records import (
     TransitionRefused,
     TxRecord,
     canonical_params,
-    check_error,
     column_value,
     format_time,
+    json_text,
+    json_value,
     new_record,
     parse_time,
     record_from_row,
@@ -101,6 +93,7 @@ __all__ = [
     "MONEY_ACTIONS",
     "SCHEMA_VERSION",
     "STATES",
+    "Change",
     "DuplicateReference",
     "Event",
     "Journal",
@@ -114,18 +107,13 @@ __all__ = [
     "same_params",
 ]
 
-# Who the audit trail names when the daemon itself changes a record.
-DAEMON: Final = "ecrd"
 # Checks a refund or void against its original (or None) and the refunds and voids
-# against it, in begin's write transaction (terminal/refunds.py); raises to refuse.
+# against it, in begin's write transaction (money/refunds.py); raises to refuse.
 Guard = Callable[[TxRecord | None, Sequence[TxRecord]], None]
-
-_FINISH_STATES: Final = frozenset({"succeeded", "failed", "unknown"})
-_SETTLE_STATES: Final = frozenset({"succeeded", "failed"})
 
 # The columns a change of state writes; the others are set by ``begin`` (and the link's
 # two by ``mark_sending``).
-_CHANGED: Final = ("state", "reply", "error", "note", "resolved_by", "updated_at")
+_CHANGED: Final = ("state", *sorted(CHANGEABLE), "updated_at")
 _SENDING: Final = ("request_id", "link", "updated_at")
 
 
@@ -269,101 +257,45 @@ class Journal:
             self._event(conn, reference_id, now, "pending", "pending", DAEMON, note)
         return record
 
-    def finish(
-        self,
-        reference_id: str,
-        *,
-        state: str,
-        reply: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
-        note: str | None = None,
-    ) -> TxRecord:
-        """End a ``pending`` command: ``succeeded``, ``failed`` or ``unknown``.
+    def apply(
+        self, reference_id: str, decide: Callable[[TxRecord], Change]
+    ) -> tuple[TxRecord, TxRecord]:
+        """The one way a record changes after ``begin``: ``decide`` (``money/settlement.py``)
+        reads the record as it is now, inside the write transaction, and says what the
+        evidence does to it; the change and its audit row are committed together.
 
-        ``reply`` is the terminal's decrypted reply body, verbatim; ``error`` is
-        ``{"reason", "message"}`` when no usable reply came; for ``unknown``, ``note`` is the
-        sentence that tells the cashier what to check.
+        Returns the record before and after. Whatever ``decide`` raises (a refusal) leaves
+        the record as it was.
         """
-        if state not in _FINISH_STATES:
-            raise ValueError(f"finish goes to succeeded, failed or unknown, not {state!r}")
-        check_error(error)
-        changes = {
-            "state": state,
-            "reply": None if reply is None else dict(reply),
-            "error": None if error is None else dict(error),
-            "note": note,
-        }
-        return self._change(reference_id, "finish", {"pending"}, changes, DAEMON, note)
+        with self._write("apply") as conn:
+            current = self._fetch(conn, reference_id)
+            if current is None:
+                raise TransactionNotFound(f"no transaction with reference_id {reference_id!r}")
+            record = self._commit(conn, current, decide(current))
+        return current, record
 
-    def settle(
-        self,
-        reference_id: str,
-        *,
-        state: str,
-        reply: Mapping[str, Any],
-        note: str | None = None,
-    ) -> TxRecord:
-        """Settle an ``unknown`` command from the terminal's answer to the status action.
-
-        The record takes the status reply; its error and its what-to-check note no longer
-        apply and are cleared (the audit trail keeps them).
-        """
-        if state not in _SETTLE_STATES:
-            raise ValueError(f"settle goes to succeeded or failed, not {state!r}")
-        changes = {"state": state, "reply": dict(reply), "error": None, "note": None}
-        why = note or "settled by the terminal's answer to the status action"
-        return self._change(reference_id, "settle", {"unknown"}, changes, DAEMON, why)
-
-    def resolve(self, reference_id: str, *, outcome: str, note: str, who: str) -> TxRecord:
-        """An operator settles an ``unknown`` command (``ecrctl resolve``, design.md §3 rule 4).
-
-        ``outcome`` is ``succeeded`` or ``failed``; ``who`` and ``note`` are kept on the
-        record and in the audit trail.
-        """
-        if outcome not in _SETTLE_STATES:
-            raise ValueError(f"outcome must be 'succeeded' or 'failed', not {outcome!r}")
-        changes = {"state": f"resolved_{outcome}", "note": note, "resolved_by": who}
-        return self._change(reference_id, "resolve", {"unknown"}, changes, who, note)
-
-    def recover(self, note: str) -> list[TxRecord]:
-        """At start-up, turn every ``pending`` record into ``unknown`` (design.md §3 rule 6).
-
-        A pending record means the daemon stopped while the command may have been sent, so
-        its outcome is unknown. ``note`` tells the cashier what to check. Returns the records
-        changed, oldest first. All of them change in one transaction, or none does.
-        """
-        error = {
-            "reason": "daemon_restarted",
-            "message": "ecrd stopped before the terminal's reply was recorded",
-        }
+    def recover(self, decide: Callable[[TxRecord], Change]) -> builtins.list[TxRecord]:
+        """At start-up, ``decide`` what becomes of every ``pending`` record (design.md §3
+        rule 6: the daemon stopped while it may have been sent). Returns the records changed,
+        oldest first. All of them change in one transaction, or none does."""
         with self._write("recover") as conn:
             rows = conn.execute(SELECT + "WHERE state = 'pending' ORDER BY seq").fetchall()
-            now = self._now()
-            changed = []
-            for row in rows:
-                record = attrs.evolve(
-                    record_from_row(row), state="unknown", error=error, note=note, updated_at=now
-                )
-                self._store(conn, record)
-                self._event(conn, record.reference_id, now, "pending", "unknown", DAEMON, note)
-                changed.append(record)
-        return changed
+            records = [record_from_row(row) for row in rows]
+            return [self._commit(conn, record, decide(record)) for record in records]
 
-    def _change(
-        self,
-        reference_id: str,
-        doing: str,
-        allowed_from: set[str],
-        changes: dict[str, Any],
-        who: str,
-        why: str | None,
-    ) -> TxRecord:
-        with self._write(doing) as conn:
-            current = self._expect(conn, reference_id, allowed_from, doing)
-            now = self._now()
-            record = attrs.evolve(current, updated_at=now, **changes)
-            self._store(conn, record)
-            self._event(conn, reference_id, now, current.state, record.state, who, why)
+    def by_request(self, request_id: str) -> TxRecord | None:
+        """The record whose exchange used ``request_id`` (a late reply names it)."""
+        with self._read("by_request") as conn:
+            row = conn.execute(SELECT + "WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else record_from_row(row)
+
+    def _commit(self, conn: sqlite3.Connection, current: TxRecord, change: Change) -> TxRecord:
+        now = self._now()
+        record = attrs.evolve(current, state=change.state, updated_at=now, **change.set)
+        self._store(conn, record)
+        evidence = json_text(change.evidence)
+        self._event(conn, current.reference_id, now, current.state, record.state, change.who,
+                    change.why, evidence)  # fmt: skip
         return record
 
     def _expect(
@@ -397,11 +329,12 @@ class Journal:
         to_state: str,
         who: str,
         note: str | None,
+        evidence: str | None = None,
     ) -> None:
         conn.execute(
-            "INSERT INTO events (reference_id, at, from_state, to_state, who, note) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (reference_id, at, from_state, to_state, who, note),
+            "INSERT INTO events (reference_id, at, from_state, to_state, who, note, evidence) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (reference_id, at, from_state, to_state, who, note, evidence),
         )
 
     # -- reads ----------------------------------------------------------------------------
@@ -465,11 +398,11 @@ class Journal:
         """The audit trail of one record, oldest first."""
         with self._read("events") as conn:
             rows = conn.execute(
-                "SELECT reference_id, at, from_state, to_state, who, note FROM events "
+                "SELECT reference_id, at, from_state, to_state, who, note, evidence FROM events "
                 "WHERE reference_id = ? ORDER BY seq",
                 (reference_id,),
             ).fetchall()
-        return [Event(**dict(row)) for row in rows]
+        return [Event(**{**dict(row), "evidence": json_value(row["evidence"])}) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """How many records are in each state; every state is present, zero or not."""

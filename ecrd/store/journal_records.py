@@ -25,7 +25,7 @@ from typing import Any, Final
 import attrs
 
 from ecrd import errors
-from ecrd.protocol import outcome
+from ecrd.protocol import actions
 
 STATES: Final = (
     "pending",
@@ -34,8 +34,11 @@ STATES: Final = (
     "unknown",
     "resolved_succeeded",
     "resolved_failed",
+    "disputed",
 )
-MONEY_ACTIONS: Final = outcome.MONEY_ACTIONS  # the CHECK of journal_schema spells them too
+MONEY_ACTIONS: Final = actions.MONEY_ACTIONS  # the CHECK of journal_schema spells them too
+# Who the audit trail names when the daemon itself changes a record.
+DAEMON: Final = "ecrd"
 
 
 # Defined once with the other errors that reach the socket as they are.
@@ -75,6 +78,7 @@ _API_ORDER: Final = (
     "terminal",
     "action",
     "amount",
+    "approved_amount",
     "currency",
     "state",
     "reply",
@@ -112,6 +116,9 @@ class TxRecord:
     resolved_by: str | None
     created_at: str
     updated_at: str
+    # What the terminal approved where it differs from ``amount`` (a tip, a partial
+    # approval: the terminal's ``amount_changes``); None: the amount asked for.
+    approved_amount: str | None = attrs.field(default=None, validator=_optional_str)
 
     def to_api(self) -> dict[str, Any]:
         """The record as the socket API returns it (design.md §2)."""
@@ -157,7 +164,7 @@ def column_value(record: TxRecord, name: str) -> Any:
     if name == "params":
         return canonical_params(value)
     if name in _JSON_COLUMNS:
-        return _dumps(value)
+        return json_text(value)
     return value
 
 
@@ -168,12 +175,13 @@ def check_error(error: Mapping[str, Any] | None) -> None:
 
 
 def _decode(name: str, value: Any) -> Any:
-    return _loads(value) if name in _JSON_COLUMNS else value
+    return json_value(value) if name in _JSON_COLUMNS else value
 
 
 @attrs.frozen
 class Event:
-    """One row of the audit trail. ``from_state`` is None for the row ``begin`` writes."""
+    """One row of the audit trail. ``from_state`` is None for the row ``begin`` writes;
+    ``evidence`` is what the terminal or a person said, kept verbatim."""
 
     reference_id: str
     at: str
@@ -181,6 +189,30 @@ class Event:
     to_state: str
     who: str
     note: str | None
+    evidence: dict[str, Any] | None = None
+
+
+# The record columns a ``Change`` may set; the others are ``begin``'s (and ``mark_sending``'s).
+CHANGEABLE: Final = frozenset({"reply", "error", "note", "resolved_by", "approved_amount"})
+
+
+@attrs.frozen
+class Change:
+    """What one piece of evidence does to a record, as ``money/settlement.py`` decides it:
+    the next ``state`` (the same one when the evidence is only kept), the columns to set,
+    and the audit trail's row (``why``, ``who``, the ``evidence`` itself)."""
+
+    state: str = attrs.field(validator=attrs.validators.in_(STATES))
+    why: str
+    who: str = DAEMON
+    evidence: dict[str, Any] | None = None
+    set: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        unknown = set(self.set) - CHANGEABLE
+        if unknown:
+            raise ValueError(f"a change cannot set {', '.join(sorted(unknown))}")
+        check_error(self.set.get("error"))
 
 
 def canonical_params(params: Mapping[str, Any]) -> str:
@@ -223,11 +255,11 @@ def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(json.dumps(value))
 
 
-def _dumps(value: Mapping[str, Any] | None) -> str | None:
+def json_text(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
-def _loads(text: str | None) -> dict[str, Any] | None:
+def json_value(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     value = json.loads(text)
@@ -235,11 +267,18 @@ def _loads(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+# The same expression as the index transactions_by_original (journal_schema), so it is used.
+_ORIGINAL: Final = "json_extract(params, '$.original_reference_id')"
+# Formats in only this module's constant expression; the value is a parameter.
+_REVERSALS: Final = (
+    SELECT + f"WHERE action IN ('Refund', 'Void') AND ({_ORIGINAL} = :original OR "  # noqa: S608
+    f"{_ORIGINAL} IN (SELECT reference_id FROM transactions WHERE action IN ('Refund', 'Void') "
+    f"AND {_ORIGINAL} = :original)) ORDER BY seq"
+)
+
+
 def select_reversals(conn: sqlite3.Connection, original: str) -> list[TxRecord]:
-    """The refunds and voids whose ``original_reference_id`` is ``original``, oldest first."""
-    rows = conn.execute(
-        SELECT + "WHERE action IN ('Refund', 'Void') "
-        "AND json_extract(params, '$.original_reference_id') = ? ORDER BY seq",
-        (original,),
-    ).fetchall()
+    """The refunds and voids whose ``original_reference_id`` is ``original``, and the voids
+    of those refunds, oldest first."""
+    rows = conn.execute(_REVERSALS, {"original": original}).fetchall()
     return [record_from_row(row) for row in rows]

@@ -12,11 +12,12 @@ previous page) continues where that page ended.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -29,6 +30,15 @@ from ecrd.store.journal_records import record_from_row as _record
 
 T = TypeVar("T")
 MAX_PAGE: Final = 500
+_PAGE: Final = (
+    _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "  # noqa: S608 - constants
+    "AND (:state IS NULL OR state = :state "
+    "OR reference_id IN (SELECT value FROM json_each(:also))) "
+    "AND (:since IS NULL OR created_at >= :since) "
+    "AND (:until IS NULL OR created_at < :until) "
+    "AND (:at IS NULL OR (created_at, seq) < (:at, :seq)) "
+    "ORDER BY created_at DESC, seq DESC LIMIT :limit"
+)
 
 
 class UnknownCursor(LookupError):
@@ -84,10 +94,12 @@ class JournalView:
         until: str | None = None,
         before: str | None = None,
         limit: int = 100,
+        also: Sequence[str] = (),
     ) -> list[TxRecord]:
         """Records newest first, created at or after ``since`` and before ``until`` (journal
-        format), older than
-        the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``)."""
+        format), older than the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``).
+        ``also``: references listed whatever their ``state`` (the unknowns not yet
+        journaled as such, ``Authority.seen``)."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         limit = max(1, min(limit, MAX_PAGE))
@@ -101,16 +113,26 @@ class JournalView:
                     raise UnknownCursor(before)
                 cursor = (found[0], found[1])
             rows = conn.execute(
-                _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
-                "AND (:state IS NULL OR state = :state) "
-                "AND (:since IS NULL OR created_at >= :since) "
-                "AND (:until IS NULL OR created_at < :until) "
-                "AND (:at IS NULL OR (created_at, seq) < (:at, :seq)) "
-                "ORDER BY created_at DESC, seq DESC LIMIT :limit",
+                _PAGE,
                 {"terminal": terminal, "state": state, "since": since, "until": until,
-                 "at": cursor[0], "seq": cursor[1], "limit": limit},
+                 "at": cursor[0], "seq": cursor[1], "limit": limit, "also": json.dumps(also)},
             ).fetchall()  # fmt: skip
         return [_record(row) for row in rows]
+
+    def history(self, reference_id: str) -> list[dict[str, Any]]:
+        """The record's audit trail, oldest first: every change and every piece of evidence
+        (what the terminal or a person said), with who and why."""
+        with self._read("history") as conn:
+            rows = conn.execute(
+                "SELECT at, from_state, to_state, who, note, evidence FROM events "
+                "WHERE reference_id = ? ORDER BY seq",
+                (reference_id,),
+            ).fetchall()
+        return [
+            {"at": at, "from": was, "to": to, "who": who, "why": why,
+             "evidence": None if evidence is None else json.loads(evidence)}
+            for at, was, to, who, why, evidence in rows
+        ]  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         with self._read("counts") as conn:

@@ -105,3 +105,16 @@ def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
         + ", ".join(fields)
         + " (set pin_fields in the config)"
     )
+
+
+def not_paired_message(terminal_id: str, unconfirmed: bool) -> str:
+    """Why a terminal takes no money yet, and what to do about it."""
+    if unconfirmed:
+        return (
+            f"terminal {terminal_id!r} is finishing an interrupted pairing (asking it which "
+            "PIN it uses); try again in a moment, or pair it again"
+        )
+    return (
+        f"terminal {terminal_id!r} is not paired: run `ecrctl pair {terminal_id} CODE` with "
+        "the code the terminal shows"
+    )

@@ -100,22 +100,22 @@ async def _pair_steps(
         retarget(via, target)
     # Before Pair: after it the terminal may take only the new PIN, which must be saved.
     await term.store(term.shared.pairings.check_writable)
-    _, reply = await term.exchange(
+    reply = await term.exchange(
         "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links,
         expect_sn=sn, via=via,
     )  # fmt: skip
-    pin2 = new_pin_of(reply, term.cfg.pin_fields)
+    pin2 = new_pin_of(reply.body, term.cfg.pin_fields)
     logs.register_secret(pin2)
     pairing = _new_pairing(term, target, pin2, parsed.pin, info.get("businessID"))
     await term.save_pairing(partial(term.shared.pairings.put_pending, pairing))
     confirm_body: dict[str, Any] | None = (
         None if term.cfg.pair_confirm_action == "DeviceInfo" else {}
     )
-    _, confirmed = await term.exchange(
+    confirmed = await term.exchange(
         term.cfg.pair_confirm_action, confirm_body, pin=pin2, timeout=t, links=links,
         expect_sn=sn, via=via,
     )  # fmt: skip
-    return pairing, {**info, **confirmed}
+    return pairing, {**info, **confirmed.body}
 
 
 async def _identify(
@@ -131,11 +131,12 @@ async def _identify(
         sn = str(info.get("deviceSn") or "")
     else:
         # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
-        header, info = await term.exchange(
+        response = await term.exchange(
             "DeviceInfo", None, pin=pin1, timeout=term.cfg.info_timeout_s,
             links=(term.cfg.transport,), expect_sn=ANY_TERMINAL, via=via,
         )  # fmt: skip
-        sn = str(info.get("deviceSn") or header.get("serverDeviceSN") or "")
+        info = response.body
+        sn = str(info.get("deviceSn") or response.header.get("serverDeviceSN") or "")
     if not sn:
         raise errors.PairingFailed("the terminal did not tell its serial number")
     return sn, info

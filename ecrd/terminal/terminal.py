@@ -22,7 +22,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -33,17 +33,18 @@ from ecrd.config import TerminalConfig
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
+    WrongTerminal,
     body_of,
     check_response,
     request_message,
 )
 from ecrd.store.pairings import Pairing
-from ecrd.terminal.admission import not_paired_message
 from ecrd.terminal.links import Target, cloud_link, make_link, retarget, tap
 from ecrd.terminal.pairing import (
+    not_paired_message,
     port_number,
 )
-from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck
+from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck, Response
 from ecrd.terminal.sealing import Cipher
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.trace import Trace
@@ -53,7 +54,9 @@ from ecrd.transport.cloud import CloudLink
 log = logging.getLogger("ecrd.terminal")
 T = TypeVar("T")
 
-OnSending = Callable[[str, str], Awaitable[None]]
+# (requestID, link): awaited before a link's first byte may leave (Terminal.exchange).
+BeforeSend = Callable[[str, str], Awaitable[None]]
+LATE_QUEUE: Final = 256  # late replies waiting to be read, per terminal
 
 
 class Terminal:
@@ -81,8 +84,9 @@ class Terminal:
         self._last_state: LinkState = "unknown"
         self._info_link: CloudLink | None = None  # the cloud's terminal-info service
         self._nursery: trio.Nursery | None = None
-        # Replies nobody waits for any more (serial): decrypted and offered to late_reply.
-        self._late_send, self._late_recv = trio.open_memory_channel[Envelope](16)
+        # Replies to requests that no longer wait (serial), decrypted one by one and offered
+        # to the money authority as evidence (Shared.late_reply).
+        self._late_send, self._late_recv = trio.open_memory_channel[Envelope](LATE_QUEUE)
         self._target = self._start_target()
         trace_dir = shared.trace_dir
         self.trace = Trace(trace_dir / f"{cfg.id}.jsonl" if trace_dir else None, on=cfg.trace)
@@ -202,25 +206,34 @@ class Terminal:
     # -- late replies (serial) ----------------------------------------------------------------
 
     def _stale_frame(self, reply: Envelope) -> None:
-        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+        """The one way in for a reply to a request that no longer waits for it: one the
+        serial link routed to nobody, or one an exchange set aside as another's."""
+        try:
             self._late_send.send_nowait(reply)
+        except trio.WouldBlock:
+            log.error("terminal=%s a late %s reply could not be queued: %d are waiting",
+                      self.id, reply.action, LATE_QUEUE)  # fmt: skip
+        except trio.ClosedResourceError:
+            pass
 
     async def _late_replies(self) -> None:
         async for reply in self._late_recv:
             if self.pairing is None:
+                log.warning("terminal=%s a late %s reply, and no pairing to read it with",
+                            self.id, reply.action)  # fmt: skip
                 continue
             try:
                 plain = await self._cipher.open(self.pairing.pin, reply.data)
                 header = plain.get("header") or {}
                 if header.get("serverDeviceSN") != self.pairing.device_sn:
-                    continue
-                await self._offer_late(str(header.get("responseID")), reply.action, body_of(plain))
-            except Exception as exc:  # a late reply is a bonus; a bad one changes nothing
-                log.info("terminal=%s ignored a late reply: %s", self.id, exc)
-
-    async def _offer_late(self, response_id: str, action: str, body: dict[str, Any]) -> None:
-        if self.shared.late_reply is not None:
-            await self.shared.late_reply(self.id, response_id, action, body)
+                    raise WrongTerminal(f"from {header.get('serverDeviceSN')!r}")
+                if self.shared.late_reply is not None:
+                    response_id = str(header.get("responseID"))
+                    await self.shared.late_reply(self.id, response_id, reply.action,
+                                                 body_of(plain))  # fmt: skip
+            except Exception as exc:  # unreadable: it proves nothing about any payment
+                log.warning("terminal=%s a late %s reply proves nothing: %s",
+                            self.id, reply.action, exc)  # fmt: skip
 
     # -- one exchange ------------------------------------------------------------------------
 
@@ -233,31 +246,26 @@ class Terminal:
         timeout: float | None = None,
         links: tuple[str, ...] | None = None,
         expect_sn: str | AnyTerminal | None = None,
-        on_sending: OnSending | None = None,
+        before_send: BeforeSend | None = None,
         request_id: str | None = None,
         via: Link | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """One request/reply. Returns ``(reply_header, reply_body)``. The reply must come
-        from ``expect_sn`` (default: the paired terminal; ``ANY_TERMINAL``: any). ``via``
-        sends it on that link instead of the terminal's own (pairing elsewhere).
+    ) -> Response:
+        """One request/reply. Returns the reply that answers it. The reply must come from
+        ``expect_sn`` (default: the paired terminal; ``ANY_TERMINAL``: any). ``via`` sends
+        it on that link instead of the terminal's own (pairing elsewhere).
+        ``before_send(request_id, link)`` is awaited before each link's first byte may
+        leave: the one moment an exchange reaches back up (the journal's write-ahead).
 
         Raises ``NotDelivered`` (no link took it), ``MaybeDelivered``, ``CryptoError`` or
         ``ProtocolError`` — the caller decides what each means for its command.
         """
-        if pin is None:
-            if self.pairing is None:
-                raise errors.NotPaired(not_paired_message(self.id, unconfirmed=False))
-            pin = self.pairing.pin
-        if expect_sn is ANY_TERMINAL:
-            expect_sn = None
-        elif expect_sn is None and self.pairing is not None:
-            expect_sn = self.pairing.device_sn
+        pin, expect_sn = self._peer(pin, expect_sn)
         message = request_message(body, self.shared.client_sn, request_id=request_id)
         request_id = message["header"]["requestID"]
         envelope = Envelope(action, await self._cipher.seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
         opener = partial(self._cipher.open, pin)
-        check = ReplyCheck(self.id, action, request_id, expect_sn, opener, self._offer_late)
+        check = ReplyCheck(self.id, request_id, expect_sn, opener, self._stale_frame)
         kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
         fmt = self.cfg.frame_format if kind == "serial" else None
         await self.trace.exchange(kind, action, message, envelope, fmt)
@@ -265,15 +273,25 @@ class Terminal:
             if via is not None:
                 await via.exchange(envelope, timeout=timeout, accept=check.accept)
             else:
-                await self._deliver(
-                    envelope, links or self.cfg.links, timeout, request_id, on_sending, check.accept
-                )
-            header, reply = check.result()
+                await self._deliver(envelope, links or self.cfg.links, timeout, request_id,
+                                    before_send, check.accept)  # fmt: skip
+            response = check.result()
         except Exception as exc:
             await self.trace.failure(kind, action, request_id, exc)
             raise
-        await self.trace.reply(kind, action, header, reply)
-        return header, reply
+        await self.trace.reply(kind, action, response.header, response.body)
+        return response
+
+    def _peer(self, pin: str | None, sn: str | AnyTerminal | None) -> tuple[str, str | None]:
+        """The PIN to seal with and the SN a reply must come from: the pairing's, unless
+        given (``ANY_TERMINAL``: any SN)."""
+        if pin is None:
+            if self.pairing is None:
+                raise errors.NotPaired(not_paired_message(self.id, unconfirmed=False))
+            pin = self.pairing.pin
+        if sn is ANY_TERMINAL:
+            return pin, None
+        return pin, sn if sn is not None or self.pairing is None else self.pairing.device_sn
 
     async def _deliver(
         self,
@@ -281,14 +299,14 @@ class Terminal:
         links: tuple[str, ...],
         timeout: float,
         request_id: str,
-        on_sending: OnSending | None,
+        before_send: BeforeSend | None,
         accept: Accept,
     ) -> Envelope:
         not_delivered: NotDelivered | None = None
         for kind in links:
             link = self.link(kind)
-            if on_sending is not None:
-                await on_sending(request_id, kind)
+            if before_send is not None:
+                await before_send(request_id, kind)
             try:
                 try:
                     return await link.exchange(envelope, timeout=timeout, accept=accept)
@@ -458,9 +476,9 @@ class Terminal:
     # -- read-only traffic -----------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
-        _, body = await self.exchange("DeviceInfo", None, timeout=self.cfg.info_timeout_s)
+        response = await self.exchange("DeviceInfo", None, timeout=self.cfg.info_timeout_s)
         self.last_error = None
-        return body
+        return response.body
 
     async def _probe_loop(self) -> None:
         while True:

@@ -1,22 +1,24 @@
 """Whether a refund or a void may go out, from what the journal knows of its original.
 
 A pure function of the facts (the request, the original's record, the refunds and voids
-already journaled against it), so the rule is tested without trio or a journal.
-``Payments`` runs it inside the journal's write transaction that inserts the ``pending``
-record (``Journal.begin``'s ``guard``), so two refunds of one original — on one terminal
-or two — cannot both pass on the same facts.
+already journaled against it and the voids of those refunds), so the rule is tested without
+trio or a journal. ``Payments`` runs it inside the journal's write transaction that inserts
+the ``pending`` record (``Journal.begin``'s ``guard``), so two refunds of one original — on
+one terminal or two — cannot both pass on the same facts.
 
-1. The original must be in the journal (``original_not_found``).
-2. It must be a payment that succeeded (or was resolved succeeded), of a kind that can be
-   refunded (a sale or preauth, as the terminal allows) or voided (also a refund), and not
-   voided already (``original_not_refundable``).
+1. A refund or void always has its original checked when the journal holds it, whatever
+   the caller says: ``original_elsewhere`` (the original was taken on another box) only
+   lets one the journal does *not* hold go to the terminal, which then checks it
+   (``original_not_found`` without it).
+2. The original must have succeeded (or been resolved succeeded) and be of a kind that can
+   be reversed that way: only a **sale** is refunded (a preauth is a hold, never money
+   taken: it is voided); a sale, a preauth or a refund is voided. One voided already is
+   not (``original_not_refundable``).
 3. A refund is in the original's currency (``currency_mismatch``).
-4. The refunds against it — succeeded, pending and unknown ones, since each may have been
-   paid out — plus this one may not exceed its amount; a void reverses it whole, so it
-   may not follow a refund (``refund_exceeds_original``, with both amounts in ``data``).
-
-A request with ``original_elsewhere`` (the original was taken on another box) is not
-checked here; ``Payments`` logs it.
+4. The refunds against it — succeeded, pending, unknown and disputed ones, since each may
+   have been paid out, but not one a succeeded void undid — plus this one may not exceed
+   what the terminal approved; a void reverses it whole, so it may not follow a refund
+   (``refund_exceeds_original``, with both amounts in ``data``).
 """
 
 from __future__ import annotations
@@ -26,19 +28,19 @@ from decimal import Decimal
 from typing import Final
 
 from ecrd import errors
+from ecrd.money.request import PaymentRequest
 from ecrd.store.journal import Guard, TxRecord
-from ecrd.terminal.admission import PaymentRequest
 
 # Which kinds of original each may reverse.
-REVERSIBLE: Final = {"Refund": ("Sale", "PreAuth"), "Void": ("Sale", "PreAuth", "Refund")}
+REVERSIBLE: Final = {"Refund": ("Sale",), "Void": ("Sale", "PreAuth", "Refund")}
 SUCCEEDED: Final = ("succeeded", "resolved_succeeded")
 # A reversal in one of these states may have been paid out: it counts.
-COUNTING: Final = ("succeeded", "resolved_succeeded", "pending", "unknown")
+COUNTING: Final = ("succeeded", "resolved_succeeded", "pending", "unknown", "disputed")
 
 
 def journal_guard(request: PaymentRequest) -> Guard | None:
-    """``check`` as ``Journal.begin``'s guard: None when it does not apply."""
-    if request.action not in REVERSIBLE or request.original_elsewhere:
+    """``check`` as ``Journal.begin``'s guard: None for a sale or preauth."""
+    if request.action not in REVERSIBLE:
         return None
 
     def guard(original: TxRecord | None, reversals: Sequence[TxRecord]) -> None:
@@ -54,18 +56,26 @@ def check(
 ) -> errors.RefundRefused | None:
     """The refusal for this refund or void, or None when it may go out.
 
-    ``reversals``: the journal's refunds and voids that name the same original (this
-    request's own record is not among them: it is not journaled yet).
+    ``reversals``: the journal's refunds and voids that name the same original, and the
+    voids of those refunds (this request's own record is not among them yet).
     """
     orig_ref = request.original_reference_id
     if original is None:
+        if request.original_elsewhere:
+            return None  # taken on another box: the terminal checks it
         return errors.RefundRefused(
             f"no transaction {orig_ref!r} in the journal to {request.action.lower()}; if it was "
             'taken on another box, pass "original_elsewhere": true',
             reason="original_not_found",
             original_reference_id=orig_ref,
         )
-    counted = [r for r in reversals if r.state in COUNTING]
+    direct = [r for r in reversals if r.params.get("original_reference_id") == orig_ref]
+    undone = {
+        r.params.get("original_reference_id")
+        for r in reversals
+        if r.action == "Void" and r.state in SUCCEEDED
+    }
+    counted = [r for r in direct if r.state in COUNTING and r.reference_id not in undone]
     voids = [r.reference_id for r in counted if r.action == "Void"]
     if (
         original.action not in REVERSIBLE[request.action]
@@ -88,16 +98,16 @@ def check(
             reason="currency_mismatch",
             original_currency=original.currency,
         )
-    return _amount_check(request, original, counted)
+    return _amount_check(request, original, [r for r in counted if r.action == "Refund"])
 
 
 def _amount_check(
-    request: PaymentRequest, original: TxRecord, counted: Sequence[TxRecord]
+    request: PaymentRequest, original: TxRecord, refunds: Sequence[TxRecord]
 ) -> errors.RefundRefused | None:
-    refunded = sum((Decimal(r.amount or "0") for r in counted), Decimal("0.00"))
-    total = Decimal(original.amount or "0")
+    refunded = sum((Decimal(r.amount or "0") for r in refunds), Decimal("0.00"))
+    total = Decimal(original.approved_amount or original.amount or "0")
     this = Decimal(request.amount) if request.amount is not None else total
-    if request.action == "Void" and not counted:
+    if request.action == "Void" and not refunds:
         return None
     if request.action == "Refund" and refunded + this <= total:
         return None
@@ -105,10 +115,10 @@ def _amount_check(
     return errors.RefundRefused(
         f"{request.action.lower()} of {this} would exceed what is left of "
         f"{original.reference_id!r}: {total} {original.currency}, {refunded} refunded or being "
-        f"refunded ({', '.join(r.reference_id for r in counted) or 'none'}), {left} left",
+        f"refunded ({', '.join(r.reference_id for r in refunds) or 'none'}), {left} left",
         reason="refund_exceeds_original",
         original_amount=str(total),
         refunded_amount=str(refunded),
         currency=original.currency,
-        refunds=[r.reference_id for r in counted],
+        refunds=[r.reference_id for r in refunds],
     )

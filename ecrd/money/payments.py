@@ -1,18 +1,17 @@
-"""The money rules of design.md §3, in one place.
+"""The money rules of design.md §3, run: admission, write ahead, one exchange, its evidence.
 
 1. Write ahead: ``journal.begin`` (durable, ``pending``, with the requestID and the first
    link) happens before the request is sealed; a fallback link is journaled
-   (``mark_sending``) before its attempt.
-2. ``reference_id`` is the idempotency key: in flight → attach; finished → the stored
-   record; other parameters → ``duplicate_reference_mismatch``.
-3. Never resend: a ``MaybeDelivered`` (or an unreadable reply) makes the record
-   ``unknown``; only ``NotDelivered`` may move to the fallback link (terminal.py).
-   A reply settles only what it proves (``protocol/outcome.py``): one that contradicts its
-   request, an odd status, or an inconclusive error code (``DUPLICATE_REFERENCE``) leaves
-   the record ``unknown``, with the reply kept verbatim as evidence.
-4. Unknown blocks new money commands on that terminal until settled: by a person
-   (``resolve``), or by the terminal's own word (``settling.py``: its ``status_action``,
-   or its late reply on a serial line) — each only with a reply that names and matches it.
+   (``mark_sending``) before its attempt — the one moment the exchange reaches back up
+   (``before_send``).
+2. ``reference_id`` is the idempotency key (``admission.admit``): in flight → attach;
+   finished → the stored record; other parameters → ``duplicate_reference_mismatch``.
+3. Never resend: what the exchange ends with is evidence (``NotSent``, ``NoAnswer``,
+   ``Reply``) handed to the one authority (``authority.py`` → ``settlement.settle``); only
+   ``NotDelivered`` may move to the fallback link (terminal.py).
+4. Unknown blocks new money commands on that terminal until settled — by the terminal's
+   own word (its late reply, its status answer: ``asking.py``) or a person's — each only on
+   proof (``evidence.classify``).
 5. One money command per terminal; a second one gets ``terminal_busy`` (or waits; a
    waiting one whose client has gone is dropped unsent and unjournaled).
 6. Start-up turns ``pending`` into ``unknown`` before the socket takes money commands.
@@ -25,42 +24,26 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import trio
 
 from ecrd import errors, failpoints
 from ecrd.events import EventBus
+from ecrd.money.admission import Facts, Go, Refuse, Replay, admit
+from ecrd.money.asking import StatusQueries
+from ecrd.money.authority import Authority
+from ecrd.money.evidence import Evidence, NoAnswer, NotSent, Outcome, Policy, Reply, Stopped
+from ecrd.money.refunds import journal_guard
+from ecrd.money.request import PaymentRequest, mismatch
 from ecrd.protocol.crypto import CryptoError
-from ecrd.protocol.envelope import ProtocolError, ReplyMismatch, new_request_id
-from ecrd.protocol.outcome import Verdict, money_verdict
-from ecrd.store.journal import (
-    DuplicateReference,
-    Journal,
-    JournalError,
-    TxRecord,
-)
-from ecrd.terminal import refunds
-from ecrd.terminal.admission import (
-    Facts,
-    Go,
-    PaymentRequest,
-    Refuse,
-    Replay,
-    admit,
-    expected_of,
-    mismatch,
-)
-from ecrd.terminal.notes import NOTE_NOT_SENT, NOTE_RESTARTED, NOTE_UNKNOWN, NOTE_UNPROVEN
-from ecrd.terminal.settling import Settler
+from ecrd.protocol.envelope import ProtocolError, new_request_id
+from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import MaybeDelivered, NotDelivered
-from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.payments")
-T = TypeVar("T")
 
 
 @attrs.define
@@ -70,6 +53,15 @@ class _InFlight:
     done: trio.Event = attrs.field(factory=trio.Event)
     # Set when the outcome could not be journaled (disk full): every waiter gets it.
     error: errors.ApiError | None = None
+    sent: bool = False  # the first byte may have left (before_send was called)
+
+
+def policy_of(term: Terminal | None) -> Policy:
+    """What a terminal's answers prove depends on these settings (evidence.py)."""
+    if term is None:  # removed by a reload since: the defaults, which prove least
+        return Policy()
+    cfg = term.cfg
+    return Policy.of(cfg.inconclusive_codes, cfg.not_charged_codes, cfg.amount_changes)
 
 
 class Payments:
@@ -86,40 +78,33 @@ class Payments:
         self.events = events
         self.block_on_unknown = block_on_unknown
         self.accepting = True
+        self.authority = Authority(journal, events, lambda tid: policy_of(terminals.get(tid)))
+        self.queries = StatusQueries(self.authority)
+        self.db = self.authority.db
         self._inflight: dict[str, _InFlight] = {}
         self._idle: dict[str, trio.Event] = {}
-        self._writer = Workers(threads=1, nice=0, name="ecrd-journal")
         self._nursery: trio.Nursery | None = None
-        self.settler = Settler(self.db, journal, terminals, self._publish)
-
-    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Journal calls run in one worker thread, in order (design.md §1)."""
-        try:
-            return await self._writer.run(partial(fn, *args, **kwargs))
-        except JournalError as exc:
-            log.error("journal error: %s", exc)
-            raise
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Recover (rule 6), then host the money tasks until cancelled."""
-        recovered = await self.db(self.journal.recover, NOTE_RESTARTED)
-        for rec in recovered:
-            log.warning(
-                "terminal=%s ref=%s was in flight at the last stop: now unknown",
-                rec.terminal,
-                rec.reference_id,
-            )
+        for rec in await self.authority.recover():
+            log.warning("terminal=%s ref=%s was in flight at the last stop: now unknown",
+                        rec.terminal, rec.reference_id)  # fmt: skip
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.authority.write_kept)
             for rec in await self.db(self.journal.unknown):
-                term = self.terminals.get(rec.terminal)
-                if term is not None and term.cfg.status_action:
-                    nursery.start_soon(self.settler.settle_later, term, rec.reference_id)
+                self._ask_later(rec.terminal, rec.reference_id)
             task_status.started()
             try:
                 await trio.sleep_forever()
             finally:
-                self._writer.close()  # a later call (the drain's last word) starts it again
+                self.authority.close()
+
+    def _ask_later(self, terminal_id: str, ref: str) -> None:
+        term = self.terminals.get(terminal_id)
+        if term is not None and term.cfg.status_action and self._nursery is not None:
+            self._nursery.start_soon(self.queries.settle_later, term, ref)
 
     @property
     def in_flight(self) -> int:
@@ -172,11 +157,8 @@ class Payments:
                 break
             await self._idle.setdefault(term.id, trio.Event()).wait()
         if not still_wanted():
-            log.warning(
-                "terminal=%s ref=%s dropped unsent: its client hung up while it waited",
-                term.id,
-                ref,
-            )
+            log.warning("terminal=%s ref=%s dropped unsent: its client hung up while it waited",
+                        term.id, ref)  # fmt: skip
             raise errors.ClientGone(f"the client of {ref!r} hung up; nothing was sent")
         # No checkpoint from the facts to the registration in _start: admission is atomic.
         return await self._start(term, request, peer, timeout_s)
@@ -226,18 +208,11 @@ class Payments:
         flight = self._inflight[ref] = _InFlight(request)
         try:
             flight.record = await self.db(
-                self.journal.begin,
-                reference_id=ref,
-                terminal=request.terminal,
-                action=request.action,
-                params=request.params(),
-                amount=request.amount,
-                currency=request.currency,
-                who=peer or "ecrd",
-                request_id=new_request_id(),
-                link=term.cfg.transport,
-                guard=refunds.journal_guard(request),
-            )
+                self.journal.begin, reference_id=ref, terminal=request.terminal,
+                action=request.action, params=request.params(), amount=request.amount,
+                currency=request.currency, who=peer or "ecrd", request_id=new_request_id(),
+                link=term.cfg.transport, guard=journal_guard(request),
+            )  # fmt: skip
         except BaseException as exc:
             self._release(term, ref)
             if isinstance(exc, errors.ApiError):  # a refused refund: every waiter hears why
@@ -251,12 +226,10 @@ class Payments:
             raise
         # No checkpoint from begin() to start_soon(): a caller cancelled now (its client
         # hung up) cannot leave a journaled payment that nobody sends (rule 7).
-        elsewhere = request.original_elsewhere and " (original elsewhere: not checked)"
-        log.info(
-            "terminal=%s ref=%s %s %s %s accepted from %s%s",
-            term.id, ref, request.action, request.amount or "", request.currency or "",
-            peer or "?", elsewhere or "",
-        )  # fmt: skip
+        elsewhere = request.original_elsewhere and " (original elsewhere, says the caller)"
+        log.info("terminal=%s ref=%s %s %s %s accepted from %s%s", term.id, ref,
+                 request.action, request.amount or "", request.currency or "", peer or "?",
+                 elsewhere or "")  # fmt: skip
         assert self._nursery is not None
         self._nursery.start_soon(self._execute, term, flight, timeout_s)
         await flight.done.wait()
@@ -302,154 +275,82 @@ class Payments:
         assert flight.record is not None  # journaled by _start before this task starts
         ref = flight.record.reference_id
         try:
-            await self._exchange(term, flight, timeout_s)
-        except Exception as exc:
-            # The outcome is not on disk (the row stays pending: it blocks the terminal, and
-            # is unknown after a restart). Tell every waiter, with the terminal's reply if
-            # there was one, and keep serving everyone else.
-            log.error(
-                "terminal=%s ref=%s outcome NOT JOURNALED: %s", term.id, ref, exc, exc_info=exc
-            )
-            flight.error = errors.OutcomeUnknown(
-                f"the outcome of {ref} could not be recorded ({exc}); the terminal may have "
-                f"charged: check it, then settle with `ecrctl resolve {ref} succeeded|failed`",
-                cause="journal_error" if isinstance(exc, errors.JournalError) else "internal",
-                reply=getattr(exc, "data", {}).get("reply"),
-                transaction=flight.record.to_api(),
-            )
+            self._publish(ref, term.id, "pending", action=flight.record.action)
+            await failpoints.hit("after_begin")
+            try:
+                evidence = await self._send(term, flight, timeout_s)
+            except BaseException:
+                # Cancelled (shutdown past its grace): unknown if anything may have left.
+                with trio.CancelScope(shield=True):
+                    await self._conclude(term, flight, self._stopped(flight))
+                raise
+            await failpoints.hit("before_finish")
+            await self._conclude(term, flight, evidence)
+            await failpoints.hit("after_finish")
         finally:
             self._release(term, ref)
             flight.done.set()
-        if (
-            flight.record is not None
-            and flight.record.state == "unknown"
-            and term.cfg.status_action
-        ):
-            assert self._nursery is not None
-            self._nursery.start_soon(self.settler.settle_later, term, ref)
+        if flight.record.state == "unknown":
+            self._ask_later(term.id, ref)
 
-    async def _exchange(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> None:
-        """Send it (rule 1: it is journaled) and record what the outcome is — or is not —
-        from what came back (rule 3)."""
+    @staticmethod
+    def _stopped(flight: _InFlight) -> Evidence:
+        why = "ecrd stopped while waiting for the terminal"
+        return Stopped("shutting_down", why) if flight.sent else NotSent("shutting_down", why)
+
+    async def _conclude(self, term: Terminal, flight: _InFlight, evidence: Evidence) -> None:
+        """The evidence to the one authority; a write that fails leaves the outcome kept in
+        memory (written later) and every waiter told, with the terminal's reply if any."""
+        assert flight.record is not None
+        ref = flight.record.reference_id
+        try:
+            flight.record = await self.authority.record(ref, evidence)
+        except JournalError as exc:
+            reply = evidence.body if isinstance(evidence, Reply) else None
+            flight.error = errors.OutcomeUnknown(
+                f"the outcome of {ref} could not be recorded ({exc}); ecrd writes it as soon as "
+                "the journal takes writes again; check the terminal before charging again",
+                cause="journal_error", reply=None if reply is None else dict(reply),
+                transaction=self.authority.seen(flight.record),
+            )  # fmt: skip
+
+    async def _send(self, term: Terminal, flight: _InFlight, timeout_s: float | None) -> Evidence:
+        """Send it (rule 1: it is journaled); what came back, or did not, is the evidence."""
         rec = flight.record
         assert rec is not None
         ref = rec.reference_id
-        sent = False
 
-        async def on_sending(request_id: str, link: str) -> None:
-            nonlocal sent
+        async def before_send(request_id: str, link: str) -> None:
             if link != rec.link:  # begin() journaled the primary link already
                 await self.db(self.journal.mark_sending, ref, request_id=request_id, link=link)
-            sent = True
+            flight.sent = True
             self._publish(ref, term.id, "waiting_for_customer", link=link)
 
-        self._publish(ref, term.id, "pending", action=rec.action)
-        await failpoints.hit("after_begin")
         try:
-            _, body = await term.exchange(
-                rec.action,
-                flight.request.body(),
+            response = await term.exchange(
+                rec.action, flight.request.body(),
                 timeout=timeout_s or term.cfg.timeout_for(rec.action),
-                on_sending=on_sending,
-                request_id=rec.request_id,
-            )
+                before_send=before_send, request_id=rec.request_id,
+            )  # fmt: skip
         except (NotDelivered, errors.NotPaired) as exc:
-            flight.record = await self._finish(ref, "failed", exc, NOTE_NOT_SENT)
-        except ReplyMismatch as exc:
-            verdict = Verdict("unknown", exc.reason, str(exc))
-            flight.record = await self._unproven(rec, verdict, exc.body)
+            return NotSent(errors.reason_of(exc), str(exc))
         except (MaybeDelivered, CryptoError, ProtocolError) as exc:
-            flight.record = await self._finish(ref, "unknown", exc, NOTE_UNKNOWN.format(ref=ref))
+            return NoAnswer(errors.reason_of(exc), str(exc))
         except Exception as exc:
-            state, note = (
-                ("unknown", NOTE_UNKNOWN.format(ref=ref)) if sent else ("failed", NOTE_NOT_SENT)
-            )
             log.exception("terminal=%s ref=%s unexpected error", term.id, ref)
-            flight.record = await self._finish(ref, state, exc, note)
-        except BaseException:
-            # Cancelled (shutdown past its grace): the outcome is unknown if anything left.
-            with trio.CancelScope(shield=True):
-                state, note = ("unknown", NOTE_RESTARTED) if sent else ("failed", NOTE_NOT_SENT)
-                err = errors.ShuttingDown("ecrd stopped while waiting for the terminal")
-                flight.record = await self._finish(ref, state, err, note)
-            raise
-        else:
-            await failpoints.hit("before_finish")
-            flight.record = await self._conclude(term, rec, body)
-            await failpoints.hit("after_finish")
-
-    async def _conclude(self, term: Terminal, rec: TxRecord, body: dict[str, Any]) -> TxRecord:
-        """A reply came: it settles the payment only if it proves its outcome."""
-        verdict = money_verdict(expected_of(rec), body, term.cfg.inconclusive_codes)
-        try:
-            if not verdict.settles:
-                return await self._unproven(rec, verdict, body)
-            record = await self.db(
-                self.journal.finish, rec.reference_id, state=verdict.state, reply=body
-            )
-        except errors.JournalError as exc:
-            exc.data["reply"] = body  # what the terminal said, so nobody has to guess
-            raise
-        self._publish(rec.reference_id, term.id, verdict.state)
-        return record
-
-    async def _unproven(self, rec: TxRecord, verdict: Verdict, body: dict[str, Any]) -> TxRecord:
-        """A reply came, but it does not prove this payment's outcome: unknown, with the
-        reply kept verbatim as the evidence a person will check."""
-        ref = rec.reference_id
-        log.error("ref=%s outcome UNKNOWN (%s: %s)", ref, verdict.cause, verdict.message)
-        record = await self.db(
-            self.journal.finish,
-            ref,
-            state="unknown",
-            reply=body,
-            error={"reason": verdict.cause, "message": verdict.message},
-            note=NOTE_UNPROVEN.format(ref=ref, why=verdict.message),
-        )
-        self._publish(ref, rec.terminal, "unknown", reason=verdict.cause)
-        return record
-
-    async def _finish(self, ref: str, state: str, exc: BaseException, note: str) -> TxRecord:
-        reason = errors.reason_of(exc)
-        if state == "unknown":
-            log.error("ref=%s outcome UNKNOWN (%s: %s)", ref, reason, exc)
-        record = await self.db(
-            self.journal.finish,
-            ref,
-            state=state,
-            error={"reason": reason, "message": str(exc)},
-            note=note,
-        )
-        self._publish(ref, record.terminal, state, reason=reason)
-        return record
+            evidence = NoAnswer if flight.sent else NotSent
+            return evidence(errors.reason_of(exc), str(exc))
+        return Reply(response.action, response.body)
 
     def _publish(self, ref: str, terminal: str, state: str, **more: Any) -> None:
         self.events.publish(
             "transaction.state", reference_id=ref, terminal=terminal, state=state, **more
         )
 
-    # -- rule 4: settled by a person (the terminal's own word: settling.py) ------------------
+    # -- rule 4: a person's word (the terminal's own: authority.late_reply, asking.py) -------
 
     async def resolve(self, ref: str, outcome: str, note: str, who: str) -> TxRecord:
-        record = await self.db(self.journal.get, ref)
-        if record is None:
-            raise errors.TransactionNotFound(f"no transaction with reference_id {ref!r}")
-        if record.state == "pending" and ref not in self._inflight:
-            # Its outcome could not be journaled (disk full): it becomes unknown first.
-            record = await self.db(
-                self.journal.finish,
-                ref,
-                state="unknown",
-                error={"reason": "journal_error", "message": "outcome not journaled"},
-                note=NOTE_UNKNOWN.format(ref=ref),
-            )
-        if record.state != "unknown":
-            raise errors.InvalidState(
-                f"transaction {ref!r} is {record.state}; only unknown ones can be resolved",
-                transaction=record.to_api(),
-            )
-        # TransitionRefused (settled by the status action meanwhile) is said as it is.
-        record = await self.db(self.journal.resolve, ref, outcome=outcome, note=note, who=who)
-        log.warning("ref=%s resolved as %s by %s: %s", ref, outcome, who, note)
-        self._publish(ref, record.terminal, record.state, resolved_by=who)
-        return record
+        if outcome not in ("succeeded", "failed"):
+            raise errors.InvalidParams("outcome must be succeeded or failed", field="outcome")
+        said: Outcome = "succeeded" if outcome == "succeeded" else "failed"
+        return await self.authority.resolve(ref, said, note, who)
