@@ -31,6 +31,7 @@ from ecrd.client import TrioClient, open_trio_client
 from ecrd.protocol.crypto import KeyCache, Sealer, open_
 from ecrd.protocol.envelope import Envelope, check_response, request_message
 from ecrd.store.journal import Journal
+from ecrd.transport.base import first_reply
 from ecrd.transport.lan import LanLink
 
 WARM_UP = 3  # sales each way before a measurement: salts derived, code paths imported
@@ -72,7 +73,7 @@ class Direct:
         )
         request_id = message["header"]["requestID"]
         envelope = Envelope("Sale", self.sealer.seal(message))
-        reply = await self.link.exchange(envelope, timeout=30)
+        reply = await first_reply(self.link, envelope, timeout=30)
         # With random reply salts this derives, as ecrd does (ecrd on a worker thread).
         plain = open_(reply.data, self.pin, keys=self.keys)
         body = check_response(plain, request_id, self.sn)

@@ -9,7 +9,8 @@ Every request it saw is kept in ``sent``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ from ecrd.store.journal import TxRecord
 from ecrd.store.pairings import Pairing, PairingStore
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.terminal import Terminal
-from ecrd.transport.base import Accept, LinkState
+from ecrd.transport.base import LinkState, OneReply, Replies
 
 PIN = "135790"
 SN = "FAKE-0001"
@@ -48,7 +49,8 @@ class FakeLink:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
 
-    async def exchange(self, request: Envelope, *, timeout: float, accept: Accept) -> Envelope:
+    @asynccontextmanager
+    async def exchange(self, request: Envelope, *, timeout: float) -> AsyncIterator[Replies]:
         await trio.lowlevel.checkpoint()
         message = crypto.open_(request.data, self.pin, "legacy")
         self.sent.append((request.action, message))
@@ -60,9 +62,7 @@ class FakeLink:
         reply = (
             answer if isinstance(answer, Envelope) else self.reply(request.action, message, answer)
         )
-        if not await accept(reply):
-            raise AssertionError("the terminal refused the fake's only reply")
-        return reply
+        yield OneReply(reply)
 
     def reply(self, action: str, message: dict[str, Any], body: dict[str, Any]) -> Envelope:
         """A reply envelope to ``message``, as this terminal seals it."""

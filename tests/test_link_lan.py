@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from ecrd.protocol.envelope import Envelope
-from ecrd.transport.base import BadReply, MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.base import BadReply, MaybeDelivered, NotDelivered, ReplyTimeout, first_reply
 from ecrd.transport.http11 import MAX_REPLY_BYTES
 from ecrd.transport.lan import LanLink
 
@@ -140,7 +140,7 @@ async def test_exchange_posts_the_envelope_and_returns_the_reply(
     peer = await start_peer(nursery, link, echo_envelope)
     assert link.state == "unknown"
 
-    reply = await link.exchange(SALE, timeout=5)
+    reply = await first_reply(link, SALE, timeout=5)
 
     assert reply == Envelope(action="Sale", data="cmVwbHk=")
     assert link.state == "up"
@@ -154,7 +154,7 @@ async def test_each_exchange_opens_its_own_connection(nursery: trio.Nursery, lin
     peer = await start_peer(nursery, link, echo_envelope)
 
     for _ in range(3):
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     assert peer.connections == 3
     assert [s.connection for s in peer.seen] == [1, 2, 3]
@@ -172,7 +172,7 @@ async def test_keep_alive_reuses_one_connection(nursery: trio.Nursery, kept: Lan
     peer = await start_peer(nursery, kept, echo_envelope)
 
     for _ in range(3):
-        assert await kept.exchange(SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+        assert await first_reply(kept, SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
 
     assert [s.connection for s in peer.seen] == [1, 1, 1]
     assert all("connection" not in s.headers for s in peer.seen)
@@ -184,9 +184,9 @@ async def test_keep_alive_opens_a_new_connection_when_the_terminal_closed_the_ol
     peer = await start_peer(nursery, kept, echo_envelope)
     peer.close_after_reply = True
 
-    await kept.exchange(SALE, timeout=5)
+    await first_reply(kept, SALE, timeout=5)
     await trio.sleep(0.05)  # the terminal's end of stream reaches the idle connection
-    await kept.exchange(SALE, timeout=5)
+    await first_reply(kept, SALE, timeout=5)
 
     assert [s.connection for s in peer.seen] == [1, 2]
 
@@ -204,10 +204,10 @@ async def test_a_kept_connection_that_breaks_after_sending_may_have_delivered(
         return await echo_envelope(seen) if answered == 1 else None
 
     peer = await start_peer(nursery, kept, answer_once)
-    await kept.exchange(SALE, timeout=5)
+    await first_reply(kept, SALE, timeout=5)
 
     with pytest.raises(MaybeDelivered) as caught:
-        await kept.exchange(SALE, timeout=5)
+        await first_reply(kept, SALE, timeout=5)
 
     assert type(caught.value) is MaybeDelivered
     assert [s.connection for s in peer.seen] == [1, 1]
@@ -217,7 +217,7 @@ async def test_refused_connection_is_not_delivered(link: LanLink) -> None:
     link.set_address("127.0.0.1", unused_port())
 
     with pytest.raises(NotDelivered) as caught:
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     assert not isinstance(caught.value, MaybeDelivered)
     assert link.state == "down"
@@ -232,7 +232,7 @@ async def test_hangup_without_reply_may_have_delivered(
     peer = await start_peer(nursery, link, hang_up)
 
     with pytest.raises(MaybeDelivered) as caught:
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     assert type(caught.value) is MaybeDelivered
     assert len(peer.seen) == 1
@@ -249,7 +249,7 @@ async def test_silent_terminal_times_out_within_the_deadline(
 
     start = trio.current_time()
     with pytest.raises(ReplyTimeout):
-        await link.exchange(SALE, timeout=0.3)
+        await first_reply(link, SALE, timeout=0.3)
 
     assert 0.3 <= trio.current_time() - start < 1.0
     assert link.state == "down"
@@ -262,7 +262,7 @@ async def test_http_error_status_is_a_bad_reply(nursery: trio.Nursery, link: Lan
     await start_peer(nursery, link, fail)
 
     with pytest.raises(BadReply) as caught:
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     assert caught.value.code == 500
 
@@ -276,7 +276,7 @@ async def test_body_that_is_not_an_envelope_is_a_bad_reply(
     await start_peer(nursery, link, html)
 
     with pytest.raises(BadReply) as caught:
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     assert caught.value.code == 200
 
@@ -303,7 +303,7 @@ async def test_a_connect_that_hangs_is_not_delivered(link: LanLink) -> None:
         try:
             link.set_address("127.0.0.1", port)
             with pytest.raises(NotDelivered) as caught:
-                await link.exchange(SALE, timeout=0.3)
+                await first_reply(link, SALE, timeout=0.3)
         finally:
             for s in fillers:
                 s.close()
@@ -314,13 +314,13 @@ async def test_a_connect_that_hangs_is_not_delivered(link: LanLink) -> None:
 async def test_set_address_moves_the_link(nursery: trio.Nursery, link: LanLink) -> None:
     link.set_address("127.0.0.1", unused_port())
     with pytest.raises(NotDelivered):
-        await link.exchange(SALE, timeout=5)
+        await first_reply(link, SALE, timeout=5)
 
     peer = await start_peer(nursery, link, echo_envelope)
 
     assert link.address == (link.host, link.port) == ("127.0.0.1", peer.port)
     assert link.state == "unknown"
-    await link.exchange(SALE, timeout=5)
+    await first_reply(link, SALE, timeout=5)
     assert link.state == "up"
 
 
@@ -329,7 +329,7 @@ async def test_closed_link_refuses_at_once() -> None:
     await lan.aclose()
 
     with pytest.raises(NotDelivered):
-        await lan.exchange(SALE, timeout=5)
+        await first_reply(lan, SALE, timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -367,7 +367,7 @@ async def test_tls_verifies_against_the_configured_root(
     peer = await tls_peer(nursery, wonder_root)
     lan = LanLink("127.0.0.1", peer.port, tls=True, ca_file=str(wonder_root[0]))
     try:
-        reply = await lan.exchange(SALE, timeout=5)
+        reply = await first_reply(lan, SALE, timeout=5)
     finally:
         await lan.aclose()
 
@@ -382,7 +382,7 @@ async def test_tls_with_an_untrusted_certificate_is_not_delivered(
     lan = LanLink("127.0.0.1", peer.port, tls=True)
     try:
         with pytest.raises(NotDelivered) as caught:
-            await lan.exchange(SALE, timeout=5)
+            await first_reply(lan, SALE, timeout=5)
     finally:
         await lan.aclose()
 
@@ -399,7 +399,7 @@ async def test_a_reply_larger_than_a_terminal_sends_is_a_bad_reply(
     await start_peer(nursery, link, flood)
 
     with pytest.raises(BadReply) as caught:
-        await link.exchange(SALE, timeout=10)
+        await first_reply(link, SALE, timeout=10)
     assert "exceeds" in str(caught.value)
 
 
@@ -412,7 +412,7 @@ async def test_a_host_name_is_resolved_and_its_addresses_tried_in_turn(
     try:
         peer = await start_peer(nursery, lan, echo_envelope)
         lan.set_address("localhost", peer.port)
-        assert await lan.exchange(SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+        assert await first_reply(lan, SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
         assert len(peer.seen) == 1
     finally:
         await lan.aclose()

@@ -13,7 +13,7 @@ import trio
 from ecrd.backoff import Backoff
 from ecrd.protocol.envelope import Envelope
 from ecrd.protocol.frames import FrameDecoder, encode_frame
-from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout, first_reply
 from ecrd.transport.serial import SerialLink, SerialPortInUse, SerialSettings, open_serial
 
 FAST = Backoff(initial=0.01, cap=0.05)
@@ -86,7 +86,7 @@ async def test_exchange_sends_a_frame_and_returns_the_reply(
     seen: list[Envelope] = []
     nursery.start_soon(play_terminal, pty, echo, seen)
 
-    reply = await link.exchange(envelope("Sale"), timeout=5)
+    reply = await first_reply(link, envelope("Sale"), timeout=5)
 
     assert reply == envelope("Sale", "cmVwbHk=")
     assert seen == [envelope("Sale")]
@@ -103,7 +103,7 @@ async def test_garbage_before_the_reply_is_skipped(
 
     nursery.start_soon(play_terminal, pty, noisy)
 
-    reply = await link.exchange(envelope("Sale"), timeout=5)
+    reply = await first_reply(link, envelope("Sale"), timeout=5)
 
     assert reply.action == "Sale"
     assert link.stats().garbage_bytes > 0
@@ -123,7 +123,7 @@ async def test_replies_are_routed_by_action(
     replies: dict[str, Envelope] = {}
 
     async def ask(action: str) -> None:
-        replies[action] = await link.exchange(envelope(action), timeout=5)
+        replies[action] = await first_reply(link, envelope(action), timeout=5)
 
     async with trio.open_nursery() as exchanges:
         exchanges.start_soon(ask, "Sale")
@@ -145,7 +145,7 @@ async def test_connection_info_is_answered_by_device_info(
     nursery.start_soon(play_terminal, pty, device_info)
 
     assert link.reply_action("ConnectionInfo") == "DeviceInfo"
-    reply = await link.exchange(envelope("ConnectionInfo"), timeout=5)
+    reply = await first_reply(link, envelope("ConnectionInfo"), timeout=5)
 
     assert reply.action == "DeviceInfo"
 
@@ -158,7 +158,7 @@ async def test_a_lone_exchange_takes_a_reply_under_another_action(
 
     nursery.start_soon(play_terminal, pty, renamed)
 
-    reply = await link.exchange(envelope("Sale"), timeout=5)
+    reply = await first_reply(link, envelope("Sale"), timeout=5)
 
     assert reply.action == "SaleResult"
 
@@ -187,7 +187,7 @@ async def test_a_frame_that_is_not_an_envelope_is_dropped(
 
     nursery.start_soon(play_terminal, pty, garbled_first)
 
-    reply = await link.exchange(envelope("Sale"), timeout=5)
+    reply = await first_reply(link, envelope("Sale"), timeout=5)
 
     assert reply.action == "Sale"
     assert link.stats().garbled == 1
@@ -196,7 +196,7 @@ async def test_a_frame_that_is_not_an_envelope_is_dropped(
 async def test_a_silent_terminal_times_out(pty: Pty, link: SerialLink) -> None:
     start = trio.current_time()
     with pytest.raises(ReplyTimeout):
-        await link.exchange(envelope("Sale"), timeout=0.2)
+        await first_reply(link, envelope("Sale"), timeout=0.2)
 
     assert 0.2 <= trio.current_time() - start < 1.0
     assert link.state == "up"
@@ -210,7 +210,7 @@ async def test_exchange_on_a_missing_device_fails_at_once(
     try:
         assert serial_link.state == "down"
         with trio.fail_after(0.1), pytest.raises(NotDelivered) as caught:
-            await serial_link.exchange(envelope("Sale"), timeout=30)
+            await first_reply(serial_link, envelope("Sale"), timeout=30)
     finally:
         await serial_link.aclose()
 
@@ -229,7 +229,7 @@ async def test_unplug_and_replug_recovers_without_restart(
     try:
         async with trio.open_nursery() as terminal:
             terminal.start_soon(play_terminal, first, echo)
-            await serial_link.exchange(envelope("Sale"), timeout=5)
+            await first_reply(serial_link, envelope("Sale"), timeout=5)
             terminal.cancel_scope.cancel()
 
         # Unplug: the adapter vanishes and udev removes its link.
@@ -237,7 +237,7 @@ async def test_unplug_and_replug_recovers_without_restart(
         device.unlink()
         await eventually(lambda: serial_link.state == "down")
         with trio.fail_after(0.1), pytest.raises(NotDelivered):
-            await serial_link.exchange(envelope("Sale"), timeout=30)
+            await first_reply(serial_link, envelope("Sale"), timeout=30)
         await trio.sleep(0.3)  # several reopen attempts, which must not log
 
         # Replug: a new tty behind the same path.
@@ -246,7 +246,7 @@ async def test_unplug_and_replug_recovers_without_restart(
         async with trio.open_nursery() as terminal:
             terminal.start_soon(play_terminal, second, echo)
             await eventually(lambda: serial_link.state == "up")
-            reply = await serial_link.exchange(envelope("Refund"), timeout=5)
+            reply = await first_reply(serial_link, envelope("Refund"), timeout=5)
             terminal.cancel_scope.cancel()
     finally:
         await serial_link.aclose()
@@ -270,7 +270,7 @@ async def test_the_device_is_opened_exclusively(
     try:
         assert rival.state == "down"
         with pytest.raises(NotDelivered):
-            await rival.exchange(envelope("Sale"), timeout=5)
+            await first_reply(rival, envelope("Sale"), timeout=5)
     finally:
         await rival.aclose()
     assert link.state == "up"
@@ -283,7 +283,7 @@ async def test_aclose_fails_waiting_exchanges(pty: Pty, nursery: trio.Nursery) -
 
     async def wait_for_sale() -> None:
         try:
-            await serial_link.exchange(envelope("Sale"), timeout=30)
+            await first_reply(serial_link, envelope("Sale"), timeout=30)
         except MaybeDelivered as exc:
             outcome.append(exc)
 
@@ -333,7 +333,7 @@ async def test_a_reply_for_neither_of_two_waiting_exchanges_is_stale(
     replies: dict[str, str] = {}
 
     async def ask(action: str) -> None:
-        replies[action] = (await link.exchange(envelope(action), timeout=5)).action
+        replies[action] = (await first_reply(link, envelope(action), timeout=5)).action
 
     async with trio.open_nursery() as exchanges:
         exchanges.start_soon(ask, "Sale")
@@ -349,7 +349,7 @@ BIG = envelope("Sale", "A" * 30_000)  # more than a pty buffers while nobody rea
 
 async def test_a_write_cut_short_may_have_been_delivered(pty: Pty, link: SerialLink) -> None:
     with pytest.raises(ReplyTimeout):
-        await link.exchange(BIG, timeout=0.2)
+        await first_reply(link, BIG, timeout=0.2)
 
 
 async def test_a_request_that_never_got_the_line_was_not_delivered(
@@ -359,7 +359,7 @@ async def test_a_request_that_never_got_the_line_was_not_delivered(
 
     async def stuck_writer() -> None:
         try:
-            await link.exchange(BIG, timeout=30)
+            await first_reply(link, BIG, timeout=30)
         except MaybeDelivered as exc:
             outcome.append(exc)
 
@@ -367,7 +367,7 @@ async def test_a_request_that_never_got_the_line_was_not_delivered(
         exchanges.start_soon(stuck_writer)
         await trio.sleep(0.05)
         with pytest.raises(NotDelivered) as caught:
-            await link.exchange(envelope("Abort"), timeout=0.1)
+            await first_reply(link, envelope("Abort"), timeout=0.1)
         await link.aclose()  # wakes the stuck writer
 
     assert not isinstance(caught.value, MaybeDelivered)
@@ -383,34 +383,33 @@ def test_reconnect_delays_grow_to_the_cap_with_jitter_below_it() -> None:
     assert max(next(no_jitter) for _ in range(20)) == 10.0
 
 
-async def test_a_rejected_late_reply_is_dropped_and_the_exchange_waits_for_its_own(
+async def test_an_exchange_hands_up_every_reply_routed_to_it_in_order(
     nursery: trio.Nursery, pty: Pty, link: SerialLink
 ) -> None:
-    # The terminal first sends a late reply to an earlier Sale, then the real one.
+    """The terminal first sends a late reply to an earlier Sale, then the real one: the link
+    hands up both, in order; which one answers the request is the caller's to decide (it
+    decrypts them; the link never does)."""
+
     async def late_then_real(pty: Pty, request: Envelope) -> None:
         await pty.send(envelope("Sale", "bGF0ZQ=="))
         await trio.sleep(0.05)
         await pty.send(envelope("Sale", "cmVhbA=="))
 
     nursery.start_soon(play_terminal, pty, late_then_real)
-    offered: list[str] = []
-
-    async def accept(reply: Envelope) -> bool:
-        offered.append(reply.data)
-        return reply.data == "cmVhbA=="  # the caller recognises its own (by responseID)
-
-    reply = await link.exchange(envelope("Sale"), timeout=5, accept=accept)
-    assert reply.data == "cmVhbA=="
-    assert offered == ["bGF0ZQ==", "cmVhbA=="]
+    seen: list[str] = []
+    async with link.exchange(envelope("Sale"), timeout=5) as replies:
+        async for reply in replies:
+            seen.append(reply.data)
+            if reply.data == "cmVhbA==":  # the caller recognises its own (by responseID)
+                break
+    assert seen == ["bGF0ZQ==", "cmVhbA=="]
 
 
-async def test_an_exchange_that_rejects_every_reply_times_out_as_maybe_delivered(
+async def test_an_exchange_that_takes_no_reply_times_out_as_maybe_delivered(
     nursery: trio.Nursery, pty: Pty, link: SerialLink
 ) -> None:
     nursery.start_soon(play_terminal, pty, echo)
-
-    async def reject(reply: Envelope) -> bool:
-        return False
-
     with pytest.raises(ReplyTimeout):
-        await link.exchange(envelope("Sale"), timeout=0.5, accept=reject)
+        async with link.exchange(envelope("Sale"), timeout=0.5) as replies:
+            async for _ in replies:
+                pass  # none of them is taken: the deadline ends it

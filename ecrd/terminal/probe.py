@@ -32,7 +32,7 @@ from ecrd.protocol.envelope import Envelope, ProtocolError, check_response, requ
 from ecrd.protocol.frames import CRC_VARIANTS
 from ecrd.terminal.links import probe_link
 from ecrd.terminal.terminal import Terminal
-from ecrd.transport.base import Link, LinkError
+from ecrd.transport.base import Link, LinkError, first_reply
 from ecrd.transport.cloud import CloudLink
 from ecrd.transport.serial import SerialLink
 
@@ -213,13 +213,8 @@ async def _exchange(link: Link, envelope: Envelope, timeout: float) -> Envelope:
     if isinstance(link, CloudLink):
         reply: Envelope = await link.terminal_info(envelope, timeout=timeout)
         return reply
-    return await link.exchange(envelope, timeout=timeout, accept=_any_reply)
-
-
-async def _any_reply(reply: Envelope) -> bool:
-    """Every reply is examined: one that does not decrypt still proves the framing."""
-    await trio.lowlevel.checkpoint()
-    return True
+    # The first reply, whatever it says: one that does not decrypt still proves the framing.
+    return await first_reply(link, envelope, timeout=timeout)
 
 
 def _certificate_refused(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -33,12 +33,11 @@ from ecrd.config import TerminalConfig
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
-    WrongTerminal,
-    body_of,
     check_response,
     request_message,
 )
 from ecrd.store.pairings import Pairing
+from ecrd.terminal.late import LateReplies
 from ecrd.terminal.links import Target, cloud_link, make_link, retarget, tap
 from ecrd.terminal.pairing import (
     not_paired_message,
@@ -48,7 +47,7 @@ from ecrd.terminal.replies import ANY_TERMINAL, AnyTerminal, ReplyCheck, Respons
 from ecrd.terminal.sealing import Cipher
 from ecrd.terminal.shared import Shared
 from ecrd.terminal.trace import Trace
-from ecrd.transport.base import Accept, Link, LinkState, NotDelivered
+from ecrd.transport.base import Link, LinkState, NotDelivered
 from ecrd.transport.cloud import CloudLink
 
 log = logging.getLogger("ecrd.terminal")
@@ -56,7 +55,6 @@ T = TypeVar("T")
 
 # (requestID, link): awaited before a link's first byte may leave (Terminal.exchange).
 BeforeSend = Callable[[str, str], Awaitable[None]]
-LATE_QUEUE: Final = 256  # late replies waiting to be read, per terminal
 
 
 class Terminal:
@@ -84,9 +82,10 @@ class Terminal:
         self._last_state: LinkState = "unknown"
         self._info_link: CloudLink | None = None  # the cloud's terminal-info service
         self._nursery: trio.Nursery | None = None
-        # Replies to requests that no longer wait (serial), decrypted one by one and offered
-        # to the money authority as evidence (Shared.late_reply).
-        self._late_send, self._late_recv = trio.open_memory_channel[Envelope](LATE_QUEUE)
+        # Replies to requests that no longer wait for them: evidence for the money authority.
+        self.late = LateReplies(
+            cfg.id, lambda: self.pairing, self._cipher.open, lambda: shared.late_reply
+        )
         self._target = self._start_target()
         trace_dir = shared.trace_dir
         self.trace = Trace(trace_dir / f"{cfg.id}.jsonl" if trace_dir else None, on=cfg.trace)
@@ -130,7 +129,7 @@ class Terminal:
         link = self._links.get(kind)
         if link is None:
             link = self._links[kind] = make_link(
-                kind, self.cfg, self.shared.cloud, self._target, self._stale_frame
+                kind, self.cfg, self.shared.cloud, self._target, self.late.set_aside
             )
             tap(link, self.trace.wire)
         return link
@@ -189,7 +188,7 @@ class Terminal:
                 await nursery.start(link.run)
             if self.cfg.probe_interval_s > 0:
                 nursery.start_soon(self._probe_loop)
-            nursery.start_soon(self._late_replies)
+            nursery.start_soon(self.late.run)
             self._nursery = nursery
             if self.pending is not None:
                 nursery.start_soon(self._settle_pending, self.pending)
@@ -202,38 +201,6 @@ class Terminal:
             await link.aclose()
         if self._info_link is not None:
             await self._info_link.aclose()
-
-    # -- late replies (serial) ----------------------------------------------------------------
-
-    def _stale_frame(self, reply: Envelope) -> None:
-        """The one way in for a reply to a request that no longer waits for it: one the
-        serial link routed to nobody, or one an exchange set aside as another's."""
-        try:
-            self._late_send.send_nowait(reply)
-        except trio.WouldBlock:
-            log.error("terminal=%s a late %s reply could not be queued: %d are waiting",
-                      self.id, reply.action, LATE_QUEUE)  # fmt: skip
-        except trio.ClosedResourceError:
-            pass
-
-    async def _late_replies(self) -> None:
-        async for reply in self._late_recv:
-            if self.pairing is None:
-                log.warning("terminal=%s a late %s reply, and no pairing to read it with",
-                            self.id, reply.action)  # fmt: skip
-                continue
-            try:
-                plain = await self._cipher.open(self.pairing.pin, reply.data)
-                header = plain.get("header") or {}
-                if header.get("serverDeviceSN") != self.pairing.device_sn:
-                    raise WrongTerminal(f"from {header.get('serverDeviceSN')!r}")
-                if self.shared.late_reply is not None:
-                    response_id = str(header.get("responseID"))
-                    await self.shared.late_reply(self.id, response_id, reply.action,
-                                                 body_of(plain))  # fmt: skip
-            except Exception as exc:  # unreadable: it proves nothing about any payment
-                log.warning("terminal=%s a late %s reply proves nothing: %s",
-                            self.id, reply.action, exc)  # fmt: skip
 
     # -- one exchange ------------------------------------------------------------------------
 
@@ -265,17 +232,16 @@ class Terminal:
         envelope = Envelope(action, await self._cipher.seal(pin, message))
         timeout = timeout or self.cfg.timeout_s
         opener = partial(self._cipher.open, pin)
-        check = ReplyCheck(self.id, request_id, expect_sn, opener, self._stale_frame)
+        check = ReplyCheck(self.id, request_id, expect_sn, opener, self.late.set_aside)
         kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
         fmt = self.cfg.frame_format if kind == "serial" else None
         await self.trace.exchange(kind, action, message, envelope, fmt)
         try:
             if via is not None:
-                await via.exchange(envelope, timeout=timeout, accept=check.accept)
+                response = await _answer(via, envelope, timeout, check)
             else:
-                await self._deliver(envelope, links or self.cfg.links, timeout, request_id,
-                                    before_send, check.accept)  # fmt: skip
-            response = check.result()
+                response = await self._deliver(envelope, links or self.cfg.links, timeout,
+                                               request_id, before_send, check)  # fmt: skip
         except Exception as exc:
             await self.trace.failure(kind, action, request_id, exc)
             raise
@@ -300,8 +266,10 @@ class Terminal:
         timeout: float,
         request_id: str,
         before_send: BeforeSend | None,
-        accept: Accept,
-    ) -> Envelope:
+        check: ReplyCheck,
+    ) -> Response:
+        """The request on the first link that takes it (the fallback only after
+        ``NotDelivered``: design.md §3 rule 3), and the reply that answers it."""
         not_delivered: NotDelivered | None = None
         for kind in links:
             link = self.link(kind)
@@ -309,12 +277,12 @@ class Terminal:
                 await before_send(request_id, kind)
             try:
                 try:
-                    return await link.exchange(envelope, timeout=timeout, accept=accept)
+                    return await _answer(link, envelope, timeout, check)
                 except NotDelivered:
                     if kind != self.cfg.transport or not await self._rediscover():
                         raise
                     # The old address provably never took it; the new one may.
-                    return await link.exchange(envelope, timeout=timeout, accept=accept)
+                    return await _answer(link, envelope, timeout, check)
             except NotDelivered as exc:
                 log.warning("terminal=%s link=%s not delivered: %s", self.id, kind, exc)
                 not_delivered = not_delivered or exc
@@ -494,3 +462,13 @@ class Terminal:
                     log.warning("terminal=%s liveness probe failed: %s (%s)", self.id, reason, exc)
                 self.last_error = reason
             self._note_state()
+
+
+async def _answer(link: Link, envelope: Envelope, timeout: float, check: ReplyCheck) -> Response:
+    """Send ``envelope`` on ``link`` and take the reply that answers it: the link hands up
+    what came back, the terminal decides (a reply to another request is set aside)."""
+    async with link.exchange(envelope, timeout=timeout) as replies:
+        async for reply in replies:
+            if await check.accept(reply):
+                return check.result()
+    return check.result()  # none of them answered it: StaleResponse

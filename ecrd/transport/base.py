@@ -1,8 +1,9 @@
 """The one interface every link offers, and the errors that drive money safety.
 
-A link sends one envelope and returns the next envelope the terminal sends back, under a
-deadline. It does not decrypt and does not retry: whether a failure may be retried is
-decided above it, from the one fact only the link knows (design.md §3 rule 3):
+A link sends one envelope and hands up the envelopes the terminal sends back for it, under a
+deadline. It does not decrypt, does not decide which reply is the right one, and does not
+retry: data runs one way, up. Whether a failure may be retried is decided above it, from
+the one fact only the link knows (design.md §3 rule 3):
 
     LinkError
     ├── NotDelivered     the request provably never left this box: connection refused,
@@ -16,7 +17,8 @@ decided above it, from the one fact only the link knows (design.md §3 rule 3):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
 import trio
@@ -25,10 +27,8 @@ from ecrd.errors import Reasoned
 from ecrd.protocol.envelope import Envelope
 
 LinkState = Literal["up", "down", "unknown"]
-# Decides whether a reply answers the request in flight (the terminal decrypts and checks
-# it). A link that may carry several replies (serial) waits for one it takes; a link with
-# one reply per request (LAN, cloud) raises ``StaleResponse`` when that one is refused.
-Accept = Callable[[Envelope], Awaitable[bool]]
+# The envelopes the terminal sent back for one request, in order (Link.exchange).
+Replies = AsyncIterator[Envelope]
 # Told what an HTTP exchange looked like on the wire (status, headers), for a trace.
 Tap = Callable[[dict[str, Any]], None]
 
@@ -74,13 +74,43 @@ class Link(Protocol):
         the port, read frames); a link that has none is started and returns."""
         ...
 
-    async def exchange(self, request: Envelope, *, timeout: float, accept: Accept) -> Envelope:
-        """Send ``request`` and return the reply that ``accept`` takes.
+    def exchange(
+        self, request: Envelope, *, timeout: float
+    ) -> AbstractAsyncContextManager[Replies]:
+        """Send ``request``; inside the block, the envelopes the terminal sends back for it,
+        in order, until ``timeout`` (counted from the start) has passed.
 
-        Raises ``NotDelivered`` or ``MaybeDelivered`` (never a bare OSError/httpx error).
-        Cancellation after the first byte went out must be treated by the caller like
-        ``MaybeDelivered``.
+        Entering raises ``NotDelivered`` or ``MaybeDelivered`` (never a bare OSError or
+        httpx error). A link with one reply per request (LAN, cloud) yields it and ends; one
+        that may carry several (serial) yields each one routed to this request and raises
+        ``ReplyTimeout`` at the deadline. The caller decides which reply answers it.
+        Cancellation after the first byte went out must be treated like ``MaybeDelivered``.
         """
         ...
 
     async def aclose(self) -> None: ...
+
+
+class OneReply:
+    """The replies of a link with one reply per request: that one, then the end."""
+
+    def __init__(self, reply: Envelope) -> None:
+        self._reply: Envelope | None = reply
+
+    def __aiter__(self) -> OneReply:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        if self._reply is None:
+            raise StopAsyncIteration
+        reply, self._reply = self._reply, None
+        return reply
+
+
+async def first_reply(link: Link, request: Envelope, *, timeout: float) -> Envelope:
+    """Send ``request`` and return the first envelope the terminal sends back for it,
+    whatever it says (the probe examines every reply; tests)."""
+    async with link.exchange(request, timeout=timeout) as replies:
+        async for reply in replies:
+            return reply
+    raise BadReply("the link ended without a reply")

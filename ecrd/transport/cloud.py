@@ -33,13 +33,23 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
-from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered, Tap
+from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.transport.base import (
+    BadReply,
+    LinkError,
+    LinkState,
+    NotDelivered,
+    OneReply,
+    Replies,
+    Tap,
+)
 from ecrd.transport.http11 import HttpReply
 
 if TYPE_CHECKING:
@@ -189,15 +199,10 @@ class CloudLink:
         """Nothing runs in the background: one HTTP request per exchange."""
         task_status.started()
 
-    async def exchange(
-        self, request: Envelope, *, timeout: float, accept: Accept | None = None
-    ) -> Envelope:
-        """One relayed call; its reply is the only one there will be (``StaleResponse``
-        when ``accept`` refuses it)."""
-        reply = await self._command(request, timeout=timeout)
-        if accept is not None and not await accept(reply):
-            raise StaleResponse("the terminal's reply answers another request")
-        return reply
+    @asynccontextmanager
+    async def exchange(self, request: Envelope, *, timeout: float) -> AsyncIterator[Replies]:
+        """One relayed call; its reply is the only one there will be."""
+        yield OneReply(await self._command(request, timeout=timeout))
 
     async def _command(self, request: Envelope, *, timeout: float) -> Envelope:
         await trio.lowlevel.checkpoint()  # even when refusing at once

@@ -16,12 +16,22 @@ Invariants:
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Final
 
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope, StaleResponse
-from ecrd.transport.base import Accept, BadReply, LinkError, LinkState, NotDelivered, Tap
+from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.transport.base import (
+    BadReply,
+    LinkError,
+    LinkState,
+    NotDelivered,
+    OneReply,
+    Replies,
+    Tap,
+)
 from ecrd.transport.http11 import HttpClient, HttpReply, tls_context
 
 DEFAULT_PORT: Final = 8443
@@ -121,15 +131,10 @@ class LanLink:
         """Nothing runs in the background: one HTTP request per exchange."""
         task_status.started()
 
-    async def exchange(
-        self, request: Envelope, *, timeout: float, accept: Accept | None = None
-    ) -> Envelope:
-        """One POST; its response is the only reply there will be (``StaleResponse`` when
-        ``accept`` refuses it)."""
-        reply = await self._post(request, timeout=timeout)
-        if accept is not None and not await accept(reply):
-            raise StaleResponse("the terminal's reply answers another request")
-        return reply
+    @asynccontextmanager
+    async def exchange(self, request: Envelope, *, timeout: float) -> AsyncIterator[Replies]:
+        """One POST; its response is the only reply there will be."""
+        yield OneReply(await self._post(request, timeout=timeout))
 
     async def _post(self, request: Envelope, *, timeout: float) -> Envelope:
         if self._closed:

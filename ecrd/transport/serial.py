@@ -16,10 +16,12 @@ Invariants of ``SerialLink.exchange``:
 * Writes are serialised by a lock, so frames never interleave. A write that fails or runs
   out of time before its first byte went out is ``NotDelivered``; after that,
   ``MaybeDelivered`` (design.md §3 rule 3).
-* Replies are matched by envelope ``action`` (docs/internals.md): a frame goes to the oldest
+* Replies are routed by envelope ``action`` (docs/internals.md): a frame goes to the oldest
   exchange expecting that action; with no such exchange and exactly one exchange waiting,
-  to that one; otherwise it is dropped and counted as stale. This is what lets an
-  ``Abort`` be answered while a ``Sale`` still waits for the customer.
+  to that one; otherwise it is handed to ``on_stale`` (a reply nobody waits for any more)
+  and counted. This is what lets an ``Abort`` be answered while a ``Sale`` still waits for
+  the customer. An exchange hands up every reply routed to it until its deadline; which one
+  answers the request is the caller's to decide (it decrypts, the link never does).
 * An exchange that already wrote its frame keeps waiting through a device outage until its
   deadline: a terminal that answers after the cable was replugged still settles the
   payment, which beats an unknown outcome.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 import attrs
@@ -40,7 +42,14 @@ import trio.lowlevel
 from ecrd.backoff import Backoff
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.protocol.frames import FrameDecoder, FrameError, FrameFormat, encode_frame
-from ecrd.transport.base import LinkError, LinkState, MaybeDelivered, NotDelivered, ReplyTimeout
+from ecrd.transport.base import (
+    LinkError,
+    LinkState,
+    MaybeDelivered,
+    NotDelivered,
+    Replies,
+    ReplyTimeout,
+)
 from ecrd.transport.serial_port import (
     SerialOpenError,
     SerialPortInUse,
@@ -53,7 +62,6 @@ __all__ = [
     "DEFAULT_BACKOFF",
     "DEFAULT_FRAME_FORMAT",
     "DEFAULT_REPLY_ACTIONS",
-    "Accept",
     "SerialLink",
     "SerialOpenError",
     "SerialPortInUse",
@@ -62,8 +70,6 @@ __all__ = [
     "TtyStream",
     "open_serial",
 ]
-
-Accept = Callable[[Envelope], Awaitable[bool]]
 
 # The request's action names its reply, except where protocol.md §2 says otherwise.
 DEFAULT_REPLY_ACTIONS: Final[Mapping[str, str]] = {"ConnectionInfo": "DeviceInfo"}
@@ -92,42 +98,42 @@ class SerialStats:
 
 
 class _Waiter:
-    """One exchange waiting for its reply. Replies queue up: one the caller rejects (a
-    late reply to an earlier request) is dropped and the exchange waits for the next."""
+    """One exchange's replies: queued as they are routed to it, handed up in order until
+    its deadline (``Link.exchange``: the caller decides which one answers it)."""
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, device: str, timeout: float) -> None:
         self.action = action
-        self.reply: Envelope | None = None
-        self.error: LinkError | None = None
+        self.pending = True  # routed replies are welcome until the exchange ends
+        self._device = device
+        self._timeout = timeout
+        self._deadline = trio.current_time() + timeout
+        self._error: LinkError | None = None
         self._queue: list[Envelope] = []
-        self._done = False
         self._arrived = trio.Event()
-
-    @property
-    def pending(self) -> bool:
-        return not self._done
 
     def deliver(self, reply: Envelope) -> None:
         self._queue.append(reply)
         self._arrived.set()
 
     def fail(self, error: LinkError) -> None:
-        self.error = error
+        self._error = error
         self._arrived.set()
 
-    async def wait(self, accept: Accept | None = None) -> Envelope:
-        while True:
+    def __aiter__(self) -> _Waiter:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        with trio.move_on_at(self._deadline):
             await self._arrived.wait()
-            if self.error is not None:
-                self._done = True
-                raise self.error
+        if self._queue:  # one that came in the instant of the deadline is still good
             reply = self._queue.pop(0)
             if not self._queue:
                 self._arrived = trio.Event()
-            if accept is None or await accept(reply):
-                self.reply = reply
-                self._done = True
-                return reply
+            return reply
+        if self._error is not None:
+            raise self._error
+        await trio.lowlevel.checkpoint()
+        raise ReplyTimeout(f"no {self.action} reply on {self._device} within {self._timeout:g} s")
 
 
 class _Written:
@@ -212,33 +218,31 @@ class SerialLink:
 
     # -- exchanges ---------------------------------------------------------------------
 
-    async def exchange(
-        self, request: Envelope, *, timeout: float, accept: Accept | None = None
-    ) -> Envelope:
-        """As ``Link.exchange``; ``accept`` (async) may reject a reply — a late one to an
-        earlier request — and the exchange then waits for the next, until the deadline."""
+    @contextlib.asynccontextmanager
+    async def exchange(self, request: Envelope, *, timeout: float) -> AsyncIterator[Replies]:
+        """As ``Link.exchange``: every reply routed to this request, until the deadline."""
         port = self._port
         if port is None:
             await trio.lowlevel.checkpoint()  # fail fast, but stay a checkpoint for retry loops
             raise NotDelivered(f"serial port {self.device} is not open")
         frame = self._encode(request)
-        waiter = _Waiter(self.reply_action(request.action))
+        waiter = _Waiter(self.reply_action(request.action), self.device, timeout)
         written = _Written()
         # Registered before the write, so a quick reply cannot arrive unclaimed.
         self._waiters.append(waiter)
         try:
             with trio.move_on_after(timeout):
                 await self._write(port, frame, written)
-                return await waiter.wait(accept)
+            if written.count == 0:
+                raise NotDelivered(
+                    f"serial port {self.device} did not take the request in {timeout:g} s"
+                )
+            if written.count < len(frame):
+                raise ReplyTimeout(f"the request did not fit on {self.device} in {timeout:g} s")
+            yield waiter
         finally:
+            waiter.pending = False
             self._waiters.remove(waiter)
-        if waiter.reply is not None:
-            return waiter.reply  # arrived in the same instant as the deadline: still good
-        if written.count == 0:
-            raise NotDelivered(
-                f"serial port {self.device} did not take the request in {timeout:g} s"
-            )
-        raise ReplyTimeout(f"no {waiter.action} reply on {self.device} within {timeout:g} s")
 
     def _encode(self, request: Envelope) -> bytes:
         try:
