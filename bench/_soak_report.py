@@ -54,6 +54,8 @@ def judge(
     for job in jobs:
         rec = records.get(job.ref)
         state = rec["state"] if rec else None
+        # A charge the journal says failed, or does not hold, is lost; a disputed record is
+        # not: the terminal's word is kept and raised for a person.
         if charges[job.ref] and state in (None, "failed", "resolved_failed"):
             found.lost.append(job)
         if charges[job.ref] > 1:

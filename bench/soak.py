@@ -9,13 +9,15 @@ What happens:
 * ``ecrd-sim`` (one LAN, one serial over a pty, one cloud terminal) and ``ecrd run`` as real
   subprocesses (the harness of tests/e2e.py), ``block_on_unknown = false`` so that an
   ``unknown`` does not stop the run, a short ``timeout_s``, and ``status_action =
-  "TransactionStatus"``, which the simulated terminals do not support: their
-  ``Failed/UNSUPPORTED_ACTION`` answers must settle nothing.
+  "TransactionStatus"``, which each terminal answers with a Failed of its own casing and
+  code, naming the reference (``STATUS_ANSWERS``): none is on ``not_charged_codes``, so none
+  may settle anything.
 * SALES sales (default 200; argv[1] or ``ECRD_SOAK_SALES``) spread over the three terminals,
   two POS clients per terminal. Each sale's amount picks a simulator fault through its
   cents (docs/simulator.md, "Magic amounts"): decline, delay, never_answer (another client
   then sends ``abort``), drop, wrong_key, stale_response, mismatch (a charged sale whose
-  reply names another reference, amount, currency, type or action, or a key twice), and
+  reply names another reference, amount, currency, type or action, or a key twice), tip
+  (proven on lan-1, which allows tips, unknown elsewhere), partial (allowed nowhere), and
   on serial garbage and bad_crc.
   Some sales are sent by two clients at once with the same reference_id.
 * Every few seconds the daemon is SIGKILLed (sometimes SIGTERMed) and restarted.
@@ -31,6 +33,10 @@ charge is a reference charged more than once. Exit status 1 if either is non-zer
 another check fails (a success the terminal never charged, a request sent to the terminal
 twice, a client told something other than the journal says, a PIN in the daemon's log, a
 client that never got an answer).
+
+Then, with nothing crashing, ``MISTAKES`` slow serial sales are resolved as failed by a
+(mistaken) supervisor before the terminal's late Success arrives: each must end
+``disputed``, charged once (the late word kept, never dropped).
 
 Environment: ``ECRD_SOAK_SALES``, ``ECRD_SOAK_SEED``, ``ECRD_SOAK_MAX_S`` (stop issuing
 sales after this many seconds; default 900), ``ECRD_SOAK_KEEP=1`` (keep the temporary
@@ -79,7 +85,14 @@ FAULTS: dict[str, tuple[str, int]] = {
     "garbage": ("97", 8),  # serial only
     "bad_crc": ("98", 7),  # serial only
     "mismatch": ("89", 8),  # charged; the reply contradicts the sale (field: units % 6)
+    "tip": ("88", 4),  # a 1.00 tip: proven on lan-1 (amount_changes = ["tip"]), else unknown
+    "partial": ("87", 4),  # 1.00 approved: allowed nowhere, so unknown (charged)
 }
+# Each terminal's status action answers with one of these (sticky status_answer faults):
+# none is on not_charged_codes, so none may settle anything.
+STATUS_ANSWERS = {"lan": "TRANSACTION_NOT_FOUND", "serial": "unsupported_action",
+                  "cloud": "Not_Found"}  # fmt: skip
+MISTAKES = 4  # serial sales a supervisor resolves as failed before their late Success
 SERIAL_ONLY = {"garbage", "bad_crc"}
 ORDINARY_CENTS = ("00", "10", "20", "50", "75", "99")
 RETRY_REASONS = {"connection_lost", "terminal_busy", "shutting_down", "too_many_clients"}
@@ -156,7 +169,9 @@ class Soak:
         data = tomllib.loads(config.read_text())
         data["daemon"].update(block_on_unknown=False, shutdown_grace_s=1, log_level="info")
         for terminal in data["terminal"]:
-            terminal["status_action"] = "TransactionStatus"  # the terminals do not support it
+            terminal["status_action"] = "TransactionStatus"  # answered, never proof
+            if terminal["id"] == "lan-1":
+                terminal["amount_changes"] = ["tip"]
         config.write_bytes(tomli_w.dumps(data).encode())
         self.daemon = Daemon(tmp, config)
         self.socket = self.daemon.socket
@@ -280,6 +295,12 @@ class Soak:
     def run(self) -> None:
         for link in LINKS:
             pair(self.daemon, self.sim, link)
+            # The terminals know the status action, and answer it as STATUS_ANSWERS says.
+            self.sim.control.patch(
+                f"/terminals/{self.sim.sn(link)}", json={"status_action": "TransactionStatus"}
+            )
+            self.sim.fault(link, "status_answer", sticky=True,
+                           params={"error_code": STATUS_ANSWERS[link]})  # fmt: skip
         queues: dict[str, queue.Queue[SaleJob]] = {link: queue.Queue() for link in LINKS}
         for job in self.jobs:
             queues[job.link].put(job)
@@ -313,6 +334,29 @@ class Soak:
                 with contextlib.suppress(EcrdError, OSError):
                     self.call("abort", terminal=f"{link}-1", reference_id=ref)
             time.sleep(0.5)
+
+    def mistaken_resolves(self) -> list[tuple[str, str, int]]:
+        """A supervisor resolves slow serial sales as failed before the terminal's late
+        Success arrives (no crash meanwhile): each must end disputed, charged once.
+        Returns (reference, state, charges) of each."""
+        results = []
+        for n in range(MISTAKES):
+            ref = f"soak-mistake-{n}"
+            self.sim.fault("serial", "delay", params={"seconds": TIMEOUT_S + 2.0})
+            try:
+                self.call("sale", terminal="serial-1", amount="5.00", currency="HKD",
+                          reference_id=ref)  # fmt: skip
+            except EcrdError as exc:
+                if exc.reason != "timeout_outcome_unknown":
+                    raise
+            with contextlib.suppress(EcrdError):  # settled by its late reply already: fine
+                self.call("transaction.resolve", reference_id=ref, outcome="failed",
+                          note="soak: a supervisor's mistake")  # fmt: skip
+            time.sleep(3.0)  # the late Success arrives ~2 s after the timeout
+            state = self.call("transaction.get", reference_id=ref)["state"]
+            charges = sum(e["charged"] for e in self.ledger("serial") if e["referenceID"] == ref)
+            results.append((ref, state, charges))
+        return results
 
     def close(self) -> str | None:
         """Stop both processes; returns a problem if a PIN appears in the daemon's log."""
@@ -394,6 +438,13 @@ def main() -> int:
         soak.run()
         soak.settle_down()
         failed = report(soak, time.monotonic() - started)
+        mistakes = soak.mistaken_resolves()
+        kept = sum(state == "disputed" and charges == 1 for _, state, charges in mistakes)
+        print(
+            f"resolved failed by a person, then the terminal's late Success: {kept} of "
+            f"{len(mistakes)} kept and disputed {mistakes if kept < len(mistakes) else ''}"
+        )
+        failed = failed or kept < len(mistakes)
     finally:
         pin_problem = soak.close()
         print(f"PIN in the daemon's logs: {pin_problem or 'none'}")

@@ -74,6 +74,15 @@ def test_the_socket_cannot_lie_inside_state_dir() -> None:
         parse(data)
 
 
+@pytest.mark.parametrize("changes", [["tips"], ["tip", "tip"], "tip", [1], ["currency"]])
+def test_amount_changes_are_only_tip_and_partial_each_once(changes: object) -> None:
+    with pytest.raises(ConfigError, match="amount_changes"):
+        parse(lan(amount_changes=changes))
+    cfg = parse(lan(amount_changes=["partial", "tip"], not_charged_codes=["TX_VOID"]))
+    assert cfg.terminals[0].amount_changes == ("partial", "tip")
+    assert cfg.terminals[0].not_charged_codes == ("TX_VOID",)
+
+
 def test_extra_currencies_must_be_currency_codes() -> None:
     assert parse({"daemon": {"extra_currencies": ["TST"]}}).daemon.extra_currencies == ("TST",)
     with pytest.raises(ConfigError, match="extra_currencies"):

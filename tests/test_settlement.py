@@ -89,7 +89,7 @@ TABLE: dict[str, dict[str, str]] = {
     },
     "failed": {
         "reply charged": "disputed", "reply declined": K, "reply pending": K,
-        "reply of another order": "disputed", "reply for a refund": "disputed",
+        "reply of another order": K, "reply for a refund": "disputed",
         "late charged": "disputed", "late declined": K, "late pending": K,
         "status charged": "disputed", "status declined": K, "status not found": K,
         "not sent": K, "no answer": K, "stopped": K,

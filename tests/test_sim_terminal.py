@@ -335,6 +335,40 @@ async def test_status_action_reports_a_transaction() -> None:
     assert missing["status"] == "Failed" and missing["errorCode"] == "NOT_FOUND"
 
 
+async def test_the_status_answer_fault_says_what_it_is_told_in_its_casing() -> None:
+    t, ex, probe = await paired(status_action="TransactionStatus")
+    await call(ex, probe, "Sale", sale("r-sa"))
+    t.arm("status_answer", params={"error_code": "unsupported_action"})
+    said = await call(ex, probe, "TransactionStatus", {"referenceID": "r-sa"})
+    assert (said["status"], said["errorCode"]) == ("Failed", "unsupported_action")
+    assert (said["referenceID"], said["transactionType"]) == ("r-sa", "Sale")
+    t.arm("status_answer", params={"echo": "no", "status": "Pending"})
+    bare = await call(ex, probe, "TransactionStatus", {"referenceID": "r-sa"})
+    assert bare["status"] == "Pending" and "referenceID" not in bare
+    # One-shot, and taken only by the status action: the real answer again.
+    assert (await call(ex, probe, "TransactionStatus", {"referenceID": "r-sa"}))["status"] == (
+        "Success"
+    )
+
+
+async def test_a_tip_is_charged_with_the_sale_and_said_in_the_reply() -> None:
+    t, ex, probe = await paired()
+    t.arm("tip", params={"amount": "1.50"})
+    body = await call(ex, probe, "Sale", sale("r-tip", "10.00"))
+    assert (body["status"], body["amount"], body["tipAmount"]) == ("Success", "11.50", "1.50")
+    refund = {**sale("r-tip-r", "11.50"), "originalReferenceID": "r-tip"}
+    assert (await call(ex, probe, "Refund", refund))["status"] == "Success"
+
+
+async def test_a_partial_approval_charges_less_than_asked() -> None:
+    t, ex, probe = await paired()
+    t.arm("partial", params={"amount": "4.00"})
+    body = await call(ex, probe, "PreAuth", sale("r-part", "10.00"))
+    assert (body["status"], body["amount"]) == ("Success", "4.00")
+    t.arm("partial", params={"amount": "40.00"})  # more than asked: nothing to cut
+    assert (await call(ex, probe, "Sale", sale("r-part2", "10.00")))["amount"] == "10.00"
+
+
 # -- faults ----------------------------------------------------------------------------
 
 

@@ -23,11 +23,12 @@ kept on the record's audit trail::
   ¹ its outcome is being written (a journal write that failed is retried first);
   ² an admin's second word on a dispute, with a note saying why.
 
-What "proven" means is ``evidence.classify``. An answer *contradicts* a settled record when
-what it claims (charged, or not) is not the record's outcome, or when it claims a charge
-the record has with other identifiers (``rrn``, ``brn``, ``authCode``, amount: a second
-charge?). A ``disputed`` record is raised loudly (``Payments``: an ERROR line, an event, a
-metric) and settled by a person; it does not block new payments: the terminal has spoken.
+What "proven" means is ``evidence.classify``. An answer about the record's payment (it
+names no other reference) *contradicts* the settled record when what it claims (charged,
+or not) is not the record's outcome, or when it claims a charge the record has with other
+identifiers (``rrn``, ``brn``, ``authCode``, amount: a second charge?). A ``disputed``
+record is raised loudly (``authority.py``: an ERROR line, an event, a metric) and settled by
+a person; it does not block new payments: the terminal has spoken.
 
 Pure: no I/O, no clock. Tested as a table of every state against every kind of evidence.
 """
@@ -155,8 +156,10 @@ def _unproven(record: TxRecord, evidence: Answer, verdict: Verdict, source: str)
 def _contradiction(
     record: TxRecord, outcome: Outcome, body: Mapping[str, Any], verdict: Verdict
 ) -> str:
-    """How an answer contradicts a settled record ("" when it does not)."""
-    if verdict.claim is None:
+    """How an answer contradicts a settled record ("" when it does not). An answer that
+    names another reference is about another payment, whatever request it came back for."""
+    named = body.get("referenceID")
+    if verdict.claim is None or (named not in (None, "") and named != record.reference_id):
         return ""
     if verdict.claim != outcome:
         said = "a charge" if verdict.claim == "succeeded" else "no charge"

@@ -121,7 +121,8 @@ FAULTS: Final[Mapping[str, FaultKind]] = {
 }
 
 # Amounts whose cents select a fault for that one request (Sale, PreAuth, Refund).
-# .89 and .91-.98 rather than round numbers, so that ordinary prices (.00, .50, .99) stay ordinary.
+# .87-.89 and .91-.98 rather than round numbers, so that ordinary prices (.00, .50, .99) stay
+# ordinary.
 MAGIC_CENTS: Final[Mapping[int, str]] = {
     91: "decline",
     92: "delay",
@@ -132,6 +133,8 @@ MAGIC_CENTS: Final[Mapping[int, str]] = {
     97: "garbage",
     98: "bad_crc",
     89: "mismatch",  # the field: MISMATCH_FIELDS[whole units % 6]
+    88: "tip",  # of 1.00
+    87: "partial",  # 1.00 approved
 }
 
 
@@ -220,6 +223,8 @@ def magic_fault(amount: object, delay_s: float) -> Fault | None:
         params = {"seconds": delay_s}
     elif name == "mismatch":
         params = {"field": MISMATCH_FIELDS[int(value) % len(MISMATCH_FIELDS)]}
+    elif name in ("tip", "partial"):
+        params = {"amount": "1.00"}
     return make_fault(name, params=params)
 
 
