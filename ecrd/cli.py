@@ -91,8 +91,8 @@ def _run(path: str) -> int:
         trio.run(run_daemon, cfg)
     except ownership.CannotStart as exc:
         failure, status = exc, 2
-    except OSError as exc:  # e.g. the socket or the state directory is in use
-        failure, status = exc, 1
+    except OSError as exc:  # e.g. the socket or the state directory is in use: cannot start
+        failure, status = exc, 2
     finally:
         logs.stop()  # every queued line is written before the last word below
     if failure is None:

@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import uuid
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 import tomli_w
 import trio
@@ -21,11 +22,13 @@ from ecrd import __version__, ctl_fleet, ctl_pay
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
 from ecrd.ctl_out import (
     EPILOG,
+    EXIT_DECLINED,
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_UNKNOWN,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    error,
+    exit_for,
     json_object,
     output,
     show,
@@ -33,6 +36,7 @@ from ecrd.ctl_out import (
     tx_text,
 )
 from ecrd.ctl_pay import MONEY_COMMANDS, Interrupted, interrupted
+from ecrd.store.journal_records import STATES
 
 TERMINAL_COLUMNS = ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
 TX_COLUMNS = ["reference_id", "terminal", "action", "amount", "currency", "state", "updated_at"]
@@ -41,10 +45,15 @@ Args = argparse.Namespace
 
 async def cmd_status(args: Args, client: TrioClient) -> int:
     st = await client.call("status")
+    counts = ", ".join(f"{state} {n}" for state, n in st["journal"].items() if n) or "empty"
     lines = [
         f"ecrd {st['version']} pid {st['pid']} up {st['uptime_s']}s  config {st['config']}",
-        f"journal: {st['journal']}  in flight: {st['in_flight']}",
+        f"journal: {counts}  in flight: {st['in_flight']}",
     ]
+    if st["journal"].get("disputed"):
+        lines.append("DISPUTED transactions: `ecrctl tx --state disputed`")
+    if st.get("unwritten"):
+        lines.append(f"NOT JOURNALED yet (disk?): {', '.join(map(show, st['unwritten']))}")
     if st.get("reload_error"):
         lines.append(f"RELOAD FAILED (old config in force): {show(st['reload_error'])}")
     output(args, st, "\n".join(lines) + "\n\n" + table(st["terminals"], TERMINAL_COLUMNS))
@@ -82,7 +91,8 @@ async def cmd_probe(args: Args, client: TrioClient) -> int:
     params: dict[str, Any] = {"terminal": args.terminal, "code": args.code}
     if args.timeout is not None:
         params["timeout_s"] = args.timeout
-    print(f"probing {args.terminal} (DeviceInfo only; at most 5 minutes)…", file=sys.stderr)
+    limit = f"{args.timeout:g} s" if args.timeout is not None else "5 minutes"
+    print(f"probing {args.terminal} (DeviceInfo only; at most {limit})…", file=sys.stderr)
     shown = 0
     async with trio.open_nursery() as nursery:
 
@@ -171,7 +181,10 @@ async def cmd_resolve(args: Args, client: TrioClient) -> int:
 
 async def cmd_reload(args: Args, client: TrioClient) -> int:
     res = await client.call("config.reload")
-    output(args, res, f"reloaded: {res}")
+    lines = [f"{key:<14} {', '.join(map(show, value)) or '-'}"
+             for key, value in res.items() if isinstance(value, list)]  # fmt: skip
+    lines += [f"failed         {show(tid)}: {show(why)}" for tid, why in res["failed"].items()]
+    output(args, res, "reloaded\n" + "\n".join(lines))
     return EXIT_OK
 
 
@@ -179,13 +192,16 @@ async def cmd_send(args: Args, client: TrioClient) -> int:
     params = {"terminal": args.terminal, "action": args.action, "body": args.body or {}}
     res = await client.call("terminal.send", **params)
     output(args, res, "\n".join(f"{show(k):<12} {show(v)}" for k, v in res.items()))
-    return EXIT_OK
+    # As abort: the terminal's Failed is said as such (1), its Success is 0.
+    return EXIT_DECLINED if str(res.get("status", "")).lower() == "failed" else EXIT_OK
 
 
 async def cmd_watch(args: Args, client: TrioClient) -> int:
     await client.call("subscribe", **({"topics": args.topics} if args.topics else {}))
     async for event in client.events:
-        text = " ".join(f"{show(k)}={show(v)}" for k, v in event.items())
+        when = datetime.fromtimestamp(float(event.get("at", 0)), UTC).astimezone()
+        shown = {**event, "at": when.isoformat(timespec="milliseconds")}
+        text = " ".join(f"{show(k)}={show(v)}" for k, v in shown.items())
         print(json.dumps(event) if args.json else text, flush=True)
     return EXIT_OK
 
@@ -246,71 +262,97 @@ async def _watch_signals(scope: trio.CancelScope, stopped: list[int]) -> None:
             return
 
 
+TERMINAL_HELP = ctl_pay.TERMINAL_HELP
+
+
 def _support_parsers(sub: Any) -> None:
     """probe and trace: first contact with a real terminal (docs/first-contact.md)."""
     p = sub.add_parser("probe", help="find the settings a terminal answers under")
-    p.add_argument("terminal")
+    p.add_argument("terminal", help=TERMINAL_HELP)
     p.add_argument("code", help="the code on its pairing page")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds (max 300)")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (1-300)")
     p = sub.add_parser("trace", help="a terminal's wire trace for support: on, off, --tail")
-    p.add_argument("terminal")
-    p.add_argument("switch", nargs="?", choices=("on", "off"))
-    p.add_argument("--tail", type=int, nargs="?", const=50, help="show the last N lines (50)")
+    p.add_argument("terminal", help=TERMINAL_HELP)
+    p.add_argument("switch", nargs="?", choices=("on", "off"), help="turn the trace on or off")
+    p.add_argument("--tail", type=int, nargs="?", const=50, help="show the last N lines (N: 50)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecrctl",
-        description="Talk to ecrd, the Wonder payment-terminal daemon.",
-        epilog=EPILOG,
-    )
-    parser.add_argument(
-        "--socket",
-        default=os.environ.get("ECRD_SOCKET", DEFAULT_SOCKET),
-        help="ecrd's socket (env ECRD_SOCKET; default %(default)s)",
-    )
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown; the exit-code table kept as it is laid out."""
+
+
+class _Commands:
+    """The subcommands' parsers, each with the common options (``--json`` anywhere on the
+    line), its defaults and choices shown in its help."""
+
+    def __init__(self, sub: Any, common: argparse.ArgumentParser) -> None:
+        self._sub, self._common = sub, common
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        kw.setdefault("parents", [self._common])
+        kw.setdefault("formatter_class", _Help)
+        kw.setdefault("description", kw.get("help"))
+        parser: argparse.ArgumentParser = self._sub.add_parser(name, **kw)
+        return parser
+
+
+def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    _Parser.json_errors = json_errors
+    parser = _Parser(
+        prog="ecrctl", description="Talk to ecrd, the Wonder payment-terminal daemon.",
+        epilog=EPILOG, formatter_class=_Help,
+    )  # fmt: skip
+    parser.add_argument("--socket", default=os.environ.get("ECRD_SOCKET", DEFAULT_SOCKET),
+                        help="ecrd's socket (env ECRD_SOCKET)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--version", action="version", version=f"ecrctl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output (anywhere on the line)")  # fmt: skip
+    sub = _Commands(parser.add_subparsers(dest="command", required=True), common)
+    _admin_parsers(sub)
+    ctl_pay.add_parsers(sub)
+    ctl_fleet.add_parsers(sub)
+    _support_parsers(sub)
+    return parser
+
+
+def _admin_parsers(sub: Any) -> None:
     sub.add_parser("status", help="daemon and terminal overview")
     sub.add_parser("terminals", help="list terminals")
     sub.add_parser("ping", help="is ecrd alive?")
     sub.add_parser("reload", help="re-read the config file")
-    p = sub.add_parser("watch", help="print events as they happen")
-    p.add_argument(
-        "--topics", nargs="+", choices=["transaction.state", "transaction.disputed", "terminal"]
-    )
+    p = sub.add_parser("watch", help="print events as they happen (times in ISO 8601)")
+    p.add_argument("--topics", nargs="+", help="only these (default: all)",
+                   choices=["transaction.state", "transaction.disputed", "terminal"])  # fmt: skip
     p = sub.add_parser("send", help="send an allowed action (terminal.send; admin)")
-    p.add_argument("terminal")
+    p.add_argument("terminal", help=TERMINAL_HELP)
     p.add_argument("action", help="DeviceInfo, the status action, or one of send_actions")
-    p.add_argument("--body", type=json_object, metavar="JSON")
-    p = sub.add_parser("pair", help="pair with the code the terminal shows")
-    p.add_argument("terminal")
+    p.add_argument("--body", type=json_object, metavar="JSON", help="the request body")
+    p = sub.add_parser("pair", help="pair with the code the terminal shows (admin)")
+    p.add_argument("terminal", help=TERMINAL_HELP)
     p.add_argument("code", help="the code shown (6 of A-Z, 0-9), or the QR JSON")
-    for name in ("unpair", "info"):
-        sub.add_parser(name).add_argument("terminal")
-    ctl_pay.add_parsers(sub)
-    ctl_fleet.add_parsers(sub)
-    _support_parsers(sub)
-    p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
-    p.add_argument("terminal")
-    p.add_argument("--ref")
+    sub.add_parser("unpair", help="forget a terminal's pairing (admin)").add_argument(
+        "terminal", help=TERMINAL_HELP
+    )
+    sub.add_parser("info", help="ask the terminal its DeviceInfo").add_argument(
+        "terminal", help=TERMINAL_HELP
+    )
     p = sub.add_parser("tx", help="show one transaction, or list them")
-    p.add_argument("ref", nargs="?")
-    p.add_argument("--state")
-    p.add_argument("--terminal")
-    p.add_argument("--limit", type=int, default=20, help="at most 500 (one page)")
+    p.add_argument("ref", nargs="?", help="its reference_id (none: a list, newest first)")
+    p.add_argument("--state", choices=STATES, help="only in this state")
+    p.add_argument("--terminal", help="only on this terminal")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (1-500, one page)")
     p.add_argument("--before", metavar="REF", help="the page after REF (older than it)")
-    p = sub.add_parser("resolve", help="settle an UNKNOWN transaction after checking the terminal")
-    p.add_argument("ref")
-    p.add_argument("outcome", choices=["succeeded", "failed"])
-    p.add_argument("--note", help="why (journaled with your uid)")
-    return parser
+    p = sub.add_parser("resolve", help="settle an UNKNOWN or DISPUTED transaction (admin)")
+    p.add_argument("ref", help="its reference_id")
+    p.add_argument("outcome", choices=["succeeded", "failed"], help="what the terminal shows")
+    p.add_argument("--note", required=True, help="why: what you checked (journaled)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(json_errors="--json" in argv).parse_args(argv)
     if args.command in MONEY_COMMANDS:
         args.ref = args.ref or str(uuid.uuid4())  # known before it is sent: said if stopped
     try:
@@ -318,34 +360,41 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted:
         return interrupted(args)
     except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
-        print(
-            f"ecrctl: cannot reach ecrd at {args.socket}: {exc.strerror or exc}\n"
-            "  is it running? (systemctl status ecrd) Are you in its socket group?",
-            file=sys.stderr,
-        )
+        why = f"cannot reach ecrd at {args.socket}: {exc.strerror or exc}"
+        hint = "is it running? (systemctl status ecrd) Are you in its socket group?"
+        error(args, "unreachable", why, hint=hint)
         return EXIT_UNREACHABLE
     except EcrdError as exc:
-        if args.json:
-            print(
-                json.dumps(
-                    {"error": {"code": exc.code, "message": exc.message, "data": exc.data}},
-                    indent=2,
-                )
-            )
-        print(f"ecrctl: {show(exc.message)} [{show(exc.reason)}]", file=sys.stderr)
-        if exc.reason == "permission_denied":
-            role = show(exc.data.get("role"))
-            print(f"  missing role: {role}; an admin grants it in [access].{role}", file=sys.stderr)
-        tx = exc.data.get("transaction")
-        if tx and not args.json:
-            print(tx_text(tx))
-        if exc.reason == "timeout_outcome_unknown":
-            return EXIT_UNKNOWN
-        if exc.reason == "invalid_params":
-            return EXIT_USAGE
-        return EXIT_ERROR
+        return _failed(args, exc)
     except KeyboardInterrupt:  # before the command started (connecting)
         return interrupted(args)
+
+
+def _failed(args: Args, exc: EcrdError) -> int:
+    """An error from ecrd: said (JSON on stderr under --json), and its class's exit code."""
+    hint = ""
+    if exc.reason == "permission_denied":
+        role = show(exc.data.get("role"))
+        hint = f"missing role: {role}; an admin grants it in [access].{role}"
+    error(args, exc.reason, exc.message, exc.code, exc.data, hint)
+    tx = exc.data.get("transaction")
+    if tx and not args.json:
+        print(tx_text(tx))
+    return exit_for(exc.reason)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors said as the others are: one JSON object on stderr under --json."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            said: dict[str, Any] = {"code": None, "reason": "usage", "message": message,
+                                    "data": {}}  # fmt: skip
+            print(json.dumps(said), file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        super().error(message)
 
 
 if __name__ == "__main__":

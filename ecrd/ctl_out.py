@@ -1,31 +1,84 @@
 """What ``ecrctl`` prints and returns: its exit codes, its text, its JSON.
 
-Exit codes scripts can trust:
-  0  done (a payment: approved)          4  ecrd not reachable (socket missing, permission)
-  1  payment declined / failed           5  any other error (not paired, link down, busy...)
-  2  bad usage or bad parameters         6  interrupted (Ctrl-C, SIGTERM): a payment sent
-  3  outcome UNKNOWN: check the             goes on without ecrctl; look it up by its
-     terminal, then resolve                 reference before charging again
+Exit codes scripts can trust, one per class (``EXIT_CODES``; the README's table and
+``ecrctl --help`` are made from it, and every code is produced by a test):
 
-Text output escapes control characters in every value (``ecrd.text.escape``): a terminal's
-reply or a reference id can never move the cursor, clear the screen or fake a line here.
-``--json`` output is JSON, where they are escaped anyway.
+   0  done; a payment: approved            6  interrupted (Ctrl-C, SIGTERM): a payment sent
+   1  declined, or the terminal said           goes on; look it up before charging again
+      Failed                               7  permission denied: a role is missing
+   2  bad usage or bad parameters          8  not found: no such terminal or transaction
+   3  outcome UNKNOWN: check the           9  busy or blocked: the terminal is busy, or
+      terminal, then resolve                  blocked by an unresolved payment
+   4  ecrd not reachable                  10  refused by a money rule: nothing was sent
+   5  any other error (not paired, link down, the terminal's reply unusable...)
+
+Under ``--json`` every error is one JSON object on stderr (``code``, ``reason``,
+``message``, ``data``) and nothing else is printed there. Text output escapes control
+characters in every value (``ecrd.text.escape``): a terminal's reply or a reference id can
+never move the cursor, clear the screen or fake a line here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ecrd.text import escape
 
 EXIT_OK, EXIT_DECLINED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNREACHABLE, EXIT_ERROR = range(6)
-EXIT_INTERRUPTED: Final = 6
-EPILOG: Final = (
-    "exit codes: 0 ok/approved, 1 declined, 2 usage, 3 outcome UNKNOWN, 4 ecrd unreachable, "
-    "5 other error, 6 interrupted (a payment sent goes on)"
-)
+EXIT_INTERRUPTED, EXIT_PERMISSION, EXIT_NOT_FOUND, EXIT_BUSY, EXIT_REFUSED = range(6, 11)
+EXIT_CODES: Final[Mapping[int, str]] = {
+    EXIT_OK: "done; a payment: approved",
+    EXIT_DECLINED: "declined, or the terminal answered Failed",
+    EXIT_USAGE: "bad usage or bad parameters",
+    EXIT_UNKNOWN: "outcome UNKNOWN: check the terminal, then `ecrctl resolve`",
+    EXIT_UNREACHABLE: "ecrd not reachable (not running, or no access to its socket)",
+    EXIT_ERROR: "any other error (not paired, link down, the terminal's reply unusable...)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): a payment sent goes on",
+    EXIT_PERMISSION: "permission denied: a role is missing ([access])",
+    EXIT_NOT_FOUND: "not found: no such terminal or transaction",
+    EXIT_BUSY: "busy or blocked: the terminal is busy, or has an unresolved payment",
+    EXIT_REFUSED: "refused by a money rule (a refund's guard, a reused reference...): "
+    "nothing was sent",
+}
+# The stable reasons (docs/api.md, "Errors") of each class; any other reason is EXIT_ERROR.
+REASON_EXITS: Final[Mapping[str, int]] = {
+    "timeout_outcome_unknown": EXIT_UNKNOWN,
+    "invalid_params": EXIT_USAGE,
+    "method_not_found": EXIT_USAGE,
+    "permission_denied": EXIT_PERMISSION,
+    "terminal_not_found": EXIT_NOT_FOUND,
+    "transaction_not_found": EXIT_NOT_FOUND,
+    "terminal_busy": EXIT_BUSY,
+    "unresolved_transaction": EXIT_BUSY,
+    "too_many_clients": EXIT_BUSY,
+    "duplicate_reference_mismatch": EXIT_REFUSED,
+    "original_not_found": EXIT_REFUSED,
+    "original_not_refundable": EXIT_REFUSED,
+    "currency_mismatch": EXIT_REFUSED,
+    "refund_exceeds_original": EXIT_REFUSED,
+    "invalid_state": EXIT_REFUSED,
+    "action_not_allowed": EXIT_REFUSED,
+}
+EPILOG: Final = "exit codes:\n" + "\n".join(f"  {c:>2}  {what}" for c, what in EXIT_CODES.items())
+
+
+def exit_for(reason: str) -> int:
+    return REASON_EXITS.get(reason, EXIT_ERROR)
+
+
+def error(args: argparse.Namespace, reason: str, message: str, code: object = None,
+          data: Mapping[str, Any] | None = None, hint: str = "") -> None:  # fmt: skip
+    """Say an error: one JSON object on stderr under ``--json``, else a line (and a hint)."""
+    if getattr(args, "json", False):
+        said = {"code": code, "reason": reason, "message": message, "data": dict(data or {})}
+        print(json.dumps(said, ensure_ascii=True), file=sys.stderr)
+        return
+    print(f"ecrctl: {show(message)} [{show(reason)}]" + (f"\n  {hint}" if hint else ""),
+          file=sys.stderr)  # fmt: skip
 
 
 def show(value: Any) -> str:

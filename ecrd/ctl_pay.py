@@ -17,7 +17,6 @@ import trio
 from ecrd.client import EcrdError, TrioClient
 from ecrd.ctl_out import (
     EXIT_DECLINED,
-    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     json_object,
@@ -106,8 +105,8 @@ async def cmd_abort(args: Args, client: TrioClient) -> int:
     res = await client.call("abort", **params)
     status, message = show(res.get("status", "?")), show(res.get("errorMessage"))
     output(args, res, f"abort sent: {status} {message}")
-    # The terminal's Failed (e.g. NO_TRANSACTION: nothing was in progress) is a failure.
-    return EXIT_OK if res.get("status") == "Success" else EXIT_ERROR
+    # The terminal's Failed (e.g. NO_TRANSACTION: nothing was in progress) is said as such.
+    return EXIT_OK if res.get("status") == "Success" else EXIT_DECLINED
 
 
 class Interrupted(Exception):
@@ -130,27 +129,39 @@ def interrupted(args: Args) -> int:
     return EXIT_INTERRUPTED
 
 
+TERMINAL_HELP: Final = "the terminal's id in the config ([[terminal]] id)"
+METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
+
+
 def add_parsers(sub: Any) -> None:
-    for name in ("sale", "preauth", "refund"):
-        p = sub.add_parser(name, help=f"{name} (amount like 10.20)")
-        p.add_argument("terminal")
-        p.add_argument("amount")
-        p.add_argument("currency", nargs="?", default="HKD")
+    for name, what in (("sale", "take a payment"), ("preauth", "hold an amount on a card"),
+                       ("refund", "pay back (part of) a sale")):  # fmt: skip
+        p = sub.add_parser(name, help=f"{what} (sell role; refund: refund role)")
+        p.add_argument("terminal", help=TERMINAL_HELP)
+        p.add_argument("amount", help='a decimal with two places, e.g. "10.20"')
+        p.add_argument("currency", nargs="?", default="HKD", help="ISO 4217 code")
         if name == "refund":
-            p.add_argument("--original", dest="original_reference_id", required=True)
-        p.add_argument("--method", dest="payment_method")
-        p.add_argument("--customer-order-id", "--order", dest="customer_order_id")
+            p.add_argument("--original", dest="original_reference_id", required=True,
+                           help="the reference_id of the sale refunded")  # fmt: skip
+        p.add_argument("--method", dest="payment_method", choices=METHODS,
+                       help="the payment method (default: the terminal asks)")  # fmt: skip
+        p.add_argument("--customer-order-id", "--order", dest="customer_order_id",
+                       help="your order number, on the receipt and in the journal")  # fmt: skip
         p.add_argument("--print", choices=["YES", "NO"], help="print a receipt")
         _common_money(p, reversal=name == "refund")
-    p = sub.add_parser("void", help="void a transaction")
-    p.add_argument("terminal")
-    p.add_argument("original_reference_id")
+    p = sub.add_parser("void", help="undo a sale, preauth or refund whole (refund role)")
+    p.add_argument("terminal", help=TERMINAL_HELP)
+    p.add_argument("original_reference_id", help="the reference_id of what is voided")
     _common_money(p, reversal=True)
+    p = sub.add_parser("abort", help="cancel the payment in progress on a terminal")
+    p.add_argument("terminal", help=TERMINAL_HELP)
+    p.add_argument("--ref", help="the payment to cancel (default: the one in progress)")
 
 
 def _common_money(p: argparse.ArgumentParser, *, reversal: bool) -> None:
-    p.add_argument("--ref", help="your reference_id (reuse it to retry safely)")
-    p.add_argument("--timeout", type=float, help="seconds (1-3600)")
+    p.add_argument("--ref", help="your reference_id (reuse it to retry safely; default: new)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for the customer (1-3600; "
+                   "default: the terminal's timeout_s)")  # fmt: skip
     p.add_argument("--wait", action="store_true", help="wait if the terminal is busy")
     p.add_argument("--extra", type=json_object, metavar="JSON", help="more body fields")
     if reversal:

@@ -62,7 +62,7 @@ async def test_void_takes_timeout_wait_and_extra_and_refund_elsewhere(stack: Sta
     code, _, err = await ecrctl(
         stack, "refund", "lan-1", "1.00", "--original", "elsewhere-1", "--ref", "r1"
     )
-    assert code == ctl_out.EXIT_ERROR and "original_not_found" in err
+    assert code == ctl_out.EXIT_REFUSED and "original_not_found" in err
     code, _, _ = await ecrctl(
         stack, "refund", "lan-1", "1.00", "--original", "elsewhere-1", "--ref", "r2",
         "--elsewhere",
@@ -75,12 +75,12 @@ async def test_send_forwards_only_allowed_actions(stack: Stack) -> None:
     assert code == ctl_out.EXIT_OK, err
     assert json.loads(out)["deviceSn"] == stack.terminal("lan").sn
     code, _, err = await ecrctl(stack, "send", "lan-1", "Capture", "--body", '{"amount": "1"}')
-    assert code == ctl_out.EXIT_ERROR and "action_not_allowed" in err
+    assert code == ctl_out.EXIT_REFUSED and "action_not_allowed" in err
 
 
 async def test_abort_exits_non_zero_when_nothing_was_in_progress(stack: Stack) -> None:
     code, out, _ = await ecrctl(stack, "abort", "lan-1")
-    assert code == ctl_out.EXIT_ERROR and "Failed" in out
+    assert code == ctl_out.EXIT_DECLINED and "Failed" in out
 
 
 def test_watch_takes_topics_and_bad_json_is_a_usage_error() -> None:

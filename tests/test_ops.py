@@ -281,7 +281,7 @@ def test_a_second_ecrd_on_the_same_state_or_socket_refuses_to_start(tmp_path: Pa
             [ecrd, "run", "--config", str(config)],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
-        assert same.returncode == 1
+        assert same.returncode == 2  # "cannot start": systemd does not loop on it
         assert "another ecrd is already running with state_dir" in same.stderr
         # Another state dir, same socket: refused too, and the socket is left alone.
         data = _config(config)
@@ -292,7 +292,7 @@ def test_a_second_ecrd_on_the_same_state_or_socket_refuses_to_start(tmp_path: Pa
             [ecrd, "run", "--config", str(other)],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
-        assert sock.returncode == 1 and "is in use" in sock.stderr
+        assert sock.returncode == 2 and "is in use" in sock.stderr
         assert daemon.call("ping")["protocol"] == 1  # the first one never noticed
     finally:
         daemon.stop(sim)
