@@ -101,7 +101,7 @@ def test_ecrctl_runs_a_sale_with_exit_codes_scripts_can_trust(tmp_path: Path) ->
         unknown = run("sale", "lan-1", "10.94", "HKD", "--ref", "c3")
         assert unknown.returncode == 3, unknown.stderr
         blocked = run("sale", "lan-1", "1.00", "HKD", "--ref", "c4")
-        assert blocked.returncode == 5 and "unresolved_transaction" in blocked.stderr
+        assert blocked.returncode == 9 and "unresolved_transaction" in blocked.stderr
         listed = run("--json", "tx", "--state", "unknown")
         assert [t["reference_id"] for t in json.loads(listed.stdout)] == ["c3"]
         assert run("resolve", "c3", "succeeded", "--note", "checked").returncode == 0
