@@ -1,6 +1,6 @@
 """Pairing (protocol.md §7) without I/O: the codes a person types, the PIN a reply carries.
 
-The steps themselves run in ``Terminal.pair``; their order is the safety argument:
+The steps themselves run in ``pairing_flow.pair``; their order is the safety argument:
 
 1. DeviceInfo under pinCode1 (or the cloud's terminal-info): the terminal's SN. Sent on a
    link of its own when the QR code names another address, so a wrong code or address
