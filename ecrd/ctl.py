@@ -309,6 +309,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The man page and the shell completions are made from ecrctl's parser (ecrd/docgen).
+parser = _parser
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in MONEY_COMMANDS:
