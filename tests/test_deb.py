@@ -35,6 +35,11 @@ BOX_PATHS = (
     "/etc/systemd/system/ecrd.service", "/usr/lib/systemd/system/ecrd.service",
 )  # fmt: skip
 DSH = Path("/var/lib/systemd/deb-systemd-helper-enabled")
+# As on a box: the system's PATH (not the test venv's, whose ecrd would answer instead).
+BOX_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
 
 
 @attrs.frozen
@@ -52,7 +57,7 @@ def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
         stdin=subprocess.DEVNULL,
         timeout=timeout,
         check=False,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", **(env or {})},
+        env={**os.environ, **BOX_ENV, **(env or {})},
     )
     assert proc.returncode == 0, f"{argv}: {proc.stdout}{proc.stderr}"
     return proc.stdout + proc.stderr
@@ -185,7 +190,7 @@ def test_install_run_upgrade_and_purge_on_this_machine(
 def check_installed() -> None:
     for name in ("ecrd", "ecrctl"):
         assert run(f"/usr/bin/{name}", "--version") == f"{name} {ecrd.__version__}\n"
-    out = run("ecrd", "check-config")  # the installed /etc/ecrd/ecrd.toml, the example
+    out = run("/usr/bin/ecrd", "check-config")  # the installed /etc/ecrd/ecrd.toml, the example
     assert out.startswith("/etc/ecrd/ecrd.toml: OK")
     user = pwd.getpwnam("ecrd")
     assert "dialout" in [g.gr_name for g in grp.getgrall() if "ecrd" in g.gr_mem]
@@ -201,7 +206,7 @@ def check_installed() -> None:
     # Enabled (starts at boot), not started.
     assert list(Path("/etc/systemd/system/multi-user.target.wants").glob("ecrd.service"))
     assert list(Path("/opt/ecrd/lib").glob("python3*/site-packages/ecrd/__pycache__/cli.*.pyc"))
-    run("runuser", "-u", "ecrd", "--", "ecrd", "check-config")  # as the unit's ExecStartPre
+    run("runuser", "-u", "ecrd", "--", "/usr/bin/ecrd", "check-config")  # as ExecStartPre does
 
 
 def check_it_runs(tmp_path: Path) -> None:
