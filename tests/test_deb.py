@@ -9,6 +9,7 @@ files in its places): it never touches one. It leaves nothing behind: the packag
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import hashlib
 import os
@@ -65,10 +66,17 @@ def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
+    """Built once per run, also when pytest-xdist's workers each want it: the first builds it
+    in their common directory, under a lock; the others wait and take it."""
     if shutil.which("dpkg-deb") is None or not os.path.exists("/usr/bin/python3"):
         pytest.skip("needs dpkg-deb and Debian's python3")
-    out = tmp_path_factory.mktemp("dist")
-    run(str(REPO / "scripts" / "build-deb"), "--out", str(out), timeout=600)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "ecrd-deb"
+    with open(shared / "ecrd-deb.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not list(out.glob("*.deb")):
+            run(str(REPO / "scripts" / "build-deb"), "--out", str(out), timeout=600)
     [deb] = out.glob("*.deb")
     arch = run("dpkg", "--print-architecture").strip()
     assert deb.name == f"ecrd_{ecrd.__version__}_{arch}.deb"

@@ -103,6 +103,8 @@ def test_the_program_page_has_every_command_option_and_help_text(
                 assert roff_flag(flag) in page, f"{name} {flag}"
             text = model.expand_help(action, sub.prog)
             assert roff.escape(" ".join(text.split())) in page, f"{name} {action.dest}"
+            if default := model.default_of(action):
+                assert f"(default: {roff.escape(default)})" in page, f"{name} {action.dest}"
     assert '.SH "EXIT STATUS"' in page and roff.escape(parser.epilog or "-") in page
 
 

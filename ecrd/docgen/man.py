@@ -161,6 +161,8 @@ def _arguments(arguments: tuple[Argument, ...]) -> list[str]:
             text = f"{text} One of: {', '.join(a.choices)}.".strip()
         elif a.choices:
             text = f"{text} ({', '.join(a.choices)})".strip()
+        if a.default:
+            text = f"{text} (default: {a.default})".strip()
         tag = _option_tag(a) if a.is_option else roff.arg(a.name)
         lines += roff.tagged(tag, text)
     return lines

@@ -29,6 +29,7 @@ class Argument:
     optional: bool = False  # a positional that may be left out
     repeated: bool = False  # nargs + or *
     completes: str = ""  # "file", "terminal" or ""
+    default: str = ""  # said in the man page when the help text does not say it
 
     @property
     def is_option(self) -> bool:
@@ -105,14 +106,21 @@ def _argument(action: argparse.Action, prog: str) -> Argument:
         optional=action.nargs in ("?", "*") or bool(action.option_strings),
         repeated=action.nargs in ("+", "*"),
         completes=completes,
+        default=default_of(action),
     )
 
 
 def expand_help(action: argparse.Action, prog: str) -> str:
     """The help text with ``%(default)s`` and the like filled in, as argparse prints it."""
-    if not action.help:
-        return ""
     params: dict[str, Any] = {**vars(action), "prog": prog}
     if action.choices is not None:
         params["choices"] = ", ".join(str(c) for c in action.choices)
-    return action.help % params
+    return (action.help or "") % params
+
+
+def default_of(action: argparse.Action) -> str:
+    """The default, when the help text does not say it already and there is one to say (as
+    ArgumentDefaultsHelpFormatter shows it, without its "default: None")."""
+    if action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0:
+        return ""
+    return "" if "%(default)" in (action.help or "") else str(action.default)
