@@ -214,6 +214,10 @@ def check_installed() -> None:
     # Enabled (starts at boot), not started.
     assert list(Path("/etc/systemd/system/multi-user.target.wants").glob("ecrd.service"))
     assert list(Path("/opt/ecrd/lib").glob("python3*/site-packages/ecrd/__pycache__/cli.*.pyc"))
+    # The bundled (stripped) AES extension of pycryptodome encrypts and decrypts.
+    roundtrip = "from ecrd.protocol import crypto as c; "
+    roundtrip += "assert c.open_legacy(c.seal_legacy(b'{}', '123456'), '123456') == b'{}'"
+    run("/opt/ecrd/bin/python", "-c", roundtrip)
     run("runuser", "-u", "ecrd", "--", "/usr/bin/ecrd", "check-config")  # as ExecStartPre does
 
 
