@@ -8,10 +8,15 @@ import sys
 
 import trio
 
-from ecrd import __version__, logs, ownership
+from ecrd import __version__, config_checks, logs, ownership
 from ecrd.config import Config, ConfigError, load
 
 DEFAULT_CONFIG = "/etc/ecrd/ecrd.toml"
+EPILOG = (
+    "exit status: 0 stopped cleanly; 2 cannot start (a config or state problem, said in one "
+    "line: 'ecrd: cannot start: ...'; systemd does not restart it). check-config: 0 valid "
+    "(warnings are said), 2 not valid: each problem names its key."
+)
 
 
 def path_problems(cfg: Config, *, owner: bool = True) -> list[str]:
@@ -33,9 +38,15 @@ def _check(path: str) -> int:
         print(f"ecrd: {exc}", file=sys.stderr)
         return 2
     # Owners are not checked: check-config may run as another user than ecrd.
-    problems = path_problems(cfg, owner=False)
+    problems = [f"{path}: {p}" for p in path_problems(cfg, owner=False)]
+    found = config_checks.findings(cfg)
+    problems += [f"{path}: {f.key}: {f.message}" for f in found if f.error]
+    warnings = [f"{f.key}: {f.message}" for f in found if not f.error]
     if problems:
-        print(f"ecrd: {path}: {problems[0]}", file=sys.stderr)
+        for line in problems:
+            print(f"ecrd: {line}", file=sys.stderr)
+        for line in warnings:
+            print(f"ecrd: warning: {line}", file=sys.stderr)
         return 2
     print(f"{path}: OK")
     print(f"  socket     {cfg.daemon.socket} (group {cfg.daemon.socket_group or 'default'})")
@@ -49,24 +60,36 @@ def _check(path: str) -> int:
                 f"  warning    {t.id} uses the cloud link but [cloud].command_url is not set: "
                 "cloud commands will fail with cloud_not_configured",
             )
+    for line in warnings:
+        print(f"  warning    {line}")
     if not cfg.terminals:
         print("  warning    no [[terminal]] configured")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ecrd", description="Connects point-of-sale apps to Wonder payment terminals."
+def parser() -> argparse.ArgumentParser:
+    """``ecrd``'s command line; the man page and the shell completions are made from it
+    (ecrd/docgen)."""
+    p = argparse.ArgumentParser(
+        prog="ecrd",
+        description="Connects point-of-sale apps to Wonder payment terminals.",
+        epilog=EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"ecrd {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"ecrd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
     for name, text in (
         ("run", "run the daemon in the foreground (systemd runs this)"),
-        ("check-config", "validate a config file and explain it, without starting"),
+        ("check-config", "validate a config file and the files and devices it names"),
     ):
-        p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
-    args = parser.parse_args(argv)
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument(
+            "--config", "-c", default=DEFAULT_CONFIG, help="the config file (default %(default)s)"
+        )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "check-config":
         return _check(args.config)
     return _run(args.config)

@@ -350,6 +350,10 @@ def _admin_parsers(sub: Any) -> None:
     p.add_argument("--note", required=True, help="why: what you checked (journaled)")
 
 
+# The man page and the shell completions are made from ecrctl's parser (ecrd/docgen).
+parser = _parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(json_errors="--json" in argv).parse_args(argv)

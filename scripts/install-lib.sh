@@ -1,6 +1,7 @@
 # Sourced by scripts/install and scripts/uninstall: arguments, progress lines, and the
 # idempotent steps. Every path they take is the path on the box (/etc/ecrd/...); $root
 # (empty, or the --root directory) is put in front of it here and nowhere else.
+# scripts/build-deb uses the progress lines and the program from the lock files (the end).
 umask 022 # the venv and the unit must be readable by the ecrd user, whatever root's umask
 
 say() { echo "== $*"; }
@@ -84,4 +85,40 @@ put_link() {
     mkdir -p -- "$(dirname "$to")"
     ln -sfn -- "$target" "$to"
     say "$path -> $target: linked"
+}
+
+# The program from the lock files (scripts/lock): ecrd's own wheel, built by the locked
+# setuptools, and every dependency pinned in requirements.lock, each download checked
+# against its hash. Nothing is resolved here, so two boxes installed a week apart run the
+# same code. Callers use them as `build_wheel ... || die ...` (see set -e in bash(1)).
+pip_args=(--quiet --disable-pip-version-check --no-input)
+
+# build_wheel PYTHON DIR: ecrd's wheel into DIR, from a clean copy of the sources in $src,
+# in a throwaway venv holding only requirements-build.lock (no build isolation, so no
+# unpinned build backend is fetched).
+build_wheel() {
+    local python="$1" out="$2" work status
+    work="$(mktemp -d)"
+    mkdir "$work/src"
+    "$python" -m venv "$work/venv" &&
+        "$work/venv/bin/python" -m pip install "${pip_args[@]}" --require-hashes --no-deps \
+            --only-binary :all: -r "$src/requirements-build.lock" &&
+        (cd "$src" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' \
+            pyproject.toml README.md LICENSE ecrd) | tar -xf - -C "$work/src" &&
+        "$work/venv/bin/python" -m pip wheel "${pip_args[@]}" --no-build-isolation --no-deps \
+            -w "$out" "$work/src"
+    status=$?
+    rm -rf "$work"
+    return "$status"
+}
+
+# install_locked VENV WHEEL [PIP OPTION...]: requirements.lock, then ecrd's WHEEL, into VENV.
+install_locked() {
+    local venv="$1" wheel="$2"
+    shift 2
+    "$venv/bin/python" -m pip install "${pip_args[@]}" --require-hashes --no-deps \
+        --only-binary :all: "$@" -r "$src/requirements.lock" &&
+        "$venv/bin/python" -m pip install "${pip_args[@]}" --no-deps --no-index \
+            --force-reinstall "$@" "$wheel" &&
+        "$venv/bin/python" -m pip check --quiet >/dev/null
 }

@@ -1,7 +1,8 @@
 """One version, one source: ``ecrd.__version__`` (ecrd/__init__.py).
 
 The package metadata (pyproject.toml declares the version dynamic, read from that
-attribute), ``ecrd --version`` and ``ecrctl --version`` must all say the same.
+attribute), ``ecrd --version``, ``ecrctl --version`` and ``ecrd-sim --version`` must all say
+the same.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def test_installed_metadata_has_the_same_version() -> None:
     assert version("ecrd") == ecrd.__version__
 
 
-@pytest.mark.parametrize("program", ["ecrd", "ecrctl"])
+@pytest.mark.parametrize("program", ["ecrd", "ecrctl", "ecrd-sim"])
 def test_version_option(program: str) -> None:
     proc = subprocess.run(
         [str(BIN / program), "--version"],

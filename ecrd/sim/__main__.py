@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from ecrd import __version__
 from ecrd.protocol.crypto import SCHEMES
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
 from ecrd.sim.faults import FAULTS, MAGIC_CENTS
@@ -73,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a = p.add_argument
+    a("--version", action="version", version=f"ecrd-sim {__version__}")
     a(
         "--lan",
         type=int,
