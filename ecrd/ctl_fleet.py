@@ -2,6 +2,12 @@
 
 Everything goes through the socket API, page by page (``transaction.list`` with
 ``before``), so memory stays flat however large the journal is.
+
+What reaches a person is made harmless first: a CSV cell a spreadsheet would run as a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: OWASP's
+CSV-injection rule) gets a leading ``'``, and control characters in every cell and in
+the text output are escaped (``ecrd.text.escape``): a reference id, an order id or a
+terminal's reply can neither run in the accountant's spreadsheet nor drive a terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ecrd.client import EcrdError, TrioClient
+from ecrd.text import escape
 
 EXIT_OK: Final = 0
 CSV_COLUMNS: Final = (
@@ -30,6 +37,7 @@ SUCCEEDED: Final = ("succeeded", "resolved_succeeded")
 # What each kind of payment does to the takings: a preauth is a hold, no money taken. A
 # void undoes its original: minus what the original did (docs/api.md, "End of day").
 SIGN: Final = {"Sale": 1, "PreAuth": 0, "Refund": -1}
+FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
 async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, Any]]:
@@ -41,10 +49,23 @@ async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, A
         before = {"before": page[-1]["reference_id"]}
 
 
+def cell(value: Any) -> str:
+    """One CSV cell that a spreadsheet shows and never runs: formula-leading text gets a
+    leading quote, control characters are escaped."""
+    text = "" if value is None else str(value)
+    shown = escape(text)
+    return "'" + shown if text.startswith(FORMULA_START) else shown
+
+
 def csv_row(record: dict[str, Any]) -> list[str]:
     params, reply = record.get("params") or {}, record.get("reply") or {}
     merged = {**params, **{k: v for k, v in reply.items() if k in CSV_COLUMNS}, **record}
-    return ["" if merged.get(c) is None else str(merged[c]) for c in CSV_COLUMNS]
+    return [cell(merged.get(c)) for c in CSV_COLUMNS]
+
+
+def shown(text: str) -> str:
+    """Text output, line by line: no control character but the layout's line breaks."""
+    return "\n".join(map(escape, text.split("\n")))
 
 
 async def cmd_export(args: argparse.Namespace, client: TrioClient) -> int:
@@ -145,7 +166,7 @@ async def cmd_report(args: argparse.Namespace, client: TrioClient) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(report_text(report))
+        print(shown(report_text(report)))
     return EXIT_OK
 
 
@@ -170,7 +191,7 @@ def report_text(report: dict[str, Any]) -> str:
 
 
 async def cmd_metrics(args: argparse.Namespace, client: TrioClient) -> int:
-    print(await client.call("metrics"), end="")
+    print(shown(await client.call("metrics")), end="")
     return EXIT_OK
 
 
@@ -179,9 +200,9 @@ async def cmd_backup(args: argparse.Namespace, client: TrioClient) -> int:
     if args.json:
         print(json.dumps(res))
         return EXIT_OK
-    print(f"journal: {res['journal']} ({res['records']} records)")
+    print(shown(f"journal: {res['journal']} ({res['records']} records)"))
     if "pairings" in res:
-        print(f"pairings: {res['pairings']} (0600: it holds PINs)")
+        print(shown(f"pairings: {res['pairings']} (0600: it holds PINs)"))
     return EXIT_OK
 
 
