@@ -16,6 +16,7 @@ from ecrd.client import open_trio_client
 from ecrd.terminal.trace import Trace, redacted
 
 CARD = "4111111111111111"
+ORDER = "2026112700001043"  # an order number of a card's length (it fails Luhn)
 
 
 def trace_file(stack: Stack, tid: str) -> Path:
@@ -34,7 +35,8 @@ async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
             await c.call("terminal.pair", terminal=f"{link}-1", code=PIN1[link])
             await c.call(
                 "sale", terminal=f"{link}-1", amount="4.00", currency="HKD",
-                reference_id=f"t-{link}", customer_order_id=f"card {CARD}",
+                reference_id=f"t-{link}", customer_order_id=ORDER,
+                extra={"memo": f"card {CARD}"},
             )  # fmt: skip
     for link in ("lan", "serial", "cloud"):
         path = trace_file(stack, f"{link}-1")
@@ -50,6 +52,7 @@ async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
         for secret in (PIN1[link], sim.pin2, CARD):
             assert secret and secret not in text, f"{link}: a secret in the trace"
         assert '"pinCode2": "[redacted]"' in text  # the Pair reply, its new PIN hidden
+        assert f'"customerOrderID": "{ORDER}"' in text  # an identity field: never hidden
         plain = [json.dumps({k: v for k, v in line.items() if k != "frame_hex"}) for line in lines]
         assert all(len(w) < 40 for w in " ".join(plain).replace('"', " ").split())  # no key
         if link == "serial":
@@ -116,3 +119,18 @@ async def test_ecrctl_trace_switches_and_tails(nursery: trio.Nursery, tmp_path: 
     assert len(lines) == 2 and json.loads(lines[-1])["dir"] == "in"
     off = await trio.run_process([*ctl, "lan-1", "off"], capture_stdout=True)
     assert off.stdout.decode().startswith("trace off")
+
+
+def test_redaction_keeps_identity_fields_and_numbers_that_are_not_cards() -> None:
+    out = redacted(
+        {"referenceID": "4111111111111111", "customerOrderID": 4111111111111111,
+         "rrn": "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9v", "authCode": "123456",
+         "orderNo": 2026112700001043, "receipt": "order 2026112700001043",
+         "card": 4111111111111111, "pinCode2": "123456"}
+    )  # fmt: skip
+    assert out == {
+        "referenceID": "4111111111111111", "customerOrderID": 4111111111111111,
+        "rrn": "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9v", "authCode": "123456",
+        "orderNo": 2026112700001043, "receipt": "order 2026112700001043",
+        "card": "[number]", "pinCode2": "[redacted]",
+    }  # fmt: skip

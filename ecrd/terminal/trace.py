@@ -40,8 +40,12 @@ _KEEP: Final = frozenset({"errorCode", "responseCode", "code"})  # codes that ar
 
 
 def redacted(value: Any, key: str = "") -> Any:
-    """``value`` with every secret replaced (structure kept, so the line stays JSON)."""
+    """``value`` with every secret replaced (structure kept, so the line stays JSON). An
+    identity field's value is kept as it is (``logs.IDENTITY``: a line must still match
+    its order); a number is a card number only with a card's length and a good Luhn."""
     if key == "frame_hex":  # the bytes on the wire: ciphertext, by design nothing to hide
+        return value
+    if key and logs.is_identity(key) and not isinstance(value, dict | list):
         return value
     if key and key not in _KEEP and _SECRET_KEY.search(key):
         return "[redacted]"
@@ -49,11 +53,15 @@ def redacted(value: Any, key: str = "") -> Any:
         return {str(k): redacted(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redacted(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and _CARD.fullmatch(str(value)):
+    if isinstance(value, int) and not isinstance(value, bool) and _is_card(str(value)):
         return "[number]"
     if isinstance(value, str):
         return logs.redact(value)
     return value
+
+
+def _is_card(digits: str) -> bool:
+    return _CARD.fullmatch(digits) is not None and logs.luhn(digits)
 
 
 class Trace:
