@@ -37,7 +37,7 @@ from ecrd.money.authority import Authority
 from ecrd.money.evidence import Evidence, NoAnswer, NotSent, Outcome, Policy, Reply, Stopped
 from ecrd.money.refunds import journal_guard
 from ecrd.money.request import PaymentRequest, mismatch
-from ecrd.protocol.crypto import CryptoError
+from ecrd.protocol.crypto import CryptoError, NotJson
 from ecrd.protocol.envelope import ProtocolError, new_request_id
 from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord
 from ecrd.terminal.terminal import Terminal
@@ -334,7 +334,7 @@ class Payments:
             )  # fmt: skip
         except (NotDelivered, errors.NotPaired) as exc:
             return NotSent(errors.reason_of(exc), str(exc))
-        except (MaybeDelivered, CryptoError, ProtocolError) as exc:
+        except (MaybeDelivered, CryptoError, NotJson, ProtocolError) as exc:
             return NoAnswer(errors.reason_of(exc), str(exc))
         except Exception as exc:
             log.exception("terminal=%s ref=%s unexpected error", term.id, ref)
