@@ -150,6 +150,7 @@ class AccessConfig:
     """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
     ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
 
+    read: tuple[str, ...] = ("*",)  # status, lists, terminal.info, transaction.get, subscribe
     sell: tuple[str, ...] = ("*",)  # sale, preauth, abort
     refund: tuple[str, ...] = ("*",)  # refund, void
     admin: tuple[str, ...] = ()  # pairing, resolve, reload, terminal.send
@@ -267,7 +268,7 @@ def _currencies(t: _Table) -> tuple[str, ...]:
 def _access(t: _Table) -> AccessConfig:
     d = AccessConfig()
     roles = {}
-    for role in ("sell", "refund", "admin"):
+    for role in ("read", "sell", "refund", "admin"):
         entries = _names(t, role, getattr(d, role), 'user names, "@group" or "*"')
         unknown = [e for e in entries if not _exists(e)]
         if unknown:

@@ -115,12 +115,13 @@ OTHERS_PYTHON = next(
 
 
 class AsUser:
-    """A connection held by a child process running as ``uid`` (root only)."""
+    """A connection held by a child process running as ``uid`` (root only), in group
+    ``gid`` and the supplementary ``groups``."""
 
-    def __init__(self, path: str, uid: int, gid: int) -> None:
+    def __init__(self, path: str, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [OTHERS_PYTHON, "-I", "-S", "-c", _HOLD, path], user=uid, group=gid, extra_groups=[],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [OTHERS_PYTHON, "-I", "-S", "-c", _HOLD, path], user=uid, group=gid,
+            extra_groups=list(groups), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
         self.reply = json.loads(self.proc.stdout.readline() or "null")

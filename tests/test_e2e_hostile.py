@@ -11,6 +11,7 @@ robustness issue): no client, and no user, can starve the others.
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import tempfile
@@ -108,6 +109,43 @@ def test_one_users_connections_cannot_lock_out_other_users_or_root(shared_dir: P
             assert b'"result"' in sock.recv(65536)
         for sock in admin:
             sock.close()
+    finally:
+        for h in held:
+            h.close()
+        daemon.stop()
+
+
+def test_each_role_keeps_a_connection_reserve_so_a_flood_never_locks_out_the_cashier(
+    shared_dir: Path,
+) -> None:
+    """Two users without a role fill max_clients; a third is refused, but the cashier's
+    app (a user in the sell role's group) still gets its connections, up to its own
+    per-user limit, and root its reserve."""
+    audio = grp.getgrnam("audio").gr_gid
+    daemon = start(shared_dir, None, max_clients=4, max_clients_per_user=2,
+                   socket_group="nogroup")  # fmt: skip
+    data = tomllib.loads(daemon.config.read_text())
+    data["access"] = {"sell": ["@audio"], "refund": ["@audio"], "admin": []}
+    daemon.config.write_text(tomli_w.dumps(data))
+    daemon.call("config.reload")
+    held: list[AsUser] = []
+    try:
+        flood = [AsUser(daemon.socket, uid, 65534) for uid in (65534, 65534, 65533, 65533)]
+        held += flood
+        assert all(h.admitted for h in flood)
+        held.append(stranger := AsUser(daemon.socket, 65532, 65534))
+        assert not stranger.admitted and "max_clients" in stranger.reply["error"]["message"]
+        cashier = [AsUser(daemon.socket, 65531, audio, (65534,)) for _ in range(3)]
+        held += cashier
+        assert [c.admitted for c in cashier] == [True, True, False]  # its own limit: 2
+        assert "max_clients_per_user" in cashier[2].reply["error"]["message"]
+        second_till = [AsUser(daemon.socket, 65530, audio, (65534,)) for _ in range(3)]
+        held += second_till
+        assert [c.admitted for c in second_till] == [True, True, False]
+        sock = connect(daemon.socket)  # root: its own reserve, over everything
+        sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status"}\n')
+        assert b'"result"' in sock.recv(65536)
+        sock.close()
     finally:
         for h in held:
             h.close()

@@ -224,3 +224,22 @@ async def test_without_an_access_table_anyone_sells_and_refunds_but_only_root_ad
     assert (await as_nobody(stack, (), refund("d2")))[0]["result"]["state"] == "succeeded"
     replies = await as_nobody(stack, (), *ADMIN_CALLS)
     assert all(denied(r, "admin") for r in replies)
+
+
+async def test_the_read_role_guards_terminal_info_and_the_journal_and_sellers_hold_it(
+    nursery: trio.Nursery, tmp_path: Path, run_dir: Path
+) -> None:
+    """With [access].read narrowed, a user without it may ping and nothing else: no
+    DeviceInfo reaches the terminal for it; a seller still reads what it sold."""
+    stack = await start(nursery, tmp_path, run_dir, {**ACCESS, "read": [f"@{ADMIN}"]})
+    async with open_trio_client(stack.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=stack.terminal("lan").pin1)
+    asked = stack.terminal("lan").stats.requests
+    replies = await as_nobody(stack, (), ("ping", {}), ("terminal.info", {"terminal": "lan-1"}),
+                              *READS[1:])  # fmt: skip
+    assert "result" in replies[0]
+    assert all(denied(r, "read") for r in replies[1:])
+    assert stack.terminal("lan").stats.requests == asked  # nothing was sent for it
+    assert (await as_nobody(stack, (SELL,), sale("rd1")))[0]["result"]["state"] == "succeeded"
+    replies = await as_nobody(stack, (SELL,), ("transaction.get", {"reference_id": "rd1"}))
+    assert replies[0]["result"]["state"] == "succeeded"

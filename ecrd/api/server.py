@@ -360,7 +360,7 @@ async def serve(
         # User and group names may come from NSS (LDAP, sssd): never on the event loop.
         who = await trio.to_thread.run_sync(roles.identify, stream.socket)
         try:
-            ticket = admission.admit(who.uid)
+            ticket = admission.admit(who.uid, roles.held(who, daemon.config.access, PRIVILEGED))
         except Refused as exc:
             log.warning("client %s refused: %s", who.label, exc)
             await _refuse(stream, str(exc))
