@@ -109,6 +109,8 @@ class TerminalConfig:
     fallback: str | None = None
     probe_interval_s: float = 30.0
     info_timeout_s: float = 15.0
+    # terminal.info's answer is kept this long and shared (terminal/info.py); 0: not kept.
+    info_cache_s: float = 5.0
     # LAN
     host: str | None = None
     port: int = 8443
@@ -355,6 +357,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         fallback=t.text("fallback", choices=("cloud",)),
         probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
         info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
+        info_cache_s=t.number("info_cache_s", d.info_cache_s, high=3600),
         host=t.text("host"),
         port=t.integer("port", d.port, low=1, high=65535),
         path=t.text("path", d.path),

@@ -23,6 +23,7 @@ from ecrd.protocol.actions import MONEY_METHODS, money_like
 from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
+from ecrd.terminal.info import info as device_info
 from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
@@ -153,9 +154,11 @@ async def terminal_unpair(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 async def terminal_info(daemon: Service, conn: Client, p: Params) -> Any:
+    """One DeviceInfo in flight per terminal, shared and kept a few seconds, and never
+    sent ahead of a payment on it (terminal/info.py)."""
     term = p.terminal(daemon)
     try:
-        return await term.info()
+        return await device_info(term, partial(daemon.payments.wait_quiet, term))
     except Exception as exc:
         raise translate(exc) from exc
 
