@@ -24,7 +24,15 @@ from typing import Any
 import pytest
 import tomli_w
 from e2e import Daemon, Sim, pair, write_config
-from hostile import AsUser, closed_by_peer, connect, drip, fill_journal, flood
+from hostile import (
+    AsUser,
+    closed_by_peer,
+    connect,
+    drip,
+    fill_journal,
+    flood,
+    unread_listings,
+)
 from test_reliability import rss_kib
 
 from ecrd.api.sharing import RESERVE
@@ -150,6 +158,40 @@ def test_each_role_keeps_a_connection_reserve_so_a_flood_never_locks_out_the_cas
         for h in held:
             h.close()
         daemon.stop()
+
+
+def test_sixteen_clients_not_reading_big_listings_move_rss_by_a_few_tens_of_mb(
+    tmp_path: Path,
+) -> None:
+    """The issue's repro: records of ~40 KB (a terminal's long receipt), 16 clients each
+    asking for a full page (500) and never reading it. A page is about 1 MiB at most, so
+    ecrd holds ~16 MiB for them, not 16 pages of 10 MB; a ping and a sale go on."""
+    sim = Sim(tmp_path, "--lan", "1")
+    fill_journal(tmp_path / "state", 250, receipt_bytes=40_000)
+    daemon = start(tmp_path, sim)
+    unread: list[Any] = []
+    try:
+        assert daemon.proc is not None
+        pair(daemon, sim, "lan")
+        sale = {"terminal": "lan-1", "amount": "1.00", "currency": "HKD"}
+        assert daemon.call("sale", reference_id="warm", **sale)["state"] == "succeeded"
+        assert len(daemon.call("transaction.list", limit=5)) == 5
+        before = peak = rss_kib(daemon.proc.pid)
+        unread = unread_listings(daemon.socket, 16)
+        with daemon.client() as reader:  # journal reads go in turn: after all 16 pages
+            assert len(reader.call("transaction.list", limit=1)) == 1
+            for _ in range(10):
+                peak = max(peak, rss_kib(daemon.proc.pid))
+                time.sleep(0.2)
+            assert reader.call("ping")["protocol"] == 1
+        assert daemon.call("sale", reference_id="after", **sale)["state"] == "succeeded"
+        grown = (peak - before) / 1024
+        assert grown < 40, f"16 unread listings took {grown:.0f} MiB"
+    finally:
+        for sock in unread:
+            sock.close()
+        daemon.stop(sim)
+        sim.stop()
 
 
 def test_unread_listing_floods_stop_being_read_and_sales_go_on(tmp_path: Path) -> None:

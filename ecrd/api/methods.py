@@ -7,6 +7,7 @@ what was expected) and calls the daemon. Exceptions from lower layers are transl
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -33,6 +34,9 @@ from ecrd.text import first_control
 PROTOCOL_VERSION: Final = 1
 TOPICS: Final = ("transaction.state", "transaction.disputed", "terminal")
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
+# A payment's ``extra``, as compact UTF-8 JSON: it is journaled with the payment and comes
+# back in every listing, so it is bounded like the rest of a record (docs/api.md).
+MAX_EXTRA_BYTES: Final = 4096
 Method = Callable[[Service, Client, "Params"], Awaitable[Any]]
 
 
@@ -86,13 +90,17 @@ class Params:
             raise errors.InvalidParams(f"{name} must be true or false", field=name)
         return value
 
-    def obj(self, name: str) -> dict[str, Any] | None:
+    def obj(self, name: str, *, max_bytes: int | None = None) -> dict[str, Any] | None:
         value = self.raw.get(name)
         if value is None:
             return None
         if not isinstance(value, dict):
             raise errors.InvalidParams(f"{name} must be a JSON object", field=name)
         no_controls(value, name)
+        if max_bytes is not None and len(compact(value)) > max_bytes:
+            raise errors.InvalidParams(
+                f"{name} must be at most {max_bytes} bytes as compact JSON", field=name
+            )
         return value
 
     def terminal(self, daemon: Service) -> Terminal:
@@ -104,6 +112,12 @@ class Params:
                 terminal=tid,
             )
         return term
+
+
+def compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
+        errors="surrogatepass"
+    )
 
 
 def no_controls(value: Any, name: str) -> None:
@@ -181,7 +195,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
     if action == "Void":
         return {
             "original_reference_id": p.text("original_reference_id", required=True),
-            "extra": p.obj("extra"),
+            "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
             "original_elsewhere": p.flag("original_elsewhere") or None,
         }
     try:
@@ -194,7 +208,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
         "customer_order_id": p.text("customer_order_id"),
         "payment_method": p.choice("payment_method", PAYMENT_METHODS),
         "print": p.choice("print", ("YES", "NO")),
-        "extra": p.obj("extra"),
+        "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
     }
     if action == "Refund":
         params["original_reference_id"] = p.text("original_reference_id", required=True)
@@ -286,10 +300,13 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
         "limit": int(limit or 100),
     }
     try:
-        async with conn.reading():
+        async with conn.reading() as max_bytes:
             # Records become API dicts on the reader thread too: a page is up to 500 of them.
             return await daemon.read(
-                lambda: [authority.seen(r) for r in daemon.journal_view.page(**query)]
+                lambda: [
+                    authority.seen(r)
+                    for r in daemon.journal_view.page(**query, max_bytes=max_bytes)
+                ]
             )
     except UnknownCursor:
         raise errors.InvalidParams(

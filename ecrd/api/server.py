@@ -5,11 +5,14 @@ Invariants:
 * A client never blocks another, nor a payment: replies and events go through a
   per-client queue drained by that client's writer task.
 * Back-pressure: a client that does not read its replies stops being read. While more
-  than ``MAX_UNSENT`` bytes wait to be written, or ``MAX_IN_FLIGHT`` requests run, no new
-  line is taken from it; journal reads (listings) run one at a time per connection, each
-  only once its earlier replies are out; events wait for room too, and a subscription that
-  falls ``QUEUE_SIZE`` events behind is disconnected. So a connection holds a bounded
-  amount of memory whatever its peer does.
+  than ``MAX_UNSENT`` bytes wait to be written (or, done, wait for the rest of their
+  batch), or ``MAX_IN_FLIGHT`` requests run, no new line is taken from it; journal reads
+  (listings) run one at a time per connection, each only once its earlier replies are out,
+  and a listing's page is bounded in bytes (``PAGE_BYTES``, less what the connection's
+  batches already hold, and at least one record); events wait for room too, and a
+  subscription that falls ``QUEUE_SIZE`` events behind is disconnected. So a connection
+  holds a bounded amount of memory whatever its peer does: about ``MAX_UNSENT`` plus a
+  page or two.
 * A connection that makes no progress (no complete line read, no reply written) for
   ``idle_timeout_s`` is closed if nothing runs for it and it has no subscription, or if
   replies wait for it unread all that time (its payments go on: design.md §3 rule 7).
@@ -46,6 +49,7 @@ from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
 from ecrd.protocol.actions import MONEY_METHODS
+from ecrd.store.journal_view import PAGE_BYTES
 
 log = logging.getLogger("ecrd.api")
 
@@ -82,6 +86,9 @@ class Connection:
         # writer is in no buffer, yet not on the wire either.
         self._unwritten = 0
         self._unsent_bytes = 0
+        # Replies of batch members that are done, held until their batch is: not yet in
+        # the writer's queue, but in memory all the same.
+        self._held_bytes = 0
         self._room = trio.lowlevel.ParkingLot()
         self._reads = trio.Lock()
         self._progress = trio.current_time()
@@ -106,7 +113,9 @@ class Connection:
             return False
 
     def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
-        data = jsonrpc.encode(message)
+        self._send_bytes(jsonrpc.encode(message))
+
+    def _send_bytes(self, data: bytes) -> None:
         try:
             self._out_send.send_nowait(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -116,20 +125,24 @@ class Connection:
         if self._unsent_bytes > HARD_UNSENT:
             self._drop("it does not read its replies")
 
-    def _has_room(self) -> bool:
-        return self._unsent_bytes < MAX_UNSENT and self._handling < MAX_IN_FLIGHT
+    def _has_room(self, held: bool) -> bool:
+        """Room for another request. ``held``: counting the replies batches hold (the
+        reader does; a batch starting its own members does not: it would wait for itself)."""
+        pending = self._unsent_bytes + (self._held_bytes if held else 0)
+        return pending < MAX_UNSENT and self._handling < MAX_IN_FLIGHT
 
-    async def _wait_room(self) -> None:
-        while not self._has_room():
+    async def _wait_room(self, *, held: bool = True) -> None:
+        while not self._has_room(held):
             await self._room.park()
 
     @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[None]:
-        """A journal read for this client: one at a time, once its replies are out."""
+    async def reading(self) -> AsyncIterator[int]:
+        """A journal read for this client: one at a time, once its replies are out. Gives
+        the bytes a listing's page may take: ``PAGE_BYTES`` less what its batches hold."""
         async with self._reads:
             while self._unsent_bytes >= MAX_UNSENT:
                 await self._room.park()
-            yield
+            yield max(1, PAGE_BYTES - self._held_bytes)
 
     def _drop(self, why: str) -> None:
         if not self.dropped:
@@ -266,14 +279,26 @@ class Connection:
         """JSON-RPC 2.0 §6: each member runs like a line of its own (and counts as one
         running request); the replies go back together, notifications' none, and nothing
         at all when there is no reply."""
-        replies = [m for m in batch.members if isinstance(m, dict)]
-        async with trio.open_nursery() as members:
-            for member in batch.members:
-                if isinstance(member, jsonrpc.Request):
-                    await self._wait_room()
-                    self._start(members, self._handle, member, replies.append)
-        if replies:
-            self.send(replies)
+        parts = [jsonrpc.encode(m)[:-1] for m in batch.members if isinstance(m, dict)]
+        held = 0
+
+        def hold(reply: dict[str, Any]) -> None:  # encoded now: its bytes are counted
+            nonlocal held
+            parts.append(part := jsonrpc.encode(reply)[:-1])
+            held += len(part)
+            self._held_bytes += len(part)
+
+        try:
+            async with trio.open_nursery() as members:
+                for member in batch.members:
+                    if isinstance(member, jsonrpc.Request):
+                        await self._wait_room(held=False)
+                        self._start(members, self._handle, member, hold)
+        finally:
+            self._held_bytes -= held
+            self._room.unpark_all()
+        if parts:
+            self._send_bytes(b"[" + b",".join(parts) + b"]\n")
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:

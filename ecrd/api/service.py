@@ -68,8 +68,9 @@ class Client(Protocol):
         """Whether the client is still there to read a reply (no checkpoint)."""
         ...
 
-    def reading(self) -> AbstractAsyncContextManager[None]:
-        """Hold for a journal read: one at a time, once the client's replies are out."""
+    def reading(self) -> AbstractAsyncContextManager[int]:
+        """Hold for a journal read: one at a time, once the client's replies are out. Gives
+        the bytes a listing's page may take (``journal_view.PAGE_BYTES`` or less)."""
         ...
 
     def subscribe(self, topics: frozenset[str] | None) -> None: ...

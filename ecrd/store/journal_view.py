@@ -6,8 +6,10 @@ fsynced write, and a payment never waits behind a client's long listing. The wri
 (``Journal``, used by ``terminal.payments``) keeps its own connection and limiter.
 
 The connection is opened ``mode=ro``: nothing here can change the journal. Listings are
-paged: at most ``MAX_PAGE`` records, newest first, and ``before`` (a reference id from the
-previous page) continues where that page ended.
+paged: at most ``MAX_PAGE`` records and about ``PAGE_BYTES`` of them (never less than one
+record), newest first, and ``before`` (a reference id from the previous page) continues
+where that page ended. Rows are read one by one and the page ends as soon as the next row
+would pass the byte budget, so a page of large records is never read whole into memory.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from ecrd.store.journal_records import record_from_row as _record
 
 T = TypeVar("T")
 MAX_PAGE: Final = 500
+PAGE_BYTES: Final = 1 << 20
+# What a record's API form adds to the text of its columns (keys, quotes, punctuation).
+_RECORD_OVERHEAD: Final = 400
 _PAGE: Final = (
     _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "  # noqa: S608 - constants
     "AND (:state IS NULL OR state = :state "
@@ -43,6 +48,23 @@ _PAGE: Final = (
 
 class UnknownCursor(LookupError):
     """``before`` names no journaled transaction."""
+
+
+def _within(rows: sqlite3.Cursor, max_bytes: int) -> list[TxRecord]:
+    """The records of ``rows``, read one at a time, up to about ``max_bytes`` of them
+    (UTF-8 text of their columns and the API form's overhead), and at least one."""
+    page: list[TxRecord] = []
+    size = 0
+    try:
+        for row in rows:
+            row_size = _RECORD_OVERHEAD + sum(len(v.encode()) for v in row if isinstance(v, str))
+            if page and size + row_size > max_bytes:
+                break
+            page.append(_record(row))
+            size += row_size
+    finally:
+        rows.close()  # ends the read now, not when the cursor is collected
+    return page
 
 
 class JournalView:
@@ -95,11 +117,13 @@ class JournalView:
         before: str | None = None,
         limit: int = 100,
         also: Sequence[str] = (),
+        max_bytes: int = PAGE_BYTES,
     ) -> list[TxRecord]:
         """Records newest first, created at or after ``since`` and before ``until`` (journal
-        format), older than the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``).
-        ``also``: references listed whatever their ``state`` (the unknowns not yet
-        journaled as such, ``Authority.seen``)."""
+        format), older than the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``)
+        and about ``max_bytes`` of them (at least one). ``also``: references listed
+        whatever their ``state`` (the unknowns not yet journaled as such,
+        ``Authority.seen``)."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         limit = max(1, min(limit, MAX_PAGE))
@@ -116,8 +140,8 @@ class JournalView:
                 _PAGE,
                 {"terminal": terminal, "state": state, "since": since, "until": until,
                  "at": cursor[0], "seq": cursor[1], "limit": limit, "also": json.dumps(also)},
-            ).fetchall()  # fmt: skip
-        return [_record(row) for row in rows]
+            )  # fmt: skip
+            return _within(rows, max_bytes)
 
     def history(self, reference_id: str) -> list[dict[str, Any]]:
         """The record's audit trail, oldest first: every change and every piece of evidence
