@@ -14,8 +14,10 @@ would pass the byte budget, so a page of large records is never read whole into 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import urllib.parse
@@ -26,6 +28,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 
+from ecrd import ownership
 from ecrd.store.journal import STATES, JournalError, TxRecord
 from ecrd.store.journal_records import SELECT as _SELECT
 from ecrd.store.journal_records import record_from_row as _record
@@ -35,6 +38,7 @@ MAX_PAGE: Final = 500
 PAGE_BYTES: Final = 1 << 20
 # What a record's API form adds to the text of its columns (keys, quotes, punctuation).
 _RECORD_OVERHEAD: Final = 400
+_EXCLUSIVE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PAGE: Final = (
     _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "  # noqa: S608 - constants
     "AND (:state IS NULL OR state = :state "
@@ -182,17 +186,52 @@ class JournalView:
         )
 
     def backup(self, dest: str) -> int:
-        """A consistent copy of the journal at ``dest`` (created 0600, never overwriting),
-        made with SQLite's online backup while payments go on; returns its record count."""
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
+        """A consistent copy of the journal at ``dest``, made with SQLite's online backup
+        while payments go on; returns its record count.
+
+        ``dest``'s directory must be one only root and ecrd can change (no symbolic link on
+        the way, ``ownership.open_trusted_directory``). In it, a fresh file of a random name
+        is created exclusively (0600) and SQLite writes that file and nothing else (no
+        rollback journal: ``journal_mode = OFF``); that SQLite's file is the one created is
+        checked by inode before and after. Only the finished, fsynced copy gets ``dest``'s
+        name, by a hard link, which fails if the name exists: a backup never overwrites, and
+        a half-written copy never carries a backup's name. Raises ``FileExistsError``,
+        ``ownership.UntrustedDirectory`` or another ``OSError``."""
+        directory, name = os.path.split(os.path.abspath(dest))
+        dir_fd = ownership.open_trusted_directory(directory)
         try:
-            with self._read("backup") as conn, closing(sqlite3.connect(dest)) as target:
-                conn.backup(target)
-                return int(target.execute("SELECT count(*) FROM transactions").fetchone()[0])
-        except BaseException:
-            os.unlink(dest)
-            raise
+            if os.path.lexists(os.path.join(directory, name)):
+                raise FileExistsError(errno.EEXIST, f"{dest} exists")
+            temp = f".{name}.{secrets.token_hex(8)}.tmp"
+            fd = os.open(temp, _EXCLUSIVE, 0o600, dir_fd=dir_fd)
+            try:
+                records = self._copy_into(os.path.join(directory, temp), fd, dir_fd)
+                os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                os.fsync(dir_fd)
+            finally:
+                os.close(fd)
+                os.unlink(temp, dir_fd=dir_fd)
+            return records
+        finally:
+            os.close(dir_fd)
+
+    def _copy_into(self, path: str, fd: int, dir_fd: int) -> int:
+        """The backup into the empty file ``fd`` (named ``path``), fsynced; its records."""
+        mine = os.fstat(fd)
+
+        def still_mine() -> None:
+            st = os.stat(os.path.basename(path), dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                raise OSError(errno.EEXIST, f"{path} was replaced while ecrd wrote it")
+
+        with self._read("backup") as conn, closing(sqlite3.connect(path)) as target:
+            target.execute("PRAGMA journal_mode = OFF")  # the copy's file, and no other
+            still_mine()
+            conn.backup(target)
+            records = int(target.execute("SELECT count(*) FROM transactions").fetchone()[0])
+        still_mine()
+        os.fsync(fd)
+        return records
 
     def close(self) -> None:
         with self._lock:
