@@ -7,7 +7,6 @@ what was expected) and calls the daemon. Exceptions from lower layers are transl
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -17,6 +16,7 @@ import trio
 
 from ecrd import __version__, errors
 from ecrd.api.errormap import money_result, translate
+from ecrd.api.params import Params, no_controls
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.money.request import PaymentRequest
@@ -29,7 +29,6 @@ from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
 from ecrd.terminal.terminal import Terminal
-from ecrd.text import first_control
 
 PROTOCOL_VERSION: Final = 1
 TOPICS: Final = ("transaction.state", "transaction.disputed", "terminal")
@@ -37,96 +36,7 @@ PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_q
 # A payment's ``extra``, as compact UTF-8 JSON: it is journaled with the payment and comes
 # back in every listing, so it is bounded like the rest of a record (docs/api.md).
 MAX_EXTRA_BYTES: Final = 4096
-Method = Callable[[Service, Client, "Params"], Awaitable[Any]]
-
-
-class Params:
-    def __init__(self, raw: dict[str, Any], allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            raise errors.InvalidParams(
-                f"unknown parameter {unknown[0]!r}; this method takes: "
-                + (", ".join(allowed) or "nothing"),
-                field=unknown[0],
-            )
-        self.raw = raw
-
-    def text(self, name: str, *, required: bool = False, max_len: int = 128) -> Any:
-        value = self.raw.get(name)
-        if value is None:
-            if required:
-                raise errors.InvalidParams(f"{name} is required", field=name)
-            return None
-        if not isinstance(value, str) or not value or len(value) > max_len:
-            raise errors.InvalidParams(
-                f"{name} must be a non-empty string of at most {max_len} characters", field=name
-            )
-        no_controls(value, name)
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
-        value = self.text(name, required=required)
-        if value is not None and value not in choices:
-            raise errors.InvalidParams(f"{name} must be one of {', '.join(choices)}", field=name)
-        return value
-
-    def number(self, name: str, low: float, high: float) -> float | None:
-        value = self.raw.get(name)
-        if value is None:
-            return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise errors.InvalidParams(
-                f"{name} must be a number from {low:g} to {high:g}", field=name
-            )
-        return float(value)
-
-    def flag(self, name: str) -> bool:
-        value = self.raw.get(name, False)
-        if not isinstance(value, bool):
-            raise errors.InvalidParams(f"{name} must be true or false", field=name)
-        return value
-
-    def obj(self, name: str, *, max_bytes: int | None = None) -> dict[str, Any] | None:
-        value = self.raw.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise errors.InvalidParams(f"{name} must be a JSON object", field=name)
-        no_controls(value, name)
-        if max_bytes is not None and len(compact(value)) > max_bytes:
-            raise errors.InvalidParams(
-                f"{name} must be at most {max_bytes} bytes as compact JSON", field=name
-            )
-        return value
-
-    def terminal(self, daemon: Service) -> Terminal:
-        tid = self.text("terminal", required=True)
-        term = daemon.terminals.get(tid)
-        if term is None:
-            raise errors.TerminalNotFound(
-                f"no terminal {tid!r}; configured: {', '.join(daemon.terminals) or 'none'}",
-                terminal=tid,
-            )
-        return term
-
-
-def compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(
-        errors="surrogatepass"
-    )
-
-
-def no_controls(value: Any, name: str) -> None:
-    """Text with a control character never reaches a terminal, the journal or a log."""
-    where = first_control(value, name)
-    if where is not None:
-        raise errors.InvalidParams(
-            f"{where} must not contain control characters (newline, tab, ESC...)", field=where
-        )
+Method = Callable[[Service, Client, Params], Awaitable[Any]]
 
 
 # -- methods ------------------------------------------------------------------------------

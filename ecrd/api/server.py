@@ -43,7 +43,8 @@ import trio
 
 from ecrd import errors, ownership
 from ecrd.api import jsonrpc, roles
-from ecrd.api.methods import METHODS, Params
+from ecrd.api.methods import METHODS
+from ecrd.api.params import Params
 from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
