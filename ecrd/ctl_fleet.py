@@ -1,4 +1,4 @@
-"""ecrctl's commands for operators and accountants: metrics, export, report, backup.
+"""ecrctl's commands for operators and accountants: metrics, export, report, backup, audit.
 
 Everything goes through the socket API, page by page (``transaction.list`` with
 ``before``), so memory stays flat however large the journal is.
@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ecrd.client import EcrdError, TrioClient
+from ecrd.ctl_out import output, table
 from ecrd.text import escape
 
 EXIT_OK: Final = 0
@@ -38,6 +39,7 @@ SUCCEEDED: Final = ("succeeded", "resolved_succeeded")
 # void undoes its original: minus what the original did (docs/api.md, "End of day").
 SIGN: Final = {"Sale": 1, "PreAuth": 0, "Refund": -1}
 FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+AUDIT_COLUMNS: Final = ["seq", "at", "who", "action", "terminal", "result", "detail"]
 
 
 async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, Any]]:
@@ -206,6 +208,19 @@ async def cmd_backup(args: argparse.Namespace, client: TrioClient) -> int:
     return EXIT_OK
 
 
+async def cmd_audit(args: argparse.Namespace, client: TrioClient) -> int:
+    """The journal's audit table, newest first (``journal.audit``; admin)."""
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.before is not None:
+        params["before"] = args.before
+    if args.action:
+        params["action"] = args.action
+    rows = await client.call("journal.audit", **params)
+    lines = [{**r, "detail": json.dumps(r["detail"], ensure_ascii=False)} for r in rows]
+    output(args, rows, table(lines, AUDIT_COLUMNS) if rows else "(no audit rows)")
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("export", help="transactions as CSV or JSON lines, for reconciliation")
     p.add_argument("--since", help="RFC 3339 time with offset (created at or after)")
@@ -222,6 +237,11 @@ def add_parsers(sub: Any) -> None:
         "file", type=os.path.abspath, help="a new file ecrd can write (never overwritten)"
     )
     p.add_argument("--with-pairings", action="store_true", help="also copy pairings.toml")
+    p = sub.add_parser("audit", help="who administered what, when, with what result (admin)")
+    p.add_argument("--limit", type=int, default=50, help="at most 500 (one page)")
+    p.add_argument("--before", type=int, metavar="SEQ", help="the rows older than SEQ")
+    p.add_argument("--action", help="only this method, e.g. terminal.pair or journal.prune")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
 
 COMMANDS: Final = {
@@ -229,4 +249,5 @@ COMMANDS: Final = {
     "report": cmd_report,
     "metrics": cmd_metrics,
     "backup": cmd_backup,
+    "audit": cmd_audit,
 }

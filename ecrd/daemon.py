@@ -44,7 +44,7 @@ from ecrd.ownership import CannotStart
 from ecrd.reload import Plan
 from ecrd.reload import plan as reload_plan
 from ecrd.sdnotify import Notifier, watchdog_interval
-from ecrd.store.journal import Journal, JournalError
+from ecrd.store.journal import Journal, JournalError, format_time
 from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.shared import Shared
@@ -365,6 +365,18 @@ class Daemon:
 
     def count(self, refusal: str) -> None:
         self.refusals[refusal] += 1
+
+    async def audit(
+        self, *, who: str, action: str, terminal: str | None, detail: dict[str, Any],
+        result: str, started: datetime,
+    ) -> None:  # fmt: skip
+        """An admin action, committed to the audit table by the journal's writer thread."""
+        row = {"who": who, "action": action, "terminal": terminal, "detail": detail,
+               "result": result, "at": format_time(started)}  # fmt: skip
+        try:
+            await self.payments.db(self.journal.audit, **row)
+        except Exception as exc:  # the action is done: the row is said, never lost silently
+            log.error("audit row NOT JOURNALED (%s): %s", exc, row)
 
     # -- reload ----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ def test_every_method_but_ping_needs_a_role_and_reads_need_the_read_role() -> No
     assert {ROLES[m] for m in ("sale", "preauth", "abort")} == {"sell"}
     assert {ROLES[m] for m in ("refund", "void")} == {"refund"}
     admin = ("terminal.pair", "terminal.unpair", "terminal.send", "transaction.resolve",
-             "config.reload", "journal.backup")  # fmt: skip
+             "config.reload", "journal.backup", "journal.audit")  # fmt: skip
     assert {ROLES[m] for m in admin} == {"admin"}
 
 

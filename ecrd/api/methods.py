@@ -334,6 +334,22 @@ async def journal_backup(daemon: Service, conn: Client, p: Params) -> Any:
         raise errors.InvalidParams(f"cannot write {path}: {exc.strerror}", field="path") from None
 
 
+async def journal_audit(daemon: Service, conn: Client, p: Params) -> Any:
+    """The audit table, newest first: who administered what, when, with what result (and
+    every prune of the journal). Paged like ``transaction.list``, ``before`` a ``seq``."""
+    limit = p.number("limit", 1, MAX_PAGE)
+    before = p.number("before", 1, 2**62)
+    for name, value in (("limit", limit), ("before", before)):
+        if value is not None and value != int(value):
+            raise errors.InvalidParams(f"{name} must be an integer", field=name)
+    action = p.text("action", max_len=64)
+    async with conn.reading() as max_bytes:
+        return await daemon.read(
+            daemon.journal_view.audit, limit=int(limit or 100), action=action,
+            before=None if before is None else int(before), max_bytes=max_bytes,
+        )  # fmt: skip
+
+
 async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
     daemon.log_peer("config.reload", "-", conn.peer)
     return await daemon.reload()
@@ -391,4 +407,5 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "config.reload": (config_reload, ()),
     "metrics": (metrics, ()),
     "journal.backup": (journal_backup, ("path", "with_pairings")),
+    "journal.audit": (journal_audit, ("limit", "before", "action")),
 }

@@ -54,6 +54,7 @@ ROLES: Final = {
     "transaction.resolve": "admin",
     "config.reload": "admin",
     "journal.backup": "admin",  # a copy of every money record (and, on request, the PINs)
+    "journal.audit": "admin",  # who administered what: the admin actions' own record
 }
 # Every role; the money and admin roles include ``read``.
 ALL_ROLES: Final = ("read", "sell", "refund", "admin")

@@ -24,6 +24,10 @@ Invariants:
   sending side still gets them); a reply that cannot be written drops the connection.
 * Every line gets exactly one reply (notifications none); bad input gets a JSON-RPC error
   and the connection stays open.
+* Refusals (no role, too many clients, money as a notification) are logged per peer at
+  most a few an interval, then summed up (``refusals.py``); every admin action that passed
+  its role check is written to the audit table once it has its answer, before the answer
+  goes out (``audit.py``), never limited.
 """
 
 from __future__ import annotations
@@ -37,14 +41,16 @@ import os
 import select
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import trio
 
 from ecrd import errors, ownership
-from ecrd.api import jsonrpc, roles
+from ecrd.api import audit, jsonrpc, roles
 from ecrd.api.methods import METHODS
 from ecrd.api.params import Params
+from ecrd.api.refusals import RefusalLog
 from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
@@ -70,8 +76,10 @@ class Connection:
         stream: trio.SocketStream,
         who: Peer,
         registry: set[Connection] | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.daemon = daemon
+        self.refusals = refusals or RefusalLog(log)  # shared by the server's connections
         # The open connections, for the daemon's shutdown to wait on their replies.
         self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
@@ -268,8 +276,8 @@ class Connection:
         if req.is_notification and req.method in MONEY_METHODS:
             # Money needs a caller who hears the answer: a notification gets none (JSON-RPC
             # 2.0 §4.1), so its client could never learn the reference it charged under.
-            log.warning("client %s sent %s as a notification (no id): not executed",
-                        self.peer, req.method)  # fmt: skip
+            line = f"client {self.peer} sent {req.method} as a notification (no id): not executed"
+            self.refusals.refused(self.who.uid, self.peer, f"{req.method} notification", line)
             self.daemon.count("money_notification")
             return
         reply = await dispatch(self.daemon, self, req)
@@ -303,6 +311,24 @@ class Connection:
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
+    """The reply to one request: its role checked first, an admin action audited after."""
+    started = datetime.now(UTC)
+    reply = await _dispatch(daemon, conn, req)
+    if req.method in audit.AUDITED and not _denied(reply):
+        what = audit.detail(req.method, req.params)
+        terminal = req.params.get("terminal")
+        await daemon.audit(
+            who=conn.peer, action=req.method, result=audit.result_of(reply), started=started,
+            terminal=terminal if isinstance(terminal, str) else None, detail=what,
+        )  # fmt: skip
+    return reply
+
+
+def _denied(reply: dict[str, Any]) -> bool:
+    return audit.result_of(reply) == errors.PermissionDenied.reason
+
+
+async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
     entry = METHODS.get(req.method)
     if entry is None:
         return jsonrpc.error(
@@ -315,7 +341,10 @@ async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> d
     cfg = daemon.config  # read once per call: a reload applies to the calls after it
     denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
     if denied is not None:
-        log.warning("client %s refused %s: no %s role", conn.peer, req.method, denied.data["role"])
+        role = denied.data["role"]
+        line = f"client {conn.peer} refused {req.method}: no {role} role"
+        conn.refusals.refused(conn.who.uid, conn.peer, f"{req.method} (no {role} role)", line)
+        daemon.count("permission_denied")
         return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
         value = await method(daemon, conn, Params(req.params, allowed))
@@ -381,6 +410,7 @@ async def serve(
 ) -> None:
     listener = trio.SocketListener(sock)
     admission = Admission(lambda: daemon.config.daemon)
+    refusals = RefusalLog(log)
 
     async def handle(stream: trio.SocketStream) -> None:
         # User and group names may come from NSS (LDAP, sssd): never on the event loop.
@@ -388,16 +418,20 @@ async def serve(
         try:
             ticket = admission.admit(who.uid, roles.held(who, daemon.config.access, PRIVILEGED))
         except Refused as exc:
-            log.warning("client %s refused: %s", who.label, exc)
+            refusals.refused(who.uid, who.label, "connection (too many clients)",
+                             f"client {who.label} refused: {exc}")  # fmt: skip
+            daemon.count("too_many_clients")
             await _refuse(stream, str(exc))
             return
         try:
-            await Connection(daemon, stream, who, connections).serve()
+            await Connection(daemon, stream, who, connections, refusals).serve()
         except Exception:
             # A bug in one connection must not stop the server for everyone else.
             log.exception("connection failed; closing it")
         finally:
             admission.release(ticket)
 
-    task_status.started()
-    await trio.serve_listeners(handle, [listener])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refusals.run)
+        task_status.started()
+        await trio.serve_listeners(handle, [listener])

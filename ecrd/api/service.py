@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from ecrd.config import Config
@@ -49,6 +50,20 @@ class Service(Protocol):
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]: ...
 
     def log_peer(self, what: str, terminal: str, peer: str, ref: str = "-") -> None: ...
+
+    async def audit(
+        self,
+        *,
+        who: str,
+        action: str,
+        terminal: str | None,
+        detail: dict[str, Any],
+        result: str,
+        started: datetime,
+    ) -> None:
+        """One admin action into the audit table (store/audit.py), committed; a failure to
+        write it is logged with the whole row, never raised."""
+        ...
 
     def count(self, refusal: str) -> None:
         """Count a refusal the metrics show (``ecrd_refusals_total{kind}``)."""

@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 import trio
 
 from ecrd import ownership
+from ecrd.store import audit
 from ecrd.store.journal import STATES, JournalError, TxRecord
 from ecrd.store.journal_records import SELECT as _SELECT
 from ecrd.store.journal_records import record_from_row as _record
@@ -161,6 +162,20 @@ class JournalView:
              "evidence": None if evidence is None else json.loads(evidence)}
             for at, was, to, who, why, evidence in rows
         ]  # fmt: skip
+
+    def audit(
+        self,
+        *,
+        limit: int = 100,
+        before: int | None = None,
+        action: str | None = None,
+        max_bytes: int = PAGE_BYTES,
+    ) -> list[dict[str, Any]]:
+        """The audit table's rows (admin actions, prunes), newest first (store/audit.py),
+        paged like the records: at most ``limit`` and about ``max_bytes``."""
+        with self._read("audit") as conn:
+            return audit.page(conn, limit=max(1, min(limit, MAX_PAGE)), before=before,
+                              action=action, max_bytes=max_bytes)  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         with self._read("counts") as conn:
