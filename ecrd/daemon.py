@@ -120,6 +120,7 @@ class Daemon:
         self.connections: set[server.Connection] = set()
         self.metrics = Metrics(__version__)
         self.refusals: Counter[str] = Counter()  # ecrd_refusals_total{kind}
+        self.prunes_skipped = 0  # ecrd_retention_skipped_total: an implausible clock
 
     def _open_state(self, state: str) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
@@ -187,6 +188,7 @@ class Daemon:
         nursery.start_soon(
             housekeeping.prune_daily, self.journal.path,
             lambda: self.config.journal.keep_days, lambda: datetime.now(UTC),
+            self._prune_skipped,
         )  # fmt: skip
 
     async def metrics_snapshot(self) -> Snapshot:
@@ -199,6 +201,7 @@ class Daemon:
             journal_bytes=await self.read(self.journal_view.size_bytes),
             refusals=dict(self.refusals),
             unwritten=len(self.payments.authority.unwritten),
+            prunes_skipped=self.prunes_skipped,
         )
 
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]:
@@ -365,6 +368,9 @@ class Daemon:
 
     def count(self, refusal: str) -> None:
         self.refusals[refusal] += 1
+
+    def _prune_skipped(self) -> None:
+        self.prunes_skipped += 1
 
     async def audit(
         self, *, who: str, action: str, terminal: str | None, detail: dict[str, Any],

@@ -4,7 +4,9 @@
   every ``every`` seconds (15), from a fresh ``Snapshot``; a failure to write is logged once
   per cause and never stops anything else.
 * ``prune_daily`` prunes settled records older than ``[journal] keep_days`` at start and
-  then once a day (``store/retention.py``: unknown and pending records are never pruned).
+  then once a day (``store/retention.py``: unknown and pending records are never pruned,
+  and a prune under an implausible clock is skipped: warned, counted, kept as an audit
+  row).
 Both read their settings through callables, so a reload applies at the next round.
 """
 
@@ -68,16 +70,24 @@ async def publish_metrics(
 
 
 async def prune_daily(
-    journal_path: str, keep_days: Callable[[], int], clock: Callable[[], datetime]
+    journal_path: str,
+    keep_days: Callable[[], int],
+    clock: Callable[[], datetime],
+    skipped: Callable[[], None] = lambda: None,
 ) -> None:
+    """``skipped`` is told of each prune the clock made implausible (a metric counts it)."""
     while True:
         try:
             pruned = await trio.to_thread.run_sync(
                 retention.prune, journal_path, keep_days(), clock()
             )
-            if pruned:
+            if pruned.skipped is not None:
+                skipped()
+                log.warning("journal retention SKIPPED, nothing pruned: %s (fix the clock; "
+                            "the records are kept)", pruned.skipped)  # fmt: skip
+            elif pruned.removed:
                 log.info("journal: pruned %d settled record(s) older than %d days",
-                         pruned, keep_days())  # fmt: skip
+                         pruned.removed, keep_days())  # fmt: skip
         except Exception as exc:  # a chore: logged, retried tomorrow, never fatal
             log.error("journal retention failed: %s", exc)
         await trio.sleep(DAY)

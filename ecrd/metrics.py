@@ -43,6 +43,7 @@ class Snapshot:
     journal_bytes: int = 0
     refusals: Mapping[str, int] = attrs.field(factory=dict)  # kind -> count, this process
     unwritten: int = 0  # outcomes the journal did not take yet
+    prunes_skipped: int = 0  # retention runs skipped: the clock was implausible
 
 
 @attrs.define
@@ -106,6 +107,11 @@ class _Collector:
         for kind, count in sorted(snap.refusals.items()):
             refusals.add_metric([kind], count)
         yield refusals
+        yield CounterMetricFamily(
+            "ecrd_retention_skipped",
+            "Journal prunes skipped because the clock was implausible (nothing was pruned)",
+            value=snap.prunes_skipped,
+        )
         yield self._histogram()
 
     def _histogram(self) -> Any:

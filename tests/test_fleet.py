@@ -145,8 +145,8 @@ def test_retention_prunes_old_settled_records_and_never_unknown_ones(tmp_path: P
         j.begin(reference_id="new-ok", terminal="t", action="Sale", params={}, amount="1.00",
                 currency="HKD")  # fmt: skip
         j.apply("new-ok", lambda r: Change("succeeded", "test"))
-    assert retention.prune(str(path), 400, now) == 2
-    assert retention.prune(str(path), 0, now) == 0  # 0 keeps everything
+    assert retention.prune(str(path), 400, now).removed == 2
+    assert retention.prune(str(path), 0, now).removed == 0  # 0 keeps everything
     with Journal(path) as j:
         kept = {r.reference_id for r in j.list(limit=100)}
         # Settled only 10 days ago: kept, however old its creation.
