@@ -173,3 +173,22 @@ def _untrusted(where: str, why: str) -> UntrustedDirectory:
         f"{where} is {why}; ecrd writes private files only "
         "into directories nobody but root and ecrd can change",
     )
+
+
+def shared_directory_problem(path: str, st: os.stat_result) -> str | None:
+    """Why ecrd must not keep a file another program reads (the metrics file) in the
+    directory ``path`` whose ``fstat`` is ``st``; None if it may. The directory belongs to
+    that program (node_exporter's textfile directory: its owner may be anyone, and is
+    trusted, since whoever owns it decides what it exports anyway); beyond its owner,
+    nobody may be able to replace or remove ecrd's file: no group or world write bit,
+    unless the directory is sticky (``chmod +t``), which keeps everyone's files to
+    themselves. (That it is no symbolic link is ``O_NOFOLLOW``'s to check, at open.)"""
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        return (
+            f"{path} has mode {mode:04o}: others than its owner could replace ecrd's file "
+            f"in it; `chmod g-w,o-w {path}`, or make it sticky: `chmod +t {path}`"
+        )
+    return None
