@@ -243,9 +243,7 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
             async for signum in sigs:
                 if signum == signal.SIGHUP:
-                    # A bad file is logged and shown in STATUS=; the daemon carries on.
-                    with contextlib.suppress(ConfigError):
-                        await self.reload()
+                    await self._reload_on_signal()
                 elif not self.stopping:
                     nursery.start_soon(self.shutdown, nursery)
                 else:
@@ -253,6 +251,18 @@ class Daemon:
                     # journaled unknown on the way out, as after the grace period.
                     log.warning("second stop signal: not waiting for payments in flight")
                     self._hurry.cancel()
+
+    async def _reload_on_signal(self) -> None:
+        """SIGHUP (``systemctl reload``): a reload like ``config.reload``, audited too, by
+        the signal (the kernel does not say who sent it). A bad file is logged and shown
+        in STATUS=; the daemon carries on."""
+        started, result = datetime.now(UTC), "ok"
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            result = exc.reason
+        await self.audit(who="signal SIGHUP", action="config.reload", terminal=None,
+                         detail={}, result=result, started=started)  # fmt: skip
 
     async def shutdown(self, nursery: trio.Nursery) -> None:
         self.stopping = True
@@ -377,8 +387,8 @@ class Daemon:
         result: str, started: datetime,
     ) -> None:  # fmt: skip
         """An admin action, committed to the audit table by the journal's writer thread."""
-        row = {"who": who, "action": action, "terminal": terminal, "detail": detail,
-               "result": result, "at": format_time(started)}  # fmt: skip
+        row = dict(who=who, action=action, terminal=terminal, detail=detail, result=result,
+                   at=format_time(started))  # fmt: skip
         try:
             await self.payments.db(self.journal.audit, **row)
         except Exception as exc:  # the action is done: the row is said, never lost silently

@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from e2e import Daemon, Sim, write_config
 from stack import PIN1, Stack, call_error, pair, start_stack
 
 from ecrd.api import refusals
@@ -148,3 +151,31 @@ def test_the_refusal_log_says_the_first_few_per_peer_then_one_summary() -> None:
         assert len(lines) == 7
     finally:
         log.removeHandler(keep)
+
+
+def test_a_reload_by_sighup_is_audited_too(tmp_path: Path) -> None:
+    """``systemctl reload`` is a signal: who sent it the kernel does not say, so the row
+    says the signal, with the result of that reload."""
+    sim = Sim(tmp_path, "--lan", "1")
+    config = write_config(tmp_path, sim)
+    daemon = Daemon(tmp_path, config)
+    try:
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        good = config.read_text()
+        deadline = time.monotonic() + 10
+        while not daemon.call("journal.audit"):
+            assert time.monotonic() < deadline, "the SIGHUP reload was not audited"
+            time.sleep(0.05)
+        config.write_text(good + "\n[[terminal]]\nid = 'broken'\ntransport = 'lan'\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        while len(rows := daemon.call("journal.audit")) < 2:
+            assert time.monotonic() < deadline + 10, "the second reload was not audited"
+            time.sleep(0.05)
+    finally:
+        daemon.stop(sim)
+        sim.stop()
+    assert [(r["who"], r["action"], r["result"]) for r in rows] == [
+        ("signal SIGHUP", "config.reload", "config_error"),
+        ("signal SIGHUP", "config.reload", "ok"),
+    ]

@@ -7,10 +7,10 @@ record. Unlike a log line it cannot be dropped by a full log queue, journald's r
 or the refusal limiter: nothing limits these rows but the admins' own calls.
 
 Rows are appended here and read by ``journal_view``; the only ones ever deleted are those
-older than ``[journal] keep_days``, by retention, with the records of the same age. A
-successful prune's row also carries, in ``detail.high_seq``, the newest record it saw:
-``last_prune_seq`` is how retention knows which records were written since (its clock
-check, retention.py).
+older than ``[journal] keep_days``, by retention, with the records of the same age. The
+row of a prune that removed records also carries, in ``detail.high_seq``, the newest
+record it saw: ``last_prune_seq`` is how retention knows which records were written since
+(its clock check, retention.py).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def page(
 
 
 def last_prune_seq(conn: sqlite3.Connection) -> int | None:
-    """The newest record's ``seq`` when the journal was last pruned, or None (never)."""
+    """The newest record's ``seq`` when a prune last removed records, or None (never)."""
     row = conn.execute(
         "SELECT json_extract(detail, '$.high_seq') FROM audit WHERE action = ? "
         "AND result = 'ok' ORDER BY seq DESC LIMIT 1",

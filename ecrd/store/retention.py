@@ -7,7 +7,8 @@ Invariants:
   has to settle (design.md §3 rule 4).
 * A record goes with its audit trail, in one SQLite transaction (``BEGIN IMMEDIATE``): the
   journal never holds events without their record, nor the reverse. The audit table's rows
-  of the same age go too, and the prune itself is an audit row (``journal.prune``).
+  of the same age go too, and a prune that removed records, or was skipped, is itself an
+  audit row (``journal.prune``).
 * Age is measured from the record's creation and its last change (both older than the
   cutoff), against a clock the caller passes, so tests need not wait 400 days.
 * The clock is not trusted blindly: a pruned record is also rule 2's memory of a used
@@ -19,9 +20,9 @@ Invariants:
   - *now* is before the newest thing the journal holds (a record's creation, the last
     change of one): the clock went back (records written meanwhile under a clock that
     was ahead keep retention waiting until real time passes them: kept, never lost);
-  - a record written since the last prune (``seq`` above the mark the last successful
-    prune left, ``audit.last_prune_seq``; before any, the newest record) would be older
-    than the cutoff: records do not age ``keep_days`` between two daily prunes, so the
+  - a record written since the last prune (``seq`` above the mark the last prune that
+    removed records left, ``audit.last_prune_seq``; before any, the newest record) would
+    be older than the cutoff: records do not age ``keep_days`` between two prunes, so the
     clock jumped ahead. (A box switched off for longer than ``keep_days`` looks the
     same: its records are then kept, which costs disk space, never money.)
 """
@@ -100,7 +101,8 @@ def _prune(conn: sqlite3.Connection, now: str, cutoff: str) -> Pruned:
     conn.execute(_PRUNE_EVENTS, {"cutoff": cutoff})
     removed = int(conn.execute(_PRUNE_RECORDS, {"cutoff": cutoff}).rowcount)
     conn.execute(_PRUNE_AUDIT, {"cutoff": cutoff})
-    _said(conn, now, {**detail, "removed": removed, "high_seq": high_seq}, "ok")
+    if removed:  # the daily prune that finds nothing says nothing
+        _said(conn, now, {**detail, "removed": removed, "high_seq": high_seq}, "ok")
     return Pruned(removed=removed)
 
 
