@@ -311,21 +311,24 @@ class Connection:
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
-    """The reply to one request: its role checked first, an admin action audited after."""
+    """The reply to one request: its role checked first, an admin action audited after —
+    also one cut short (its client went away: ``cancelled``), and shielded, so that no
+    cancellation loses the row."""
     started = datetime.now(UTC)
-    reply = await _dispatch(daemon, conn, req)
-    if req.method in audit.AUDITED and not _denied(reply):
-        what = audit.detail(req.method, req.params)
-        terminal = req.params.get("terminal")
-        await daemon.audit(
-            who=conn.peer, action=req.method, result=audit.result_of(reply), started=started,
-            terminal=terminal if isinstance(terminal, str) else None, detail=what,
-        )  # fmt: skip
-    return reply
-
-
-def _denied(reply: dict[str, Any]) -> bool:
-    return audit.result_of(reply) == errors.PermissionDenied.reason
+    reply: dict[str, Any] | None = None
+    try:
+        reply = await _dispatch(daemon, conn, req)
+        return reply
+    finally:
+        result = "cancelled" if reply is None else audit.result_of(reply)
+        if req.method in audit.AUDITED and result != errors.PermissionDenied.reason:
+            terminal = req.params.get("terminal")
+            with trio.CancelScope(shield=True):
+                await daemon.audit(
+                    who=conn.peer, action=req.method, result=result, started=started,
+                    terminal=terminal if isinstance(terminal, str) else None,
+                    detail=audit.detail(req.method, req.params),
+                )  # fmt: skip
 
 
 async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
