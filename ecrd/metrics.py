@@ -217,6 +217,18 @@ def _render(collector: _Collector) -> bytes:
     return generate_latest(registry)
 
 
+def _replace(temp: str, name: str, dir_fd: int, path: str) -> None:
+    """``temp`` over ``name``; in a sticky directory, a ``name`` another user made first
+    cannot be replaced, and the error says whose it is."""
+    try:
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except PermissionError as exc:
+        owner = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid
+        raise OSError(
+            errno.EPERM, f"{path} belongs to uid {owner}, not to ecrd: remove it"
+        ) from exc
+
+
 def write_textfile(path: str, text: bytes) -> None:
     """Replace ``path`` atomically with ``text`` (0644: node_exporter runs as its own user),
     through a fresh, exclusive temporary file (module docstring). Raises ``OSError``, with
@@ -241,7 +253,7 @@ def write_textfile(path: str, text: bytes) -> None:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), 0o644)  # whatever the umask (the unit sets 0077)
                 f.write(text)
-            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            _replace(temp, name, dir_fd, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dir_fd)

@@ -23,6 +23,7 @@ import tomli_w
 from e2e import Daemon, Sim, pair, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
+from ecrd import metrics
 from ecrd.metrics import Metrics, Snapshot, write_textfile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +142,20 @@ def test_a_stopped_ecrd_leaves_a_file_that_says_it_is_down(tmp_path: Path) -> No
     assert stopped[("ecrd_terminal_link_up", (("terminal", "lan-1"),))] == 0
     assert stopped[("ecrd_unresolved_transactions", (("terminal", "lan-1"),))] == 1
     assert stopped[("ecrd_clients", ())] == 0
+
+
+def test_a_file_another_user_made_first_in_a_sticky_directory_is_named_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a sticky directory the kernel refuses ecrd's rename over another user's file
+    (EPERM; root is exempt, so the refusal is played here): the error says whose it is."""
+    directory = textfile_dir(tmp_path, 0o1777)
+    (directory / "ecrd.prom").write_text("ecrd_unresolved_transactions 0\n")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(metrics.os, "replace", refused)
+    with pytest.raises(OSError, match=f"belongs to uid {os.geteuid()}, not to ecrd"):
+        write_textfile(str(directory / "ecrd.prom"), TEXT)
+    assert [p.name for p in directory.iterdir()] == ["ecrd.prom"]  # the temp file is gone
