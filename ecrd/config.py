@@ -109,6 +109,8 @@ class TerminalConfig:
     fallback: str | None = None
     probe_interval_s: float = 30.0
     info_timeout_s: float = 15.0
+    # terminal.info's answer is kept this long and shared (terminal/info.py); 0: not kept.
+    info_cache_s: float = 5.0
     # LAN
     host: str | None = None
     port: int = 8443
@@ -150,6 +152,7 @@ class AccessConfig:
     """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
     ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
 
+    read: tuple[str, ...] = ("*",)  # status, lists, terminal.info, transaction.get, subscribe
     sell: tuple[str, ...] = ("*",)  # sale, preauth, abort
     refund: tuple[str, ...] = ("*",)  # refund, void
     admin: tuple[str, ...] = ()  # pairing, resolve, reload, terminal.send
@@ -267,7 +270,7 @@ def _currencies(t: _Table) -> tuple[str, ...]:
 def _access(t: _Table) -> AccessConfig:
     d = AccessConfig()
     roles = {}
-    for role in ("sell", "refund", "admin"):
+    for role in ("read", "sell", "refund", "admin"):
         entries = _names(t, role, getattr(d, role), 'user names, "@group" or "*"')
         unknown = [e for e in entries if not _exists(e)]
         if unknown:
@@ -354,6 +357,7 @@ def _terminal(t: _Table) -> TerminalConfig:
         fallback=t.text("fallback", choices=("cloud",)),
         probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
         info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
+        info_cache_s=t.number("info_cache_s", d.info_cache_s, high=3600),
         host=t.text("host"),
         port=t.integer("port", d.port, low=1, high=65535),
         path=t.text("path", d.path),

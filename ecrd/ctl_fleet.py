@@ -1,7 +1,13 @@
-"""ecrctl's commands for operators and accountants: metrics, export, report, backup.
+"""ecrctl's commands for operators and accountants: metrics, export, report, backup, audit.
 
 Everything goes through the socket API, page by page (``transaction.list`` with
 ``before``), so memory stays flat however large the journal is.
+
+What reaches a person is made harmless first: a CSV cell a spreadsheet would run as a
+formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: OWASP's
+CSV-injection rule) gets a leading ``'``, and control characters in every cell and in
+the text output are escaped (``ecrd.text.escape``): a reference id, an order id or a
+terminal's reply can neither run in the accountant's spreadsheet nor drive a terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from decimal import Decimal
 from typing import Any, Final
 
 from ecrd.client import EcrdError, TrioClient
+from ecrd.ctl_out import output, table
+from ecrd.text import escape
 
 EXIT_OK: Final = 0
 CSV_COLUMNS: Final = (
@@ -30,6 +38,8 @@ SUCCEEDED: Final = ("succeeded", "resolved_succeeded")
 # What each kind of payment does to the takings: a preauth is a hold, no money taken. A
 # void undoes its original: minus what the original did (docs/api.md, "End of day").
 SIGN: Final = {"Sale": 1, "PreAuth": 0, "Refund": -1}
+FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+AUDIT_COLUMNS: Final = ["seq", "at", "who", "action", "terminal", "result", "detail"]
 
 
 async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, Any]]:
@@ -41,10 +51,23 @@ async def records(client: TrioClient, **query: Any) -> AsyncIterator[dict[str, A
         before = {"before": page[-1]["reference_id"]}
 
 
+def cell(value: Any) -> str:
+    """One CSV cell that a spreadsheet shows and never runs: formula-leading text gets a
+    leading quote, control characters are escaped."""
+    text = "" if value is None else str(value)
+    shown = escape(text)
+    return "'" + shown if text.startswith(FORMULA_START) else shown
+
+
 def csv_row(record: dict[str, Any]) -> list[str]:
     params, reply = record.get("params") or {}, record.get("reply") or {}
     merged = {**params, **{k: v for k, v in reply.items() if k in CSV_COLUMNS}, **record}
-    return ["" if merged.get(c) is None else str(merged[c]) for c in CSV_COLUMNS]
+    return [cell(merged.get(c)) for c in CSV_COLUMNS]
+
+
+def shown(text: str) -> str:
+    """Text output, line by line: no control character but the layout's line breaks."""
+    return "\n".join(map(escape, text.split("\n")))
 
 
 async def cmd_export(args: argparse.Namespace, client: TrioClient) -> int:
@@ -145,7 +168,7 @@ async def cmd_report(args: argparse.Namespace, client: TrioClient) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(report_text(report))
+        print(shown(report_text(report)))
     return EXIT_OK
 
 
@@ -170,7 +193,7 @@ def report_text(report: dict[str, Any]) -> str:
 
 
 async def cmd_metrics(args: argparse.Namespace, client: TrioClient) -> int:
-    print(await client.call("metrics"), end="")
+    print(shown(await client.call("metrics")), end="")
     return EXIT_OK
 
 
@@ -179,9 +202,22 @@ async def cmd_backup(args: argparse.Namespace, client: TrioClient) -> int:
     if args.json:
         print(json.dumps(res))
         return EXIT_OK
-    print(f"journal: {res['journal']} ({res['records']} records)")
+    print(shown(f"journal: {res['journal']} ({res['records']} records)"))
     if "pairings" in res:
-        print(f"pairings: {res['pairings']} (0600: it holds PINs)")
+        print(shown(f"pairings: {res['pairings']} (0600: it holds PINs)"))
+    return EXIT_OK
+
+
+async def cmd_audit(args: argparse.Namespace, client: TrioClient) -> int:
+    """The journal's audit table, newest first (``journal.audit``; admin)."""
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.before is not None:
+        params["before"] = args.before
+    if args.action:
+        params["action"] = args.action
+    rows = await client.call("journal.audit", **params)
+    lines = [{**r, "detail": json.dumps(r["detail"], ensure_ascii=False)} for r in rows]
+    output(args, rows, table(lines, AUDIT_COLUMNS) if rows else "(no audit rows)")
     return EXIT_OK
 
 
@@ -201,6 +237,11 @@ def add_parsers(sub: Any) -> None:
         "file", type=os.path.abspath, help="a new file ecrd can write (never overwritten)"
     )
     p.add_argument("--with-pairings", action="store_true", help="also copy pairings.toml")
+    p = sub.add_parser("audit", help="who administered what, when, with what result (admin)")
+    p.add_argument("--limit", type=int, default=50, help="at most 500 (one page)")
+    p.add_argument("--before", type=int, metavar="SEQ", help="the rows older than SEQ")
+    p.add_argument("--action", help="only this method, e.g. terminal.pair or journal.prune")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
 
 COMMANDS: Final = {
@@ -208,4 +249,5 @@ COMMANDS: Final = {
     "report": cmd_report,
     "metrics": cmd_metrics,
     "backup": cmd_backup,
+    "audit": cmd_audit,
 }

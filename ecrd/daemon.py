@@ -44,7 +44,7 @@ from ecrd.ownership import CannotStart
 from ecrd.reload import Plan
 from ecrd.reload import plan as reload_plan
 from ecrd.sdnotify import Notifier, watchdog_interval
-from ecrd.store.journal import Journal, JournalError
+from ecrd.store.journal import Journal, JournalError, format_time
 from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore, PairingStoreError
 from ecrd.terminal.shared import Shared
@@ -120,6 +120,7 @@ class Daemon:
         self.connections: set[server.Connection] = set()
         self.metrics = Metrics(__version__)
         self.refusals: Counter[str] = Counter()  # ecrd_refusals_total{kind}
+        self.prunes_skipped = 0  # ecrd_retention_skipped_total: an implausible clock
 
     def _open_state(self, state: str) -> tuple[dict[str, Pairing], dict[str, Pairing]]:
         """Step 1 of the start-up order; a corrupt file is ``CannotStart``, one line."""
@@ -187,6 +188,7 @@ class Daemon:
         nursery.start_soon(
             housekeeping.prune_daily, self.journal.path,
             lambda: self.config.journal.keep_days, lambda: datetime.now(UTC),
+            self._prune_skipped,
         )  # fmt: skip
 
     async def metrics_snapshot(self) -> Snapshot:
@@ -199,6 +201,7 @@ class Daemon:
             journal_bytes=await self.read(self.journal_view.size_bytes),
             refusals=dict(self.refusals),
             unwritten=len(self.payments.authority.unwritten),
+            prunes_skipped=self.prunes_skipped,
         )
 
     async def backup(self, path: str, with_pairings: bool) -> dict[str, Any]:
@@ -240,9 +243,7 @@ class Daemon:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as sigs:
             async for signum in sigs:
                 if signum == signal.SIGHUP:
-                    # A bad file is logged and shown in STATUS=; the daemon carries on.
-                    with contextlib.suppress(ConfigError):
-                        await self.reload()
+                    await self._reload_on_signal()
                 elif not self.stopping:
                     nursery.start_soon(self.shutdown, nursery)
                 else:
@@ -250,6 +251,18 @@ class Daemon:
                     # journaled unknown on the way out, as after the grace period.
                     log.warning("second stop signal: not waiting for payments in flight")
                     self._hurry.cancel()
+
+    async def _reload_on_signal(self) -> None:
+        """SIGHUP (``systemctl reload``): a reload like ``config.reload``, audited too, by
+        the signal (the kernel does not say who sent it). A bad file is logged and shown
+        in STATUS=; the daemon carries on."""
+        started, result = datetime.now(UTC), "ok"
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            result = exc.reason
+        await self.audit(who="signal SIGHUP", action="config.reload", terminal=None,
+                         detail={}, result=result, started=started)  # fmt: skip
 
     async def shutdown(self, nursery: trio.Nursery) -> None:
         self.stopping = True
@@ -365,6 +378,21 @@ class Daemon:
 
     def count(self, refusal: str) -> None:
         self.refusals[refusal] += 1
+
+    def _prune_skipped(self) -> None:
+        self.prunes_skipped += 1
+
+    async def audit(
+        self, *, who: str, action: str, terminal: str | None, detail: dict[str, Any],
+        result: str, started: datetime,
+    ) -> None:  # fmt: skip
+        """An admin action, committed to the audit table by the journal's writer thread."""
+        row = dict(who=who, action=action, terminal=terminal, detail=detail, result=result,
+                   at=format_time(started))  # fmt: skip
+        try:
+            await self.payments.db(self.journal.audit, **row)
+        except Exception as exc:  # the action is done: the row is said, never lost silently
+            log.error("audit row NOT JOURNALED (%s): %s", exc, row)
 
     # -- reload ----------------------------------------------------------------------------
 

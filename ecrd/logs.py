@@ -1,9 +1,20 @@
 """Logging to stderr, one line per event, with secrets redacted in one place (design.md §6).
 
 ``Redactor`` is a logging filter installed on the root handler. It removes, from every
-record's final message: the PINs ecrd knows (registered when loaded or typed), anything
-that looks like a card number (13–19 digits), long base64 runs (ciphertexts, keys), and a
-pairing QR's ``pairCode``. Code still must not log secrets; this is the safety net.
+record's final message: the PINs ecrd knows (registered when loaded or typed), card
+numbers, long base64 runs (ciphertexts, keys), and a pairing QR's ``pairCode``. Code still
+must not log secrets; this is the safety net.
+
+It redacts by key and by proof, so that an audit line can still be matched to its order:
+
+* by key: the value of an identity field (``IDENTITY``: ``ref=``, ``terminal=``,
+  ``reference_id``, ``customer_order_id``, ``rrn``, ... as ``key=value`` or
+  ``"key": "value"``) is never touched. Those values are chosen by the POS or the terminal
+  and kept in the journal and the exports anyway; hiding one (say an order number that
+  happens to equal a PIN) would only point at it.
+* by proof: a run of digits is a card number only if it has a card's length (13-19
+  digits, spaces or dashes between them allowed) and passes the Luhn check; any other
+  long number (an order number, a timestamp) stays.
 
 The same filter escapes control characters in the message (``ecrd.text.escape``): a
 reference id or a terminal's reply can never start a line of its own (a forged
@@ -31,6 +42,15 @@ from typing import Final
 from ecrd.text import escape
 
 _PAN: Final = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Identity fields, compared without case and underscores (``customerOrderID`` is
+# ``customer_order_id``): never redacted (module docstring).
+IDENTITY: Final = frozenset(
+    {"ref", "terminal", "referenceid", "originalreferenceid", "customerorderid", "rrn", "brn",
+     "authcode", "requestid", "responseid", "exe"}
+)  # fmt: skip
+_KEY_VALUE: Final = re.compile(
+    r"""(?<![A-Za-z0-9_])["']?([A-Za-z_]+)["']?\s*[:=]\s*("[^"]*"|'[^']*'|[^\s,;)}\]]+)"""
+)
 _B64: Final = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 _PAIRCODE: Final = re.compile(r'("?pair_?code"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
 _PIN_KEY: Final = re.compile(r'("?pin(?:Code\d?|_?code)?"?\s*[:=]\s*"?)[A-Za-z0-9]+', re.IGNORECASE)
@@ -87,7 +107,38 @@ def _secret_re(secret: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", re.IGNORECASE)
 
 
+def is_identity(key: str) -> bool:
+    """Whether ``key`` names an identity field (``IDENTITY``), whatever its spelling."""
+    return key.replace("_", "").lower() in IDENTITY
+
+
+def luhn(digits: str) -> bool:
+    """The Luhn check every payment card number passes (ISO/IEC 7812)."""
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char) * (2 if i % 2 else 1)
+        total += n - 9 if n > 9 else n
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = match[0].replace(" ", "").replace("-", "")
+    return "[number]" if 13 <= len(digits) <= 19 and luhn(digits) else match[0]
+
+
 def redact(text: str) -> str:
+    """``text`` with every secret replaced, identity fields' values kept as they are."""
+    kept = [m.span(2) for m in _KEY_VALUE.finditer(text) if is_identity(m[1])]
+    if not kept:
+        return _redact(text)
+    parts, start = [], 0
+    for begin, end in kept:
+        parts += [_redact(text[start:begin]), text[begin:end]]
+        start = end
+    return "".join([*parts, _redact(text[start:])])
+
+
+def _redact(text: str) -> str:
     lowered = text.lower()
     if "pair" in lowered:  # both key patterns need their key's name in the text
         text = _PAIRCODE.sub(r"\1[redacted]", text)
@@ -95,7 +146,7 @@ def redact(text: str) -> str:
         text = _PIN_KEY.sub(r"\1[redacted]", text)
     text = _known.redact(text)
     text = _B64.sub("[data]", text)
-    return _PAN.sub("[number]", text)
+    return _PAN.sub(_card, text)
 
 
 class Redactor(logging.Filter):

@@ -9,8 +9,14 @@ What is counted where:
 * the gauges (terminals paired and up, unresolved transactions, clients, journal size and
   records) and ``ecrd_key_derivations_total`` are read from the running daemon.
 
-``write_textfile`` replaces the file atomically (a temporary file in the same directory,
-mode 0644, then ``os.replace``), so the collector never reads half a file.
+``write_textfile`` replaces the file atomically, so the collector never reads half a file,
+and so that the file is always ecrd's own: the directory is opened without following a
+link and checked (``ownership.shared_directory_problem``: nobody but its owner may write
+in it, unless it is sticky), then a temporary file of a random name is created in it
+exclusively (``O_EXCL | O_NOFOLLOW``, 0644) and renamed over the file, all through the
+directory's descriptor. ``ecrd_up`` is 1 in every file a running ecrd writes; the file it
+leaves when it stops says 0 (``Snapshot.up``), its links down, its unresolved counts as
+the journal has them.
 
 prometheus_client is imported by ``renderer``'s function only, run on a thread: a
 daemon answers its first ``ping`` without it (it costs ~26 ms to import), and durations
@@ -19,7 +25,10 @@ are kept as plain bucket counts until then.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +36,8 @@ from functools import partial
 from typing import Any, Final
 
 import attrs
+
+from ecrd import ownership
 
 FINAL: Final = frozenset({"succeeded", "failed", "unknown"})
 BUCKETS: Final = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300)
@@ -43,6 +54,14 @@ class Snapshot:
     journal_bytes: int = 0
     refusals: Mapping[str, int] = attrs.field(factory=dict)  # kind -> count, this process
     unwritten: int = 0  # outcomes the journal did not take yet
+    prunes_skipped: int = 0  # retention runs skipped: the clock was implausible
+    up: bool = True  # False: the last file, written as ecrd stops
+
+    def stopped(self) -> Snapshot:
+        """What ecrd says as it stops: down, every link down, nobody connected; what the
+        journal holds (unresolved payments above all) as it is."""
+        down = [{**t, "link": "down"} for t in self.terminals]
+        return attrs.evolve(self, up=False, terminals=down, clients=0)
 
 
 @attrs.define
@@ -80,6 +99,10 @@ class _Collector:
 
         snap = self.snapshot
         yield InfoMetricFamily("ecrd_build", "ecrd's version", value={"version": self.version})
+        yield GaugeMetricFamily(
+            "ecrd_up", "1 while ecrd runs; 0 in the file it leaves as it stops",
+            value=1 if snap.up else 0,
+        )  # fmt: skip
         done = CounterMetricFamily(
             "ecrd_transactions", "Journaled transactions by outcome",
             labels=["terminal", "action", "state"],
@@ -106,6 +129,11 @@ class _Collector:
         for kind, count in sorted(snap.refusals.items()):
             refusals.add_metric([kind], count)
         yield refusals
+        yield CounterMetricFamily(
+            "ecrd_retention_skipped",
+            "Journal prunes skipped because the clock was implausible (nothing was pruned)",
+            value=snap.prunes_skipped,
+        )
         yield self._histogram()
 
     def _histogram(self) -> Any:
@@ -189,11 +217,46 @@ def _render(collector: _Collector) -> bytes:
     return generate_latest(registry)
 
 
+def _replace(temp: str, name: str, dir_fd: int, path: str) -> None:
+    """``temp`` over ``name``; in a sticky directory, a ``name`` another user made first
+    cannot be replaced, and the error says whose it is."""
+    try:
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except PermissionError as exc:
+        owner = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_uid
+        raise OSError(
+            errno.EPERM, f"{path} belongs to uid {owner}, not to ecrd: remove it"
+        ) from exc
+
+
 def write_textfile(path: str, text: bytes) -> None:
-    """Replace ``path`` atomically with ``text`` (0644: node_exporter runs as its own user)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), 0o644)  # whatever the umask (the unit sets 0077)
-        f.write(text)
-    os.replace(tmp, path)
+    """Replace ``path`` atomically with ``text`` (0644: node_exporter runs as its own user),
+    through a fresh, exclusive temporary file (module docstring). Raises ``OSError``, with
+    the reason, when the directory is not one to keep it in."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP) and os.path.islink(directory):
+            raise OSError(
+                errno.EPERM, f"{directory} is a symbolic link: give the real path"
+            ) from exc
+        raise
+    try:
+        problem = ownership.shared_directory_problem(directory, os.fstat(dir_fd))
+        if problem is not None:
+            raise OSError(errno.EPERM, problem)
+        temp = f".{name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temp, flags, 0o644, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # whatever the umask (the unit sets 0077)
+                f.write(text)
+            _replace(temp, name, dir_fd, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)

@@ -17,6 +17,7 @@ its socket only if the path is still the socket it bound.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import stat
@@ -116,3 +117,78 @@ def remove_own_socket(path: str, bound: tuple[int, int] | None) -> None:
     if bound is not None and identity(path) == bound:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+class UntrustedDirectory(OSError):
+    """A directory ecrd will not write a private file into; ``strerror`` says why."""
+
+
+def open_trusted_directory(path: str) -> int:
+    """A file descriptor of the directory ``path``, for writing a private file into it
+    (``journal.backup``: the journal, the PINs). ``path`` is made absolute and walked from
+    ``/`` one component at a time with ``O_NOFOLLOW``, so none of them may be a symbolic
+    link, and each must be owned by root or by ecrd's user and writable by its owner only
+    (a component above the last may be sticky and writable by all, like ``/tmp``: nobody
+    else can move ours out of it). Then nobody but root and ecrd can swap a component, a
+    file or a file SQLite might look for next to it between the check and the write."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    names = [p for p in os.path.abspath(path).split("/") if p]
+    try:
+        _check_component(fd, "/", last=not names)
+        for i, name in enumerate(names):
+            where = "/" + "/".join(names[: i + 1])
+            try:
+                child = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                link = stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+                why = "a symbolic link (give the real path)" if link else "not a directory"
+                raise _untrusted(where, why) from exc
+            os.close(fd)
+            fd = child
+            _check_component(fd, where, last=i == len(names) - 1)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_component(fd: int, where: str, *, last: bool) -> None:
+    st = os.fstat(fd)
+    if st.st_uid not in (0, os.geteuid()):
+        raise _untrusted(where, f"owned by uid {st.st_uid}, neither root nor ecrd's user")
+    loose = stat.S_IMODE(st.st_mode) & 0o022
+    if loose and (last or not st.st_mode & stat.S_ISVTX):
+        raise _untrusted(
+            where, f"mode {stat.S_IMODE(st.st_mode):04o}: writable by others than its owner"
+        )
+
+
+def _untrusted(where: str, why: str) -> UntrustedDirectory:
+    return UntrustedDirectory(
+        errno.EPERM,
+        f"{where} is {why}; ecrd writes private files only "
+        "into directories nobody but root and ecrd can change",
+    )
+
+
+def shared_directory_problem(path: str, st: os.stat_result) -> str | None:
+    """Why ecrd must not keep a file another program reads (the metrics file) in the
+    directory ``path`` whose ``fstat`` is ``st``; None if it may. The directory belongs to
+    that program (node_exporter's textfile directory: its owner may be anyone, and is
+    trusted, since whoever owns it decides what it exports anyway); beyond its owner,
+    nobody may be able to replace or remove ecrd's file: no group or world write bit,
+    unless the directory is sticky (``chmod +t``), which keeps everyone's files to
+    themselves. (That it is no symbolic link is ``O_NOFOLLOW``'s to check, at open.)"""
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        return (
+            f"{path} has mode {mode:04o}: others than its owner could replace ecrd's file "
+            f"in it; `chmod g-w,o-w {path}`, or make it sticky: `chmod +t {path}`"
+        )
+    return None

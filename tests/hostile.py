@@ -23,6 +23,11 @@ from ecrd.store.journal import Journal
 LIST = b'{"jsonrpc":"2.0","id":%d,"method":"transaction.list","params":{"limit":500}}\n'
 
 
+def unread_listings(path: str, clients: int, lines: int = 1) -> list[socket.socket]:
+    """``clients`` connections that each ask for ``lines`` full pages and never read."""
+    return [flood(path, lines) for _ in range(clients)]
+
+
 def connect(path: str, timeout: float = 10) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -68,13 +73,16 @@ def drip(sock: socket.socket) -> bool:
         return False
 
 
-def fill_journal(state_dir: Path, rows: int, terminal: str = "lan-1") -> None:
-    """A journal of ``rows`` settled sales, written in one transaction (about 1 KiB each)."""
+def fill_journal(
+    state_dir: Path, rows: int, terminal: str = "lan-1", receipt_bytes: int = 700
+) -> None:
+    """A journal of ``rows`` settled sales, written in one transaction (about 1 KiB each,
+    or as large as ``receipt_bytes``: a terminal's reply with a long receipt)."""
     state_dir.mkdir(mode=0o700, exist_ok=True)
     path = state_dir / "journal.sqlite3"
     Journal(path).close()  # the schema, as ecrd writes it
     reply = json.dumps({"status": "Success", "amount": "1.00", "currency": "HKD",
-                        "rrn": "0" * 12, "receipt": "x" * 700})  # fmt: skip
+                        "rrn": "0" * 12, "receipt": "x" * receipt_bytes})  # fmt: skip
     with sqlite3.connect(path) as conn:
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
@@ -115,12 +123,13 @@ OTHERS_PYTHON = next(
 
 
 class AsUser:
-    """A connection held by a child process running as ``uid`` (root only)."""
+    """A connection held by a child process running as ``uid`` (root only), in group
+    ``gid`` and the supplementary ``groups``."""
 
-    def __init__(self, path: str, uid: int, gid: int) -> None:
+    def __init__(self, path: str, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [OTHERS_PYTHON, "-I", "-S", "-c", _HOLD, path], user=uid, group=gid, extra_groups=[],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [OTHERS_PYTHON, "-I", "-S", "-c", _HOLD, path], user=uid, group=gid,
+            extra_groups=list(groups), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
         self.reply = json.loads(self.proc.stdout.readline() or "null")

@@ -205,10 +205,39 @@ def test_truncated_legacy_ciphertext_is_malformed(length: int) -> None:
         open_legacy(b64(raw), PIN)
 
 
-@pytest.mark.parametrize("plaintext", [b"\xff\xfe\x00garbage", b"not json", b"{'a': 1}"])
-def test_non_json_plaintext_is_not_json(plaintext: bytes) -> None:
-    with pytest.raises(NotJson):
+@pytest.mark.parametrize(
+    "plaintext", [b"not json", b"{'a': 1}", b"<html>500</html>\r\n", "caf\u00e9 \x7e".encode()]
+)
+def test_text_that_is_not_json_after_a_good_decrypt_is_a_bad_reply(plaintext: bytes) -> None:
+    with pytest.raises(NotJson) as caught:
         open_(seal_v2(plaintext, key(), SALT), PIN, keys=KEYS)
+    assert caught.value.reason == "bad_reply"
+
+
+@pytest.mark.parametrize(
+    "plaintext", [b"\xff\xfe\x00garbage", b"\x8f\x01\xc3(", b"ok\x00", b"{\x1b}", b"a\x7fb"]
+)
+def test_bytes_that_are_not_text_after_lucky_padding_are_a_wrong_key(plaintext: bytes) -> None:
+    """What a wrong key whose padding happened to check out yields: random bytes."""
+    with pytest.raises(WrongKey) as caught:
+        open_(seal_v2(plaintext, key(), SALT), PIN, keys=KEYS)
+    assert caught.value.reason == "wrong_key"
+
+
+def test_a_wrong_key_with_lucky_padding_is_a_wrong_key_never_a_bad_reply() -> None:
+    """Brute force: ciphertexts opened under other PINs until the padding checks out by
+    chance (about one in 256); every one of those is a wrong key, none a bad reply."""
+    sealed = seal_legacy(b'{"header": {"responseID": "r"}, "body": {"status": "Success"}}', PIN)
+    lucky = 0
+    for n in range(20_000):
+        try:
+            open_legacy(sealed, f"{n:06d}")
+        except WrongKey:
+            continue
+        lucky += 1
+        with pytest.raises(WrongKey):
+            open_(sealed, f"{n:06d}", "legacy")
+    assert lucky > 20  # the padding did check out, many times
 
 
 @pytest.mark.parametrize("plaintext", [b"[1, 2]", b'"text"', b"42", b"null"])
@@ -222,15 +251,18 @@ def test_deeply_nested_json_is_not_json_rather_than_a_crash() -> None:
         open_(seal_legacy(b"[" * 100_000, PIN), PIN, "legacy")
 
 
-def test_not_json_is_a_wrong_key_error() -> None:
-    assert issubclass(NotJson, WrongKey)
+def test_not_json_points_away_from_re_pairing() -> None:
+    """A reply that decrypted proves the key: whoever handles a wrong key (re-pair, drop a
+    PIN that does not work) must never take it for one."""
+    assert not issubclass(NotJson, CryptoError)
     assert issubclass(WrongKey, CryptoError)
     assert issubclass(MalformedData, CryptoError)
 
 
 def test_errors_carry_stable_reasons() -> None:
     assert MalformedData.reason == "malformed_data"
-    assert WrongKey.reason == NotJson.reason == "wrong_key"
+    assert WrongKey.reason == "wrong_key"
+    assert NotJson.reason == "bad_reply"
 
 
 # --- unpad strictness (protocol.md §3: as strict as the vendor's sample) -----------------

@@ -11,6 +11,7 @@ robustness issue): no client, and no user, can starve the others.
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import tempfile
@@ -23,7 +24,15 @@ from typing import Any
 import pytest
 import tomli_w
 from e2e import Daemon, Sim, pair, write_config
-from hostile import AsUser, closed_by_peer, connect, drip, fill_journal, flood
+from hostile import (
+    AsUser,
+    closed_by_peer,
+    connect,
+    drip,
+    fill_journal,
+    flood,
+    unread_listings,
+)
 from test_reliability import rss_kib
 
 from ecrd.api.sharing import RESERVE
@@ -112,6 +121,77 @@ def test_one_users_connections_cannot_lock_out_other_users_or_root(shared_dir: P
         for h in held:
             h.close()
         daemon.stop()
+
+
+def test_each_role_keeps_a_connection_reserve_so_a_flood_never_locks_out_the_cashier(
+    shared_dir: Path,
+) -> None:
+    """Two users without a role fill max_clients; a third is refused, but the cashier's
+    app (a user in the sell role's group) still gets its connections, up to its own
+    per-user limit, and root its reserve."""
+    audio = grp.getgrnam("audio").gr_gid
+    daemon = start(shared_dir, None, max_clients=4, max_clients_per_user=2,
+                   socket_group="nogroup")  # fmt: skip
+    data = tomllib.loads(daemon.config.read_text())
+    data["access"] = {"sell": ["@audio"], "refund": ["@audio"], "admin": []}
+    daemon.config.write_text(tomli_w.dumps(data))
+    daemon.call("config.reload")
+    held: list[AsUser] = []
+    try:
+        flood = [AsUser(daemon.socket, uid, 65534) for uid in (65534, 65534, 65533, 65533)]
+        held += flood
+        assert all(h.admitted for h in flood)
+        held.append(stranger := AsUser(daemon.socket, 65532, 65534))
+        assert not stranger.admitted and "max_clients" in stranger.reply["error"]["message"]
+        cashier = [AsUser(daemon.socket, 65531, audio, (65534,)) for _ in range(3)]
+        held += cashier
+        assert [c.admitted for c in cashier] == [True, True, False]  # its own limit: 2
+        assert "max_clients_per_user" in cashier[2].reply["error"]["message"]
+        second_till = [AsUser(daemon.socket, 65530, audio, (65534,)) for _ in range(3)]
+        held += second_till
+        assert [c.admitted for c in second_till] == [True, True, False]
+        sock = connect(daemon.socket)  # root: its own reserve, over everything
+        sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"status"}\n')
+        assert b'"result"' in sock.recv(65536)
+        sock.close()
+    finally:
+        for h in held:
+            h.close()
+        daemon.stop()
+
+
+def test_sixteen_clients_not_reading_big_listings_move_rss_by_a_few_tens_of_mb(
+    tmp_path: Path,
+) -> None:
+    """The issue's repro: records of ~40 KB (a terminal's long receipt), 16 clients each
+    asking for a full page (500) and never reading it. A page is about 1 MiB at most, so
+    ecrd holds ~16 MiB for them, not 16 pages of 10 MB; a ping and a sale go on."""
+    sim = Sim(tmp_path, "--lan", "1")
+    fill_journal(tmp_path / "state", 250, receipt_bytes=40_000)
+    daemon = start(tmp_path, sim)
+    unread: list[Any] = []
+    try:
+        assert daemon.proc is not None
+        pair(daemon, sim, "lan")
+        sale = {"terminal": "lan-1", "amount": "1.00", "currency": "HKD"}
+        assert daemon.call("sale", reference_id="warm", **sale)["state"] == "succeeded"
+        assert len(daemon.call("transaction.list", limit=5)) == 5
+        before = peak = rss_kib(daemon.proc.pid)
+        unread = unread_listings(daemon.socket, 16)
+        with daemon.client() as reader:  # journal reads go in turn: after all 16 pages
+            assert len(reader.call("transaction.list", limit=1)) == 1
+            for _ in range(10):
+                peak = max(peak, rss_kib(daemon.proc.pid))
+                time.sleep(0.2)
+            assert reader.call("ping")["protocol"] == 1
+        assert daemon.call("sale", reference_id="after", **sale)["state"] == "succeeded"
+        grown = (peak - before) / 1024
+        assert grown < 40, f"16 unread listings took {grown:.0f} MiB"
+    finally:
+        for sock in unread:
+            sock.close()
+        daemon.stop(sim)
+        sim.stop()
 
 
 def test_unread_listing_floods_stop_being_read_and_sales_go_on(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -26,6 +27,7 @@ import tomli_w
 import trio
 from stack import Stack, config_data, make_sim
 
+from ecrd.api import refusals
 from ecrd.client import open_trio_client
 from ecrd.config import parse
 from ecrd.daemon import Daemon
@@ -224,3 +226,43 @@ async def test_without_an_access_table_anyone_sells_and_refunds_but_only_root_ad
     assert (await as_nobody(stack, (), refund("d2")))[0]["result"]["state"] == "succeeded"
     replies = await as_nobody(stack, (), *ADMIN_CALLS)
     assert all(denied(r, "admin") for r in replies)
+
+
+async def test_the_read_role_guards_terminal_info_and_the_journal_and_sellers_hold_it(
+    nursery: trio.Nursery, tmp_path: Path, run_dir: Path
+) -> None:
+    """With [access].read narrowed, a user without it may ping and nothing else: no
+    DeviceInfo reaches the terminal for it; a seller still reads what it sold."""
+    stack = await start(nursery, tmp_path, run_dir, {**ACCESS, "read": [f"@{ADMIN}"]})
+    async with open_trio_client(stack.socket) as c:
+        await c.call("terminal.pair", terminal="lan-1", code=stack.terminal("lan").pin1)
+    asked = stack.terminal("lan").stats.requests
+    replies = await as_nobody(stack, (), ("ping", {}), ("terminal.info", {"terminal": "lan-1"}),
+                              *READS[1:])  # fmt: skip
+    assert "result" in replies[0]
+    assert all(denied(r, "read") for r in replies[1:])
+    assert stack.terminal("lan").stats.requests == asked  # nothing was sent for it
+    assert (await as_nobody(stack, (SELL,), sale("rd1")))[0]["result"]["state"] == "succeeded"
+    replies = await as_nobody(stack, (SELL,), ("transaction.get", {"reference_id": "rd1"}))
+    assert replies[0]["result"]["state"] == "succeeded"
+
+
+async def test_refused_calls_are_logged_a_few_per_interval_then_summed_up(
+    nursery: trio.Nursery, tmp_path: Path, run_dir: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The issue's 10 000 lines a second from nobody: now 5 lines, then one summary."""
+    monkeypatch.setattr(refusals, "INTERVAL_S", 1.0)
+    stack = await start(nursery, tmp_path, run_dir, ACCESS)
+    caplog.set_level(logging.INFO, logger="ecrd.api")
+    calls = [sale(f"f{i}") for i in range(150)] + [("config.reload", {})] * 50
+    replies = await as_nobody(stack, (), *calls)
+    assert all("error" in r for r in replies)
+    await trio.sleep(1.5)
+    said = [r.getMessage() for r in caplog.records if "refus" in r.getMessage()]
+    assert len(said) == 6, said
+    assert said[-1].startswith("client uid=65534 user=nobody")
+    assert "195 more refusal(s)" in said[-1]
+    assert "sale (no sell role) x" in said[-1] and "config.reload (no admin role) x" in said[-1]
+    async with open_trio_client(stack.socket) as c:
+        assert await c.call("journal.audit") == []  # refusals are not admin actions

@@ -145,8 +145,8 @@ def test_retention_prunes_old_settled_records_and_never_unknown_ones(tmp_path: P
         j.begin(reference_id="new-ok", terminal="t", action="Sale", params={}, amount="1.00",
                 currency="HKD")  # fmt: skip
         j.apply("new-ok", lambda r: Change("succeeded", "test"))
-    assert retention.prune(str(path), 400, now) == 2
-    assert retention.prune(str(path), 0, now) == 0  # 0 keeps everything
+    assert retention.prune(str(path), 400, now).removed == 2
+    assert retention.prune(str(path), 0, now).removed == 0  # 0 keeps everything
     with Journal(path) as j:
         kept = {r.reference_id for r in j.list(limit=100)}
         # Settled only 10 days ago: kept, however old its creation.
@@ -191,3 +191,22 @@ def test_export_and_report_end_to_end(tmp_path: Path) -> None:
     assert lan["states"] == {"succeeded": 5, "failed": 1}
     assert report["unresolved"] == []
     assert "net 15.00" in text
+
+
+def test_export_cells_never_run_as_formulas_in_the_accountants_spreadsheet(
+    tmp_path: Path,
+) -> None:
+    with running(tmp_path) as (sim, daemon):
+        pair(daemon, sim, "lan")
+        for i, order in enumerate(("=1+2", "+cmd", "-2+3", "@SUM(A1:A9)")):
+            daemon.call("sale", terminal="lan-1", currency="HKD", amount="1.00",
+                        reference_id=f"{order[0]}ref-{i}", customer_order_id=order)  # fmt: skip
+        rows = list(csv.DictReader(io.StringIO(ecrctl(daemon.socket, "export"))))
+    assert sorted(r["customer_order_id"] for r in rows) == [
+        "'+cmd",
+        "'-2+3",
+        "'=1+2",
+        "'@SUM(A1:A9)",
+    ]
+    assert all(r["reference_id"].startswith("'") for r in rows)
+    assert {r["amount"] for r in rows} == {"1.00"}

@@ -281,6 +281,28 @@ async def test_a_rebooted_terminal_gives_wrong_key_not_a_hang(stack: Stack) -> N
     assert "pair" in err.message
 
 
+@pytest.mark.parametrize("link", ["lan", "serial", "cloud"])
+async def test_a_reply_that_decrypts_but_is_not_strict_json_is_a_bad_reply_not_wrong_key(
+    stack: Stack, link: str
+) -> None:
+    """It opened under the paired PIN, so re-pairing (what wrong_key asks for) would not
+    help: the terminal answered badly. A sale answered so is unknown, with that cause."""
+    tid = f"{link}-1"
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, link)
+        stack.terminal(link).arm("not_json")
+        err = await call_error(c, "terminal.info", terminal=tid)
+        assert (err.code, err.reason) == (-32013, "bad_reply")
+        assert "pair" not in err.message
+        stack.terminal(link).arm("not_json")
+        err = await call_error(c, "sale", terminal=tid, amount="1.00", currency="HKD",
+                               reference_id=f"nj-{link}")  # fmt: skip
+        assert (err.reason, err.data["cause"]) == ("timeout_outcome_unknown", "bad_reply")
+        assert err.data["transaction"]["state"] == "unknown"
+        assert (await c.call("terminal.info", terminal=tid))["deviceSn"]  # the PIN still works
+    assert stack.charges(link, f"nj-{link}") == 1
+
+
 async def test_a_stale_response_id_is_rejected(stack: Stack) -> None:
     async with open_trio_client(stack.socket) as c:
         await pair(c, stack, "lan")

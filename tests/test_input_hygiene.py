@@ -7,7 +7,10 @@ than they did.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,12 @@ from typing import Any
 import pytest
 import tomli_w
 import trio
+from hostile import fill_journal
 from stack import Stack, call_error, config_data, pair, start_stack
 
+from ecrd.api.methods import MAX_EXTRA_BYTES
 from ecrd.client import open_trio_client
-from ecrd.store.journal_view import MAX_PAGE
+from ecrd.store.journal_view import MAX_PAGE, PAGE_BYTES
 
 SALE = {"terminal": "serial-1", "amount": "1.00", "currency": "HKD"}  # never paired
 
@@ -102,6 +107,66 @@ async def test_listings_have_a_hard_page_size_and_page_on_with_before(stack: Sta
         assert seen == [f"p{i}" for i in reversed(range(5))]
         err = await call_error(c, "transaction.list", before="no-such-ref")
         assert (err.reason, err.data["field"]) == ("invalid_params", "before")
+
+
+async def big_records(nursery: trio.Nursery, tmp_path: Path) -> Stack:
+    """100 settled sales of ~40 KB each (a terminal's long receipt): 4 MB in all."""
+    fill_journal(tmp_path / "state", 100, receipt_bytes=40_000)
+    return await start_stack(nursery, tmp_path)
+
+
+async def test_a_page_is_about_a_mib_at_most_and_paging_on_with_before_gets_every_record(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await big_records(nursery, tmp_path)
+    async with open_trio_client(stack.socket) as c:
+        seen: list[str] = []
+        before: dict[str, str] = {}
+        while page := await c.call("transaction.list", limit=MAX_PAGE, **before):
+            assert len(json.dumps(page)) <= PAGE_BYTES
+            assert 0 < len(page) < 100  # shorter than limit, yet not the end
+            seen += [r["reference_id"] for r in page]
+            before = {"before": seen[-1]}
+    assert seen == [f"bulk-{i}" for i in range(1, 101)]  # every one, once, newest first
+    ecrctl = [str(Path(sys.executable).parent / "ecrctl"), "--socket", stack.socket]
+    out = await trio.run_process([*ecrctl, "export"], capture_stdout=True)
+    assert len(out.stdout.decode().splitlines()) == 101  # the header and every record
+
+
+async def test_a_batch_of_listings_holds_about_one_page_in_all(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Batch members' replies wait in memory for the whole batch: the pages of one batch
+    share one page's bytes (each still gets at least one record)."""
+    stack = await big_records(nursery, tmp_path)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "transaction.list",
+              "params": {"limit": MAX_PAGE}} for i in range(16)]  # fmt: skip
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.connect(stack.socket)
+    async with trio.SocketStream(sock) as stream:
+        await stream.send_all(json.dumps(batch).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            data += await stream.receive_some(1 << 20)
+    replies = json.loads(data)
+    assert len(replies) == 16 and all(r["result"] for r in replies)
+    assert len(data) <= PAGE_BYTES + 16 * 50_000, f"{len(data)} bytes for one batch"
+
+
+async def test_extra_is_bounded_per_payment(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        sale = {"terminal": "lan-1", "amount": "1.00", "currency": "HKD"}
+        big = {"memo": "x" * (MAX_EXTRA_BYTES - 11)}  # {"memo":"..."}: 11 bytes around it
+        assert len(json.dumps(big, separators=(",", ":"))) == MAX_EXTRA_BYTES
+        assert (await c.call("sale", **sale, reference_id="e1", extra=big))["state"] == "succeeded"
+        too_big = {"memo": "x" * (MAX_EXTRA_BYTES - 10)}
+        err = await call_error(c, "sale", **sale, reference_id="e2", extra=too_big)
+        assert (err.reason, err.data["field"]) == ("invalid_params", "extra")
+        void = {"terminal": "lan-1", "reference_id": "e3", "original_reference_id": "e1"}
+        err = await call_error(c, "void", **void, extra=too_big)
+        assert (err.reason, err.data["field"]) == ("invalid_params", "extra")
+    assert stack.requests("lan", "e2") == 0 and stack.requests("lan", "e3") == 0
 
 
 async def test_journal_reads_do_not_queue_behind_payment_writes(stack: Stack) -> None:

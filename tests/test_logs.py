@@ -148,3 +148,36 @@ def test_a_full_queue_drops_lines_and_the_next_line_says_how_many(
         "WARNING ecrd.logs: 4 log line(s) dropped: nothing read ecrd's output fast enough",
         "INFO ecrd.test: more 0",
     ]
+
+
+def test_identity_fields_are_never_redacted(captured: list[str]) -> None:
+    """By key: an audit line must still match its order, however its id looks."""
+    long_id = "ORDER" + "Ab1" * 15  # 50 characters of the base64 alphabet
+    lines = [
+        "terminal=counter-1 ref=4111111111111111 sale requested by uid=0 user=root",
+        f"terminal=counter-1 ref={long_id} accepted",
+        '{"referenceID": "4111111111111111", "customerOrderID": "5500 0000 0000 0004", '
+        f'"rrn": "{long_id}"}}',
+        "{'customer_order_id': '4111111111111111', 'originalReferenceID': '5500000000000004'}",
+    ]
+    for line in lines:
+        logging.getLogger("test.redaction").info("%s", line)
+    assert captured == lines
+
+
+def test_outside_identity_fields_cards_and_ciphertexts_are_still_removed() -> None:
+    line = logs.redact(
+        'ref=ok note 4111111111111111 {"memo": "5500000000000004"} data=' + "Qk" * 30
+    )
+    assert line == 'ref=ok note [number] {"memo": "[number]"} data=[data]'
+
+
+def test_a_digit_run_is_a_card_number_only_with_a_card_length_and_a_good_luhn() -> None:
+    """By proof: order numbers, timestamps and phone numbers of 13-19 digits stay."""
+    kept = ["1234567890123", "2026112700001043", "1234 5678 9012 3456", "17951234567890123",
+            "12345678901234567890", "411111111111"]  # fmt: skip
+    for number in kept:
+        assert logs.redact(f"order {number} paid") == f"order {number} paid"
+    for card in ["4111111111111111", "4111 1111 1111 1111", "5500-0000-0000-0004",
+                 "4222222222222", "6011000990139424"]:  # fmt: skip
+        assert logs.redact(f"card {card} paid") == "card [number] paid"

@@ -293,10 +293,12 @@ async def test_rule5_abort_from_another_client_ends_the_payment_aborted(
     stack: Stack, link: str
 ) -> None:
     """Rule 5 (LAN is in test_flows.py). While a sale waits for the customer: a second
-    payment is ``terminal_busy``, read-only calls answer, and ``abort`` from another client
-    gets through; the sale ends ``failed`` with the terminal's reason, uncharged."""
+    payment is ``terminal_busy``, read-only calls answer (``terminal.info`` from the answer
+    it keeps: no DeviceInfo goes to a terminal during a payment), and ``abort`` from another
+    client gets through; the sale ends ``failed`` with the terminal's reason, uncharged."""
     async with open_trio_client(stack.socket) as c, open_trio_client(stack.socket) as other:
         await pair(c, stack, link)
+        await c.call("terminal.info", terminal=TID[link])  # kept info_cache_s (5 s)
         stack.terminal(link).arm("never_answer")
         out: dict[str, Any] = {}
 

@@ -10,7 +10,7 @@ import pytest
 
 from ecrd import errors
 from ecrd.api.methods import METHODS
-from ecrd.api.roles import ROLES, Peer, denial, holds
+from ecrd.api.roles import ROLES, Peer, denial, held, holds
 from ecrd.config import AccessConfig, parse
 
 ACCESS = AccessConfig(sell=("@audio",), refund=("@video", "backup"), admin=("@dialout",))
@@ -22,15 +22,29 @@ def peer(*groups: str, user: str = "nobody", uid: int = 65534) -> Peer:
     return Peer(uid=uid, pid=10, user=user, groups=frozenset(groups))
 
 
-def test_every_money_and_admin_method_needs_a_role_and_reads_need_none() -> None:
-    reads = {"ping", "status", "terminal.list", "terminal.info", "transaction.get",
-             "transaction.list", "subscribe", "metrics"}  # fmt: skip
-    assert set(METHODS) - set(ROLES) == reads
+def test_every_method_but_ping_needs_a_role_and_reads_need_the_read_role() -> None:
+    reads = ("status", "terminal.list", "terminal.info", "transaction.get", "transaction.list",
+             "subscribe", "metrics")  # fmt: skip
+    assert set(METHODS) - set(ROLES) == {"ping"}
+    assert set(ROLES) <= set(METHODS)
+    assert {ROLES[m] for m in reads} == {"read"}
     assert {ROLES[m] for m in ("sale", "preauth", "abort")} == {"sell"}
     assert {ROLES[m] for m in ("refund", "void")} == {"refund"}
     admin = ("terminal.pair", "terminal.unpair", "terminal.send", "transaction.resolve",
-             "config.reload", "journal.backup")  # fmt: skip
+             "config.reload", "journal.backup", "journal.audit")  # fmt: skip
     assert {ROLES[m] for m in admin} == {"admin"}
+
+
+def test_the_read_role_is_anyone_by_default_and_every_money_or_admin_role_includes_it() -> None:
+    assert holds("read", NOBODY, AccessConfig(), PRIVILEGED)
+    assert held(NOBODY, AccessConfig(), PRIVILEGED) == {"read", "sell", "refund"}
+    only_pos = AccessConfig(read=("@pos",), sell=("@audio",), refund=(), admin=("@dialout",))
+    assert not holds("read", NOBODY, only_pos, PRIVILEGED)  # terminal.info refused
+    assert denial("terminal.info", NOBODY, only_pos, PRIVILEGED, "x") is not None
+    assert holds("read", peer("audio"), only_pos, PRIVILEGED)  # a cashier sees what it sold
+    assert holds("read", peer("dialout"), only_pos, PRIVILEGED)
+    assert held(peer("audio"), only_pos, PRIVILEGED) == {"read", "sell"}
+    assert denial("ping", NOBODY, only_pos, PRIVILEGED, "x") is None
 
 
 def test_a_role_is_held_by_user_name_or_by_primary_or_supplementary_group() -> None:

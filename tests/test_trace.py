@@ -4,27 +4,32 @@ key), one JSON line per step of each exchange in ``STATE_DIR/trace/TERMINAL.json
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import trio
 from stack import PIN1, Stack, start_stack, wait_link_up
 
 from ecrd.client import open_trio_client
+from ecrd.protocol import crypto
 from ecrd.terminal.trace import Trace, redacted
 
 CARD = "4111111111111111"
+ORDER = "2026112700001043"  # an order number of a card's length (it fails Luhn)
 
 
 def trace_file(stack: Stack, tid: str) -> Path:
     return stack.tmp / "state" / "trace" / f"{tid}.jsonl"
 
 
-async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
+async def traced_pairing_and_sale(nursery: trio.Nursery, tmp_path: Path) -> Stack:
+    """Every link paired and one sale on it, each with its trace on."""
     stack = await start_stack(nursery, tmp_path)
     async with open_trio_client(stack.socket) as c:
         await wait_link_up(c, "serial-1")
@@ -34,8 +39,16 @@ async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
             await c.call("terminal.pair", terminal=f"{link}-1", code=PIN1[link])
             await c.call(
                 "sale", terminal=f"{link}-1", amount="4.00", currency="HKD",
-                reference_id=f"t-{link}", customer_order_id=f"card {CARD}",
+                reference_id=f"t-{link}", customer_order_id=ORDER,
+                extra={"memo": f"card {CARD}"},
             )  # fmt: skip
+    return stack
+
+
+async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await traced_pairing_and_sale(nursery, tmp_path)
     for link in ("lan", "serial", "cloud"):
         path = trace_file(stack, f"{link}-1")
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -50,10 +63,14 @@ async def test_a_trace_records_each_exchange_with_no_pin_card_number_or_key(
         for secret in (PIN1[link], sim.pin2, CARD):
             assert secret and secret not in text, f"{link}: a secret in the trace"
         assert '"pinCode2": "[redacted]"' in text  # the Pair reply, its new PIN hidden
-        plain = [json.dumps({k: v for k, v in line.items() if k != "frame_hex"}) for line in lines]
-        assert all(len(w) < 40 for w in " ".join(plain).replace('"', " ").split())  # no key
-        if link == "serial":
-            assert any(line.get("frame_hex", "").startswith("55") for line in lines)
+        assert f'"customerOrderID": "{ORDER}"' in text  # an identity field: never hidden
+        words = " ".join(json.dumps(line) for line in lines).replace('"', " ").split()
+        assert all(len(w) < 40 for w in words)  # no key, no ciphertext
+        if link == "serial":  # the frame's metadata, never its bytes
+            frame = next(line["frame"] for line in lines if line["action"] == "Sale")
+            assert frame["header_hex"].startswith("550006") and frame["crc"] == "crc32 ok"
+            assert frame["cmd"] == "0x0006" and frame["length"] > 0
+            assert not any("frame_hex" in line for line in lines)
         else:  # the HTTP status and headers of the reply, and the cloud's request headers
             assert sale_in[0]["http_status"] == 200 and sale_in[0]["http_headers"]
         if link == "cloud":
@@ -116,3 +133,67 @@ async def test_ecrctl_trace_switches_and_tails(nursery: trio.Nursery, tmp_path: 
     assert len(lines) == 2 and json.loads(lines[-1])["dir"] == "in"
     off = await trio.run_process([*ctl, "lan-1", "off"], capture_stdout=True)
     assert off.stdout.decode().startswith("trace off")
+
+
+def test_redaction_keeps_identity_fields_and_numbers_that_are_not_cards() -> None:
+    out = redacted(
+        {"referenceID": "4111111111111111", "customerOrderID": 4111111111111111,
+         "rrn": "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9v", "authCode": "123456",
+         "orderNo": 2026112700001043, "receipt": "order 2026112700001043",
+         "card": 4111111111111111, "pinCode2": "123456"}
+    )  # fmt: skip
+    assert out == {
+        "referenceID": "4111111111111111", "customerOrderID": 4111111111111111,
+        "rrn": "Zm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9vYmFyZm9v", "authCode": "123456",
+        "orderNo": 2026112700001043, "receipt": "order 2026112700001043",
+        "card": "[number]", "pinCode2": "[redacted]",
+    }  # fmt: skip
+
+
+B64_RUN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
+HEX_RUN = re.compile(rb"(?:[0-9a-fA-F]{2}){12,}")
+
+
+def blobs(data: bytes, depth: int = 0) -> Iterator[str]:
+    """Every base64 text a trace could hide a ciphertext in: each base64 run (and its
+    longest whole-quantum prefix), each hex run's bytes as base64, and the base64 runs
+    inside those bytes (a frame holds the envelope, which holds ``data``)."""
+    for run in B64_RUN.findall(data):
+        yield run.decode()
+        if len(run) % 4:
+            yield run[: len(run) - len(run) % 4].decode()
+    for run in HEX_RUN.findall(data):
+        raw = binascii.unhexlify(run)
+        yield base64.b64encode(raw).decode()
+        if depth == 0:
+            yield from blobs(raw, depth + 1)
+
+
+def opens(blob: str, pin: str, keys: crypto.KeyCache) -> bool:
+    for scheme in crypto.SCHEMES:
+        try:
+            crypto.open_(blob, pin, scheme, keys=keys)
+        except crypto.CryptoError:
+            continue
+        except Exception:  # decrypted, but not a JSON object: the key fitted all the same
+            return True
+        return True
+    return False
+
+
+async def test_no_blob_in_a_trace_opens_under_any_pin(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A trace of a pairing and a sale on every link, as a shop would send it to support:
+    every hex and base64 run in it is tried against every PIN the terminals had (pinCode1,
+    pinCode2), with both schemes. None may open: the PIN would then fall to an offline
+    search of 10^6 candidates."""
+    stack = await traced_pairing_and_sale(nursery, tmp_path)
+    keys = crypto.KeyCache(size=4096)
+    for link in ("lan", "serial", "cloud"):
+        data = trace_file(stack, f"{link}-1").read_bytes()
+        pins = [PIN1[link], stack.terminal(link).pin2]
+        tried = sorted(set(blobs(data)))
+        assert tried, "no run found at all: the search is broken"
+        opened = [b for b in tried for pin in pins if pin and opens(b, pin, keys)]
+        assert opened == [], f"{link}: {len(opened)} blob(s) in the trace open under a PIN"

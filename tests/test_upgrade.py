@@ -19,6 +19,7 @@ from ecrd.money.evidence import LateReply, Resolved, Stopped, to_obj
 from ecrd.money.notes import NOTE_RESTARTED
 from ecrd.money.settlement import settle
 from ecrd.store.journal import SCHEMA_VERSION, Journal
+from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -284,6 +285,25 @@ def test_v010_journal_works_on_after_the_upgrade(v010: Path) -> None:
         _, disputed = journal.apply("order-1001", lambda r: settle(r, late))
         assert disputed.state == "disputed"
         assert journal.events("order-1001")[-1].evidence == to_obj(late)
+
+
+def test_v010_journal_gains_an_empty_audit_table_that_takes_rows(v010: Path) -> None:
+    """Schema 4 (#22): the admin actions' audit table, empty after the upgrade, and the
+    records and their trails as they were."""
+    with Journal(v010 / "journal.sqlite3") as journal:
+        seq = journal.audit(who=ROOT, action="terminal.unpair", terminal="counter-3",
+                            detail={"terminal": "counter-3"}, result="ok")  # fmt: skip
+        assert journal.events("order-1004")[2].note == ROOT_NOTE.format("succeeded")
+    assert seq == 1
+    assert raw_counts(v010 / "journal.sqlite3") == (SCHEMA_VERSION, 9, 22)
+    view = JournalView(str(v010 / "journal.sqlite3"))
+    try:
+        [row] = view.audit()
+    finally:
+        view.close()
+    assert (row["who"], row["action"], row["terminal"], row["result"]) == (
+        ROOT, "terminal.unpair", "counter-3", "ok")  # fmt: skip
+    assert row["detail"] == {"terminal": "counter-3"} and row["at"].endswith("Z")
 
 
 def test_v010_pairings_keep_every_terminal(v010: Path) -> None:

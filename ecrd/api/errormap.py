@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ecrd import errors
-from ecrd.protocol.crypto import CryptoError
+from ecrd.protocol.crypto import CryptoError, NotJson
 from ecrd.protocol.envelope import ProtocolError
 from ecrd.store.journal import TxRecord
 from ecrd.store.pairings import PairingStoreError
@@ -49,6 +49,12 @@ TABLE: Final[tuple[tuple[type[Exception], bool | None, Callable[[Any], errors.Ap
          cause=e.reason)),
     (MaybeDelivered, None,
      lambda e: errors.TerminalError(f"no usable reply from the terminal: {e}", reason=e.reason)),
+    # It decrypted, so the key (the code) was right: the terminal answered badly.
+    (NotJson, True,
+     lambda e: errors.PairingFailed(f"pairing failed: {e}", cause="bad_reply")),
+    (NotJson, None,
+     lambda e: errors.TerminalError(f"no usable reply from the terminal: {e}",
+                                    reason="bad_reply")),
     (CryptoError, True, lambda e: errors.WrongKeyError(WRONG_CODE)),
     (CryptoError, None, lambda e: errors.WrongKeyError(REPAIR)),
     (ProtocolError, None,

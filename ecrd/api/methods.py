@@ -16,6 +16,7 @@ import trio
 
 from ecrd import __version__, errors
 from ecrd.api.errormap import money_result, translate
+from ecrd.api.params import Params, no_controls
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.money.request import PaymentRequest
@@ -23,95 +24,19 @@ from ecrd.protocol.actions import MONEY_METHODS, money_like
 from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
 from ecrd.store.journal import STATES, parse_time
 from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
+from ecrd.terminal.info import info as device_info
 from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
 from ecrd.terminal.terminal import Terminal
-from ecrd.text import first_control
 
 PROTOCOL_VERSION: Final = 1
 TOPICS: Final = ("transaction.state", "transaction.disputed", "terminal")
 PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
-Method = Callable[[Service, Client, "Params"], Awaitable[Any]]
-
-
-class Params:
-    def __init__(self, raw: dict[str, Any], allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            raise errors.InvalidParams(
-                f"unknown parameter {unknown[0]!r}; this method takes: "
-                + (", ".join(allowed) or "nothing"),
-                field=unknown[0],
-            )
-        self.raw = raw
-
-    def text(self, name: str, *, required: bool = False, max_len: int = 128) -> Any:
-        value = self.raw.get(name)
-        if value is None:
-            if required:
-                raise errors.InvalidParams(f"{name} is required", field=name)
-            return None
-        if not isinstance(value, str) or not value or len(value) > max_len:
-            raise errors.InvalidParams(
-                f"{name} must be a non-empty string of at most {max_len} characters", field=name
-            )
-        no_controls(value, name)
-        return value
-
-    def choice(self, name: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
-        value = self.text(name, required=required)
-        if value is not None and value not in choices:
-            raise errors.InvalidParams(f"{name} must be one of {', '.join(choices)}", field=name)
-        return value
-
-    def number(self, name: str, low: float, high: float) -> float | None:
-        value = self.raw.get(name)
-        if value is None:
-            return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise errors.InvalidParams(
-                f"{name} must be a number from {low:g} to {high:g}", field=name
-            )
-        return float(value)
-
-    def flag(self, name: str) -> bool:
-        value = self.raw.get(name, False)
-        if not isinstance(value, bool):
-            raise errors.InvalidParams(f"{name} must be true or false", field=name)
-        return value
-
-    def obj(self, name: str) -> dict[str, Any] | None:
-        value = self.raw.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise errors.InvalidParams(f"{name} must be a JSON object", field=name)
-        no_controls(value, name)
-        return value
-
-    def terminal(self, daemon: Service) -> Terminal:
-        tid = self.text("terminal", required=True)
-        term = daemon.terminals.get(tid)
-        if term is None:
-            raise errors.TerminalNotFound(
-                f"no terminal {tid!r}; configured: {', '.join(daemon.terminals) or 'none'}",
-                terminal=tid,
-            )
-        return term
-
-
-def no_controls(value: Any, name: str) -> None:
-    """Text with a control character never reaches a terminal, the journal or a log."""
-    where = first_control(value, name)
-    if where is not None:
-        raise errors.InvalidParams(
-            f"{where} must not contain control characters (newline, tab, ESC...)", field=where
-        )
+# A payment's ``extra``, as compact UTF-8 JSON: it is journaled with the payment and comes
+# back in every listing, so it is bounded like the rest of a record (docs/api.md).
+MAX_EXTRA_BYTES: Final = 4096
+Method = Callable[[Service, Client, Params], Awaitable[Any]]
 
 
 # -- methods ------------------------------------------------------------------------------
@@ -153,9 +78,11 @@ async def terminal_unpair(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 async def terminal_info(daemon: Service, conn: Client, p: Params) -> Any:
+    """One DeviceInfo in flight per terminal, shared and kept a few seconds, and never
+    sent ahead of a payment on it (terminal/info.py)."""
     term = p.terminal(daemon)
     try:
-        return await term.info()
+        return await device_info(term, partial(daemon.payments.wait_quiet, term))
     except Exception as exc:
         raise translate(exc) from exc
 
@@ -178,7 +105,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
     if action == "Void":
         return {
             "original_reference_id": p.text("original_reference_id", required=True),
-            "extra": p.obj("extra"),
+            "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
             "original_elsewhere": p.flag("original_elsewhere") or None,
         }
     try:
@@ -191,7 +118,7 @@ def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[s
         "customer_order_id": p.text("customer_order_id"),
         "payment_method": p.choice("payment_method", PAYMENT_METHODS),
         "print": p.choice("print", ("YES", "NO")),
-        "extra": p.obj("extra"),
+        "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
     }
     if action == "Refund":
         params["original_reference_id"] = p.text("original_reference_id", required=True)
@@ -283,10 +210,13 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
         "limit": int(limit or 100),
     }
     try:
-        async with conn.reading():
+        async with conn.reading() as max_bytes:
             # Records become API dicts on the reader thread too: a page is up to 500 of them.
             return await daemon.read(
-                lambda: [authority.seen(r) for r in daemon.journal_view.page(**query)]
+                lambda: [
+                    authority.seen(r)
+                    for r in daemon.journal_view.page(**query, max_bytes=max_bytes)
+                ]
             )
     except UnknownCursor:
         raise errors.InvalidParams(
@@ -404,6 +334,22 @@ async def journal_backup(daemon: Service, conn: Client, p: Params) -> Any:
         raise errors.InvalidParams(f"cannot write {path}: {exc.strerror}", field="path") from None
 
 
+async def journal_audit(daemon: Service, conn: Client, p: Params) -> Any:
+    """The audit table, newest first: who administered what, when, with what result (and
+    every prune of the journal). Paged like ``transaction.list``, ``before`` a ``seq``."""
+    limit = p.number("limit", 1, MAX_PAGE)
+    before = p.number("before", 1, 2**62)
+    for name, value in (("limit", limit), ("before", before)):
+        if value is not None and value != int(value):
+            raise errors.InvalidParams(f"{name} must be an integer", field=name)
+    action = p.text("action", max_len=64)
+    async with conn.reading() as max_bytes:
+        return await daemon.read(
+            daemon.journal_view.audit, limit=int(limit or 100), action=action,
+            before=None if before is None else int(before), max_bytes=max_bytes,
+        )  # fmt: skip
+
+
 async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
     daemon.log_peer("config.reload", "-", conn.peer)
     return await daemon.reload()
@@ -461,4 +407,5 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "config.reload": (config_reload, ()),
     "metrics": (metrics, ()),
     "journal.backup": (journal_backup, ("path", "with_pairings")),
+    "journal.audit": (journal_audit, ("limit", "before", "action")),
 }

@@ -4,8 +4,11 @@
   ``SO_PEERCRED`` (uid, gid, pid) and ``SO_PEERGROUPS`` (its supplementary groups; where
   the kernel lacks it, the user's groups from the group database), the user name, and the
   executable (``/proc/PID/exe``) for the logs.
-* ``ROLES``: the role each method needs; a method not listed is a read and needs only
-  access to the socket.
+* ``ROLES``: the role each method needs; ``ping`` alone needs none (is ecrd alive?).
+  ``read`` (reading the terminals and the journal) is held by whoever ``[access].read``
+  lists (default ``*``: anyone who can open the socket) and by every holder of a money or
+  admin role, who must be able to see what they did (``transaction.get`` after a
+  timeout).
 * ``denial``: a pure function of the peer and the ``[access]`` table, checked by the server
   before a method runs, so a refused call sends and journals nothing. The table is read per
   call, so a reload applies to every call that starts after it. root and the user ecrd
@@ -29,6 +32,15 @@ from ecrd.config import AccessConfig
 from ecrd.text import escape
 
 ROLES: Final = {
+    # read: terminal.info asks the terminal itself (a DeviceInfo exchange: terminal/info.py
+    # coalesces and caches it); the others read what the journal and the terminals hold.
+    "status": "read",
+    "terminal.list": "read",
+    "terminal.info": "read",
+    "transaction.get": "read",
+    "transaction.list": "read",
+    "subscribe": "read",
+    "metrics": "read",
     "sale": "sell",
     "preauth": "sell",
     "abort": "sell",
@@ -42,7 +54,11 @@ ROLES: Final = {
     "transaction.resolve": "admin",
     "config.reload": "admin",
     "journal.backup": "admin",  # a copy of every money record (and, on request, the PINs)
+    "journal.audit": "admin",  # who administered what: the admin actions' own record
 }
+# Every role; the money and admin roles include ``read``.
+ALL_ROLES: Final = ("read", "sell", "refund", "admin")
+INCLUDE_READ: Final = ("sell", "refund", "admin")
 SO_PEERGROUPS: Final = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13
 MAX_GROUPS: Final = 256  # the most getsockopt can return (1024 bytes)
 UNKNOWN_UID: Final = -1
@@ -113,12 +129,19 @@ def _group_names(gids: Collection[int]) -> list[str]:
 def holds(role: str, peer: Peer, access: AccessConfig, privileged: Collection[int]) -> bool:
     if peer.uid in privileged:
         return True
+    if role == "read" and any(holds(r, peer, access, privileged) for r in INCLUDE_READ):
+        return True
     for entry in getattr(access, role):
         if entry == "*" or entry == peer.user:
             return True
         if entry.startswith("@") and entry[1:] in peer.groups:
             return True
     return False
+
+
+def held(peer: Peer, access: AccessConfig, privileged: Collection[int]) -> frozenset[str]:
+    """Every role ``peer`` holds under ``access`` (the socket's sharing reserves by role)."""
+    return frozenset(r for r in ALL_ROLES if holds(r, peer, access, privileged))
 
 
 def denial(

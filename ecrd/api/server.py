@@ -5,11 +5,14 @@ Invariants:
 * A client never blocks another, nor a payment: replies and events go through a
   per-client queue drained by that client's writer task.
 * Back-pressure: a client that does not read its replies stops being read. While more
-  than ``MAX_UNSENT`` bytes wait to be written, or ``MAX_IN_FLIGHT`` requests run, no new
-  line is taken from it; journal reads (listings) run one at a time per connection, each
-  only once its earlier replies are out; events wait for room too, and a subscription that
-  falls ``QUEUE_SIZE`` events behind is disconnected. So a connection holds a bounded
-  amount of memory whatever its peer does.
+  than ``MAX_UNSENT`` bytes wait to be written (or, done, wait for the rest of their
+  batch), or ``MAX_IN_FLIGHT`` requests run, no new line is taken from it; journal reads
+  (listings) run one at a time per connection, each only once its earlier replies are out,
+  and a listing's page is bounded in bytes (``PAGE_BYTES``, less what the connection's
+  batches already hold, and at least one record); events wait for room too, and a
+  subscription that falls ``QUEUE_SIZE`` events behind is disconnected. So a connection
+  holds a bounded amount of memory whatever its peer does: about ``MAX_UNSENT`` plus a
+  page or two.
 * A connection that makes no progress (no complete line read, no reply written) for
   ``idle_timeout_s`` is closed if nothing runs for it and it has no subscription, or if
   replies wait for it unread all that time (its payments go on: design.md §3 rule 7).
@@ -21,6 +24,10 @@ Invariants:
   sending side still gets them); a reply that cannot be written drops the connection.
 * Every line gets exactly one reply (notifications none); bad input gets a JSON-RPC error
   and the connection stays open.
+* Refusals (no role, too many clients, money as a notification) are logged per peer at
+  most a few an interval, then summed up (``refusals.py``); every admin action that passed
+  its role check is written to the audit table once it has its answer, before the answer
+  goes out (``audit.py``), never limited.
 """
 
 from __future__ import annotations
@@ -34,18 +41,22 @@ import os
 import select
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import trio
 
 from ecrd import errors, ownership
-from ecrd.api import jsonrpc, roles
-from ecrd.api.methods import METHODS, Params
+from ecrd.api import audit, jsonrpc, roles
+from ecrd.api.methods import METHODS
+from ecrd.api.params import Params
+from ecrd.api.refusals import RefusalLog
 from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
 from ecrd.protocol.actions import MONEY_METHODS
+from ecrd.store.journal_view import PAGE_BYTES
 
 log = logging.getLogger("ecrd.api")
 
@@ -65,8 +76,10 @@ class Connection:
         stream: trio.SocketStream,
         who: Peer,
         registry: set[Connection] | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.daemon = daemon
+        self.refusals = refusals or RefusalLog(log)  # shared by the server's connections
         # The open connections, for the daemon's shutdown to wait on their replies.
         self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
@@ -82,6 +95,9 @@ class Connection:
         # writer is in no buffer, yet not on the wire either.
         self._unwritten = 0
         self._unsent_bytes = 0
+        # Replies of batch members that are done, held until their batch is: not yet in
+        # the writer's queue, but in memory all the same.
+        self._held_bytes = 0
         self._room = trio.lowlevel.ParkingLot()
         self._reads = trio.Lock()
         self._progress = trio.current_time()
@@ -106,7 +122,9 @@ class Connection:
             return False
 
     def send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
-        data = jsonrpc.encode(message)
+        self._send_bytes(jsonrpc.encode(message))
+
+    def _send_bytes(self, data: bytes) -> None:
         try:
             self._out_send.send_nowait(data)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -116,20 +134,24 @@ class Connection:
         if self._unsent_bytes > HARD_UNSENT:
             self._drop("it does not read its replies")
 
-    def _has_room(self) -> bool:
-        return self._unsent_bytes < MAX_UNSENT and self._handling < MAX_IN_FLIGHT
+    def _has_room(self, held: bool) -> bool:
+        """Room for another request. ``held``: counting the replies batches hold (the
+        reader does; a batch starting its own members does not: it would wait for itself)."""
+        pending = self._unsent_bytes + (self._held_bytes if held else 0)
+        return pending < MAX_UNSENT and self._handling < MAX_IN_FLIGHT
 
-    async def _wait_room(self) -> None:
-        while not self._has_room():
+    async def _wait_room(self, *, held: bool = True) -> None:
+        while not self._has_room(held):
             await self._room.park()
 
     @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[None]:
-        """A journal read for this client: one at a time, once its replies are out."""
+    async def reading(self) -> AsyncIterator[int]:
+        """A journal read for this client: one at a time, once its replies are out. Gives
+        the bytes a listing's page may take: ``PAGE_BYTES`` less what its batches hold."""
         async with self._reads:
             while self._unsent_bytes >= MAX_UNSENT:
                 await self._room.park()
-            yield
+            yield max(1, PAGE_BYTES - self._held_bytes)
 
     def _drop(self, why: str) -> None:
         if not self.dropped:
@@ -254,8 +276,8 @@ class Connection:
         if req.is_notification and req.method in MONEY_METHODS:
             # Money needs a caller who hears the answer: a notification gets none (JSON-RPC
             # 2.0 §4.1), so its client could never learn the reference it charged under.
-            log.warning("client %s sent %s as a notification (no id): not executed",
-                        self.peer, req.method)  # fmt: skip
+            line = f"client {self.peer} sent {req.method} as a notification (no id): not executed"
+            self.refusals.refused(self.who.uid, self.peer, f"{req.method} notification", line)
             self.daemon.count("money_notification")
             return
         reply = await dispatch(self.daemon, self, req)
@@ -266,17 +288,50 @@ class Connection:
         """JSON-RPC 2.0 §6: each member runs like a line of its own (and counts as one
         running request); the replies go back together, notifications' none, and nothing
         at all when there is no reply."""
-        replies = [m for m in batch.members if isinstance(m, dict)]
-        async with trio.open_nursery() as members:
-            for member in batch.members:
-                if isinstance(member, jsonrpc.Request):
-                    await self._wait_room()
-                    self._start(members, self._handle, member, replies.append)
-        if replies:
-            self.send(replies)
+        parts = [jsonrpc.encode(m)[:-1] for m in batch.members if isinstance(m, dict)]
+        held = 0
+
+        def hold(reply: dict[str, Any]) -> None:  # encoded now: its bytes are counted
+            nonlocal held
+            parts.append(part := jsonrpc.encode(reply)[:-1])
+            held += len(part)
+            self._held_bytes += len(part)
+
+        try:
+            async with trio.open_nursery() as members:
+                for member in batch.members:
+                    if isinstance(member, jsonrpc.Request):
+                        await self._wait_room(held=False)
+                        self._start(members, self._handle, member, hold)
+        finally:
+            self._held_bytes -= held
+            self._room.unpark_all()
+        if parts:
+            self._send_bytes(b"[" + b",".join(parts) + b"]\n")
 
 
 async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
+    """The reply to one request: its role checked first, an admin action audited after —
+    also one cut short (its client went away: ``cancelled``), and shielded, so that no
+    cancellation loses the row."""
+    started = datetime.now(UTC)
+    reply: dict[str, Any] | None = None
+    try:
+        reply = await _dispatch(daemon, conn, req)
+        return reply
+    finally:
+        result = "cancelled" if reply is None else audit.result_of(reply)
+        if req.method in audit.AUDITED and result != errors.PermissionDenied.reason:
+            terminal = req.params.get("terminal")
+            with trio.CancelScope(shield=True):
+                await daemon.audit(
+                    who=conn.peer, action=req.method, result=result, started=started,
+                    terminal=terminal if isinstance(terminal, str) else None,
+                    detail=audit.detail(req.method, req.params),
+                )  # fmt: skip
+
+
+async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> dict[str, Any]:
     entry = METHODS.get(req.method)
     if entry is None:
         return jsonrpc.error(
@@ -289,7 +344,10 @@ async def dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> d
     cfg = daemon.config  # read once per call: a reload applies to the calls after it
     denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
     if denied is not None:
-        log.warning("client %s refused %s: no %s role", conn.peer, req.method, denied.data["role"])
+        role = denied.data["role"]
+        line = f"client {conn.peer} refused {req.method}: no {role} role"
+        conn.refusals.refused(conn.who.uid, conn.peer, f"{req.method} (no {role} role)", line)
+        daemon.count("permission_denied")
         return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
         value = await method(daemon, conn, Params(req.params, allowed))
@@ -355,23 +413,28 @@ async def serve(
 ) -> None:
     listener = trio.SocketListener(sock)
     admission = Admission(lambda: daemon.config.daemon)
+    refusals = RefusalLog(log)
 
     async def handle(stream: trio.SocketStream) -> None:
         # User and group names may come from NSS (LDAP, sssd): never on the event loop.
         who = await trio.to_thread.run_sync(roles.identify, stream.socket)
         try:
-            ticket = admission.admit(who.uid)
+            ticket = admission.admit(who.uid, roles.held(who, daemon.config.access, PRIVILEGED))
         except Refused as exc:
-            log.warning("client %s refused: %s", who.label, exc)
+            refusals.refused(who.uid, who.label, "connection (too many clients)",
+                             f"client {who.label} refused: {exc}")  # fmt: skip
+            daemon.count("too_many_clients")
             await _refuse(stream, str(exc))
             return
         try:
-            await Connection(daemon, stream, who, connections).serve()
+            await Connection(daemon, stream, who, connections, refusals).serve()
         except Exception:
             # A bug in one connection must not stop the server for everyone else.
             log.exception("connection failed; closing it")
         finally:
             admission.release(ticket)
 
-    task_status.started()
-    await trio.serve_listeners(handle, [listener])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refusals.run)
+        task_status.started()
+        await trio.serve_listeners(handle, [listener])

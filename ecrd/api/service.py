@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from ecrd.config import Config
@@ -50,6 +51,20 @@ class Service(Protocol):
 
     def log_peer(self, what: str, terminal: str, peer: str, ref: str = "-") -> None: ...
 
+    async def audit(
+        self,
+        *,
+        who: str,
+        action: str,
+        terminal: str | None,
+        detail: dict[str, Any],
+        result: str,
+        started: datetime,
+    ) -> None:
+        """One admin action into the audit table (store/audit.py), committed; a failure to
+        write it is logged with the whole row, never raised."""
+        ...
+
     def count(self, refusal: str) -> None:
         """Count a refusal the metrics show (``ecrd_refusals_total{kind}``)."""
         ...
@@ -68,8 +83,9 @@ class Client(Protocol):
         """Whether the client is still there to read a reply (no checkpoint)."""
         ...
 
-    def reading(self) -> AbstractAsyncContextManager[None]:
-        """Hold for a journal read: one at a time, once the client's replies are out."""
+    def reading(self) -> AbstractAsyncContextManager[int]:
+        """Hold for a journal read: one at a time, once the client's replies are out. Gives
+        the bytes a listing's page may take (``journal_view.PAGE_BYTES`` or less)."""
         ...
 
     def subscribe(self, topics: frozenset[str] | None) -> None: ...

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,7 +38,7 @@ from ecrd.money.authority import Authority
 from ecrd.money.evidence import Evidence, NoAnswer, NotSent, Outcome, Policy, Reply, Stopped
 from ecrd.money.refunds import journal_guard
 from ecrd.money.request import PaymentRequest, mismatch
-from ecrd.protocol.crypto import CryptoError
+from ecrd.protocol.crypto import CryptoError, NotJson
 from ecrd.protocol.envelope import ProtocolError, new_request_id
 from ecrd.store.journal import DuplicateReference, Journal, JournalError, TxRecord
 from ecrd.terminal.terminal import Terminal
@@ -83,6 +84,7 @@ class Payments:
         self.db = self.authority.db
         self._inflight: dict[str, _InFlight] = {}
         self._idle: dict[str, trio.Event] = {}
+        self._waiting: Counter[str] = Counter()  # payments waiting for a busy terminal
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -138,24 +140,29 @@ class Payments:
         term = self.terminals.get(request.terminal)
         if term is None:
             raise errors.TerminalNotFound(f"no terminal {request.terminal!r} in the configuration")
-        ref = request.reference_id
-        while True:
-            flight = self._inflight.get(ref)
-            if flight is not None:
-                return await self._attach(flight, request)
-            facts = await self._facts(request, term)
-            if ref in self._inflight:
-                continue  # someone started it while we looked: attach on the next turn
-            decision = admit(request, facts, wait=wait)
-            if isinstance(decision, Replay):
-                log.info("terminal=%s ref=%s asked again by %s: answered from the journal",
-                         term.id, ref, peer or "?")  # fmt: skip
-                return decision.record
-            if isinstance(decision, Refuse):
-                raise decision.error
-            if isinstance(decision, Go):
-                break
-            await self._idle.setdefault(term.id, trio.Event()).wait()
+        ref, waiting = request.reference_id, False
+        try:
+            while True:
+                flight = self._inflight.get(ref)
+                if flight is not None:
+                    return await self._attach(flight, request)
+                facts = await self._facts(request, term)
+                if ref in self._inflight:
+                    continue  # someone started it while we looked: attach on the next turn
+                decision = admit(request, facts, wait=wait)
+                if isinstance(decision, Replay):
+                    log.info("terminal=%s ref=%s asked again by %s: answered from the journal",
+                             term.id, ref, peer or "?")  # fmt: skip
+                    return decision.record
+                if isinstance(decision, Refuse):
+                    raise decision.error
+                if isinstance(decision, Go):
+                    break
+                waiting = waiting or self._queue(term.id, 1)
+                await self._idle.setdefault(term.id, trio.Event()).wait()
+        finally:
+            if waiting:  # no checkpoint from here to _start's busy_with: wait_quiet sees one
+                self._queue(term.id, -1)
         if not still_wanted():
             log.warning("terminal=%s ref=%s dropped unsent: its client hung up while it waited",
                         term.id, ref)  # fmt: skip
@@ -241,6 +248,23 @@ class Payments:
     async def wait_idle(self, term: Terminal) -> None:
         while term.busy_with is not None:
             await self._idle.setdefault(term.id, trio.Event()).wait()
+
+    async def wait_quiet(self, term: Terminal) -> None:
+        """Until no payment runs on ``term`` nor waits for it (``"wait": true``): what is
+        not a payment (``terminal.info``) goes behind the payments, never ahead of one."""
+        while term.busy_with is not None or self._waiting[term.id]:
+            await self._idle.setdefault(term.id, trio.Event()).wait()
+
+    def _queue(self, terminal_id: str, n: int) -> bool:
+        """A payment starts (1) or stops (-1) waiting for its terminal; stopping wakes
+        whoever waits for the terminal to be quiet."""
+        self._waiting[terminal_id] += n
+        if not self._waiting[terminal_id]:
+            del self._waiting[terminal_id]
+            idle = self._idle.pop(terminal_id, None)
+            if idle is not None:
+                idle.set()
+        return True
 
     @asynccontextmanager
     async def holding(self, term: Terminal, holder: str) -> AsyncIterator[None]:
@@ -334,7 +358,7 @@ class Payments:
             )  # fmt: skip
         except (NotDelivered, errors.NotPaired) as exc:
             return NotSent(errors.reason_of(exc), str(exc))
-        except (MaybeDelivered, CryptoError, ProtocolError) as exc:
+        except (MaybeDelivered, CryptoError, NotJson, ProtocolError) as exc:
             return NoAnswer(errors.reason_of(exc), str(exc))
         except Exception as exc:
             log.exception("terminal=%s ref=%s unexpected error", term.id, ref)

@@ -8,8 +8,10 @@ Two schemes exist; both are AES-256-CBC with PKCS#7 padding:
 
 Invariants:
 
-* Opening never returns garbage. Every failure is one ``CryptoError`` subclass that says
-  what was wrong with the input (bad base64, too short, bad padding = wrong key, not JSON).
+* Opening never returns garbage. A failure says which way it points: a ``CryptoError``
+  subclass when the data could not be opened (bad base64, too short, or a key that does
+  not fit: re-pair), ``NotJson`` when it opened under the right key into something that
+  is not a strict JSON object (the terminal answered badly: re-pairing would not help).
 * A v2 key derivation costs ~19 ms of CPU. This module does no I/O and has no opinion on
   threads; callers run ``open_`` / ``Sealer.seal`` off the event loop. ``KeyCache`` is
   thread-safe so several worker threads can share it.
@@ -20,8 +22,19 @@ Error tree::
     CryptoError
     ├── MalformedData        the data field is not valid base64, or is too short
     ├── AmbiguousReply       decrypted cleanly, but an object names a key twice
-    └── WrongKey             the key does not fit: bad padding, or plaintext is not JSON
-        └── NotJson          decrypted cleanly but is not a JSON object
+    └── WrongKey             the key does not fit: bad padding, or a plaintext that is not
+                             text (not UTF-8, or control bytes in it)
+    NotJson                  (not a CryptoError: the key fitted) decrypted into text that
+                             is not a strict JSON object; reason ``bad_reply``
+
+How a wrong key is told from a bad reply: a wrong key decrypts into random bytes, which
+pass the PKCS#7 check about once in 256 tries ("lucky padding"); those random bytes must
+then also be valid UTF-8 with no control byte but tab, LF and CR for the plaintext to be
+text, and each random byte is such a character with a probability of about 0.38, so even
+the shortest reply (15 bytes in one block) is text under a wrong key about once in 10^9
+decryptions, and a real reply (hundreds of bytes) never. So "not text" means the key is
+wrong, and "text, but not a JSON object" means the key was right and the terminal (or
+something between) sent something else: ``bad_reply``, which sends nobody to re-pair.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -49,6 +63,8 @@ SALT_LEN: Final = 16
 IV_LEN: Final = 16
 BLOCK: Final = 16
 ZERO_IV: Final = bytes(IV_LEN)
+# Bytes text never holds: C0 controls but tab, LF, CR; and DEL.
+_NOT_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class CryptoError(Reasoned):
@@ -69,10 +85,12 @@ class WrongKey(CryptoError):
     reason = "wrong_key"
 
 
-class NotJson(WrongKey):
-    """The plaintext is not a UTF-8 JSON object: almost surely a wrong key with lucky padding."""
+class NotJson(Reasoned):
+    """The plaintext is text, but not a strict JSON object: the key fitted, and what it
+    sealed is not a reply (module docstring). Not a ``CryptoError``: whoever handles a
+    wrong key (re-pair, drop a PIN that does not work) must not handle this one."""
 
-    reason = "wrong_key"
+    reason = "bad_reply"
 
 
 class AmbiguousReply(CryptoError):
@@ -207,15 +225,22 @@ def open_legacy(data: str, pin: str) -> bytes:
 
 def parse_json_object(plaintext: bytes) -> dict[str, Any]:
     """Strict JSON (``strictjson``): anything that could not be journaled and sent on
-    unchanged is refused here, once."""
+    unchanged is refused here, once. Bytes that are not text are a wrong key (``WrongKey``),
+    text that is not a JSON object a bad reply (``NotJson``): the module docstring says why."""
     try:
-        obj = strictjson.loads(plaintext.decode("utf-8"))
+        text = plaintext.decode("utf-8")
+    except UnicodeError as exc:
+        raise WrongKey("the plaintext is not UTF-8 (a wrong key with lucky padding)") from exc
+    try:
+        obj = strictjson.loads(text)
     except strictjson.DuplicateKey as exc:
         raise AmbiguousReply(f"the decrypted reply is ambiguous: {exc}") from exc
-    except (UnicodeError, ValueError) as exc:
-        raise NotJson("plaintext is not strict JSON (wrong key?)") from exc
+    except ValueError as exc:
+        if _NOT_TEXT.search(text):
+            raise WrongKey("the plaintext holds control bytes (a wrong key?)") from exc
+        raise NotJson("the reply decrypted, but it is not strict JSON") from exc
     if not isinstance(obj, dict):
-        raise NotJson("plaintext is JSON but not an object")
+        raise NotJson("the reply decrypted, but it is JSON and not an object")
     return obj
 
 

@@ -75,6 +75,10 @@ FAULTS: Final[Mapping[str, FaultKind]] = {
         money_only=True,
     ),
     "wrong_key": FaultKind("the reply is sealed under a key the client cannot have"),
+    "not_json": FaultKind(
+        "the reply is sealed under the right key, but what it seals is `text`, not JSON",
+        params={"text": "<html><body>500 Internal Server Error</body></html>"},
+    ),
     "stale_response": FaultKind("the reply's responseID names an earlier request"),
     "garbage": FaultKind(
         "`bytes` bytes of noise (including a false 0x55 start) before the reply frame",

@@ -69,8 +69,8 @@ DEFAULT_PORT: Final = 8443  # the port in the seed's pairing QR example
 PIN2_FIELDS: Final = PIN_FIELDS  # the field names a terminal may answer Pair with
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
-    {"delay", "decline", "never_answer", "drop", "wrong_key", "stale_response", "garbage",
-     "bad_crc", "dribble", "mismatch", "tip", "partial"}
+    {"delay", "decline", "never_answer", "drop", "wrong_key", "not_json", "stale_response",
+     "garbage", "bad_crc", "dribble", "mismatch", "tip", "partial"}
 )  # fmt: skip
 
 # A secret no client can hold: not 6 characters, so it never equals a pairing code.
@@ -280,7 +280,7 @@ class SimTerminal:
         for which, pin in pins:
             try:
                 return crypto.open_(data, pin, self.scheme, keys=self.keys), which
-            except crypto.CryptoError:
+            except (crypto.CryptoError, crypto.NotJson):  # a request it cannot read
                 continue
         raise crypto.WrongKey("no valid PIN opens this request")
 
@@ -362,6 +362,8 @@ class SimTerminal:
         sealed: str
         if "wrong_key" in faults:
             sealed = await self._seal_alien(message)
+        elif "not_json" in faults:
+            sealed = await self._seal(pin, str(faults["not_json"].params["text"]).encode())
         elif "mismatch" in faults:
             field = str(faults["mismatch"].params["field"])
             plaintext, action = _contradict(field, message, action)

@@ -51,6 +51,7 @@ from typing import Any, Final
 
 import attrs
 
+from ecrd.store import audit
 from ecrd.store.journal_records import (
     CHANGEABLE,
     COLUMNS,
@@ -273,6 +274,15 @@ class Journal:
                 raise TransactionNotFound(f"no transaction with reference_id {reference_id!r}")
             record = self._commit(conn, current, decide(current))
         return current, record
+
+    def audit(
+        self, *, who: str, action: str, terminal: str | None, detail: dict[str, Any],
+        result: str, at: str | None = None,
+    ) -> int:  # fmt: skip
+        """One row of the audit table (``store/audit.py``), committed: an admin action."""
+        with self._write("audit") as conn:
+            return audit.insert(conn, at=at or self._now(), who=who, action=action,
+                                terminal=terminal, detail=detail, result=result)  # fmt: skip
 
     def recover(self, decide: Callable[[TxRecord], Change]) -> builtins.list[TxRecord]:
         """At start-up, ``decide`` what becomes of every ``pending`` record (design.md §3

@@ -121,6 +121,23 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "(json_extract(params, '$.original_reference_id')) WHERE action IN ('Refund', 'Void')",
         "ALTER TABLE events ADD COLUMN evidence TEXT",
     ),
+    # 4 (hardening, #22): the admin actions' own audit table (store/audit.py): who did
+    # what, when, with what result, durable like a money record; retention's prunes too.
+    (
+        """
+        CREATE TABLE audit (
+            seq          INTEGER PRIMARY KEY,
+            at           TEXT NOT NULL,
+            who          TEXT NOT NULL,
+            action       TEXT NOT NULL,
+            terminal     TEXT,
+            detail       TEXT NOT NULL,
+            result       TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX audit_by_action ON audit (action, seq)",
+        "CREATE INDEX audit_by_time ON audit (at)",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -6,14 +6,18 @@ fsynced write, and a payment never waits behind a client's long listing. The wri
 (``Journal``, used by ``terminal.payments``) keeps its own connection and limiter.
 
 The connection is opened ``mode=ro``: nothing here can change the journal. Listings are
-paged: at most ``MAX_PAGE`` records, newest first, and ``before`` (a reference id from the
-previous page) continues where that page ended.
+paged: at most ``MAX_PAGE`` records and about ``PAGE_BYTES`` of them (never less than one
+record), newest first, and ``before`` (a reference id from the previous page) continues
+where that page ended. Rows are read one by one and the page ends as soon as the next row
+would pass the byte budget, so a page of large records is never read whole into memory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import urllib.parse
@@ -24,12 +28,18 @@ from typing import Any, Final, TypeVar
 
 import trio
 
+from ecrd import ownership
+from ecrd.store import audit
 from ecrd.store.journal import STATES, JournalError, TxRecord
 from ecrd.store.journal_records import SELECT as _SELECT
 from ecrd.store.journal_records import record_from_row as _record
 
 T = TypeVar("T")
 MAX_PAGE: Final = 500
+PAGE_BYTES: Final = 1 << 20
+# What a record's API form adds to the text of its columns (keys, quotes, punctuation).
+_RECORD_OVERHEAD: Final = 400
+_EXCLUSIVE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _PAGE: Final = (
     _SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "  # noqa: S608 - constants
     "AND (:state IS NULL OR state = :state "
@@ -43,6 +53,23 @@ _PAGE: Final = (
 
 class UnknownCursor(LookupError):
     """``before`` names no journaled transaction."""
+
+
+def _within(rows: sqlite3.Cursor, max_bytes: int) -> list[TxRecord]:
+    """The records of ``rows``, read one at a time, up to about ``max_bytes`` of them
+    (UTF-8 text of their columns and the API form's overhead), and at least one."""
+    page: list[TxRecord] = []
+    size = 0
+    try:
+        for row in rows:
+            row_size = _RECORD_OVERHEAD + sum(len(v.encode()) for v in row if isinstance(v, str))
+            if page and size + row_size > max_bytes:
+                break
+            page.append(_record(row))
+            size += row_size
+    finally:
+        rows.close()  # ends the read now, not when the cursor is collected
+    return page
 
 
 class JournalView:
@@ -95,11 +122,13 @@ class JournalView:
         before: str | None = None,
         limit: int = 100,
         also: Sequence[str] = (),
+        max_bytes: int = PAGE_BYTES,
     ) -> list[TxRecord]:
         """Records newest first, created at or after ``since`` and before ``until`` (journal
-        format), older than the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``).
-        ``also``: references listed whatever their ``state`` (the unknowns not yet
-        journaled as such, ``Authority.seen``)."""
+        format), older than the record ``before`` names; at most ``limit`` (≤ ``MAX_PAGE``)
+        and about ``max_bytes`` of them (at least one). ``also``: references listed
+        whatever their ``state`` (the unknowns not yet journaled as such,
+        ``Authority.seen``)."""
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         limit = max(1, min(limit, MAX_PAGE))
@@ -116,8 +145,8 @@ class JournalView:
                 _PAGE,
                 {"terminal": terminal, "state": state, "since": since, "until": until,
                  "at": cursor[0], "seq": cursor[1], "limit": limit, "also": json.dumps(also)},
-            ).fetchall()  # fmt: skip
-        return [_record(row) for row in rows]
+            )  # fmt: skip
+            return _within(rows, max_bytes)
 
     def history(self, reference_id: str) -> list[dict[str, Any]]:
         """The record's audit trail, oldest first: every change and every piece of evidence
@@ -133,6 +162,20 @@ class JournalView:
              "evidence": None if evidence is None else json.loads(evidence)}
             for at, was, to, who, why, evidence in rows
         ]  # fmt: skip
+
+    def audit(
+        self,
+        *,
+        limit: int = 100,
+        before: int | None = None,
+        action: str | None = None,
+        max_bytes: int = PAGE_BYTES,
+    ) -> list[dict[str, Any]]:
+        """The audit table's rows (admin actions, prunes), newest first (store/audit.py),
+        paged like the records: at most ``limit`` and about ``max_bytes``."""
+        with self._read("audit") as conn:
+            return audit.page(conn, limit=max(1, min(limit, MAX_PAGE)), before=before,
+                              action=action, max_bytes=max_bytes)  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         with self._read("counts") as conn:
@@ -158,17 +201,52 @@ class JournalView:
         )
 
     def backup(self, dest: str) -> int:
-        """A consistent copy of the journal at ``dest`` (created 0600, never overwriting),
-        made with SQLite's online backup while payments go on; returns its record count."""
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
+        """A consistent copy of the journal at ``dest``, made with SQLite's online backup
+        while payments go on; returns its record count.
+
+        ``dest``'s directory must be one only root and ecrd can change (no symbolic link on
+        the way, ``ownership.open_trusted_directory``). In it, a fresh file of a random name
+        is created exclusively (0600) and SQLite writes that file and nothing else (no
+        rollback journal: ``journal_mode = OFF``); that SQLite's file is the one created is
+        checked by inode before and after. Only the finished, fsynced copy gets ``dest``'s
+        name, by a hard link, which fails if the name exists: a backup never overwrites, and
+        a half-written copy never carries a backup's name. Raises ``FileExistsError``,
+        ``ownership.UntrustedDirectory`` or another ``OSError``."""
+        directory, name = os.path.split(os.path.abspath(dest))
+        dir_fd = ownership.open_trusted_directory(directory)
         try:
-            with self._read("backup") as conn, closing(sqlite3.connect(dest)) as target:
-                conn.backup(target)
-                return int(target.execute("SELECT count(*) FROM transactions").fetchone()[0])
-        except BaseException:
-            os.unlink(dest)
-            raise
+            if os.path.lexists(os.path.join(directory, name)):
+                raise FileExistsError(errno.EEXIST, f"{dest} exists")
+            temp = f".{name}.{secrets.token_hex(8)}.tmp"
+            fd = os.open(temp, _EXCLUSIVE, 0o600, dir_fd=dir_fd)
+            try:
+                records = self._copy_into(os.path.join(directory, temp), fd, dir_fd)
+                os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                os.fsync(dir_fd)
+            finally:
+                os.close(fd)
+                os.unlink(temp, dir_fd=dir_fd)
+            return records
+        finally:
+            os.close(dir_fd)
+
+    def _copy_into(self, path: str, fd: int, dir_fd: int) -> int:
+        """The backup into the empty file ``fd`` (named ``path``), fsynced; its records."""
+        mine = os.fstat(fd)
+
+        def still_mine() -> None:
+            st = os.stat(os.path.basename(path), dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                raise OSError(errno.EEXIST, f"{path} was replaced while ecrd wrote it")
+
+        with self._read("backup") as conn, closing(sqlite3.connect(path)) as target:
+            target.execute("PRAGMA journal_mode = OFF")  # the copy's file, and no other
+            still_mine()
+            conn.backup(target)
+            records = int(target.execute("SELECT count(*) FROM transactions").fetchone()[0])
+        still_mine()
+        os.fsync(fd)
+        return records
 
     def close(self) -> None:
         with self._lock:

@@ -64,6 +64,7 @@ from typing import Any, Final
 import attrs
 import tomli_w
 
+from ecrd import ownership
 from ecrd.errors import Reasoned
 from ecrd.protocol.crypto import SCHEMES, Scheme
 
@@ -200,14 +201,22 @@ class PairingStore:
         self._update(lambda pairings, _: _set(pairings, pairing))
 
     def copy_to(self, dest: str) -> None:
-        """A copy of the file at ``dest``, created 0600 (it holds PINs), never overwriting."""
+        """A copy of the file at ``dest``, created 0600 (it holds PINs), never overwriting,
+        in a directory only root and ecrd can change (``ownership.open_trusted_directory``:
+        no symbolic link on the way)."""
         with self._lock:
             data = self.path.read_bytes() if self.path.exists() else b""
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        directory, name = os.path.split(os.path.abspath(dest))
+        dir_fd = ownership.open_trusted_directory(directory)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            os.close(dir_fd)
 
     def check_writable(self) -> None:
         """Rewrite the file as it is: proof, before a pairing step that cannot be undone,

@@ -203,6 +203,8 @@ async def _send(term: Terminal, pin: str, settings: dict[str, Any], *, verify: b
         body = check_response(plain, message["header"]["requestID"])
     except (crypto.CryptoError, ProtocolError) as exc:
         return Outcome(f"a reply, but it does not decrypt: {exc}", framed=True)
+    except crypto.NotJson as exc:
+        return Outcome(f"a reply that decrypts, but is not JSON: {exc}", framed=True)
     header = plain.get("header")
     return Outcome(
         "answered", framed=True, body=body, header=header if isinstance(header, dict) else None

@@ -3,10 +3,15 @@ secrets (``ecrctl trace TERMINAL on|off``, or ``trace = true`` in its entry).
 
 Each exchange appends lines to ``STATE_DIR/trace/TERMINAL.jsonl``: time, direction
 (``out``/``in``/``error``), link, action, requestID/responseID, the decrypted header and
-body, for serial the frame's bytes in hex, for LAN and cloud the HTTP status and headers
-(told by the link, ``links.tap``). Redacted before writing: values of keys
-that name a PIN, a code, a key or a secret; anything that looks like a card number; every
-PIN ecrd knows (``logs.redact``, the log's own rules). The ciphertext is never written.
+body, for serial the frame's metadata (``frame``: cmd, payload length, CRC, the 10 header
+bytes in hex), for LAN and cloud the HTTP status and headers (told by the link,
+``links.tap``). Redacted before writing: values of keys that name a PIN, a code, a key or
+a secret; card numbers; every PIN ecrd knows (``logs.redact``, the log's own rules).
+
+The ciphertext is never written, in any form: not the envelope's ``data``, not the frame
+that carries it. The PIN is six digits, so a ciphertext in a file that shops send to
+support would give the PIN away to an offline search (minutes under PBKDF2, at once under
+legacy crypto); the decrypted, redacted content is what support needs.
 
 The file and its directory are private (0600, 0700); it is bounded: past ``max_bytes``
 it becomes ``TERMINAL.jsonl.1`` (replacing the older one) and a new file starts.
@@ -29,7 +34,7 @@ import trio
 
 from ecrd import logs
 from ecrd.protocol.envelope import Envelope
-from ecrd.protocol.frames import encode_frame
+from ecrd.protocol.frames import HEADER_LEN, FrameFormat, encode_frame
 
 log = logging.getLogger("ecrd.terminal")
 
@@ -40,8 +45,10 @@ _KEEP: Final = frozenset({"errorCode", "responseCode", "code"})  # codes that ar
 
 
 def redacted(value: Any, key: str = "") -> Any:
-    """``value`` with every secret replaced (structure kept, so the line stays JSON)."""
-    if key == "frame_hex":  # the bytes on the wire: ciphertext, by design nothing to hide
+    """``value`` with every secret replaced (structure kept, so the line stays JSON). An
+    identity field's value is kept as it is (``logs.IDENTITY``: a line must still match
+    its order); a number is a card number only with a card's length and a good Luhn."""
+    if key and logs.is_identity(key) and not isinstance(value, dict | list):
         return value
     if key and key not in _KEEP and _SECRET_KEY.search(key):
         return "[redacted]"
@@ -49,11 +56,30 @@ def redacted(value: Any, key: str = "") -> Any:
         return {str(k): redacted(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redacted(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and _CARD.fullmatch(str(value)):
+    if isinstance(value, int) and not isinstance(value, bool) and _is_card(str(value)):
         return "[number]"
     if isinstance(value, str):
         return logs.redact(value)
     return value
+
+
+def _is_card(digits: str) -> bool:
+    return _CARD.fullmatch(digits) is not None and logs.luhn(digits)
+
+
+def frame_metadata(envelope: Envelope, fmt: FrameFormat) -> dict[str, Any]:
+    """What support needs of an RS232 frame to check the framing settings (protocol.md
+    §6): the command, the payload's length, its CRC and the header's bytes (start, cmd,
+    length, type, header CRC). The payload itself, the envelope with its ciphertext, and
+    the data CRC computed over it stay out."""
+    payload = envelope.to_bytes()
+    frame = encode_frame(payload, fmt)
+    return {
+        "cmd": f"0x{fmt.cmd:04x}",
+        "length": len(payload),
+        "crc": f"{fmt.crc} ok",
+        "header_hex": frame[:HEADER_LEN].hex(),
+    }
 
 
 class Trace:
@@ -104,10 +130,11 @@ class Trace:
     async def exchange(
         self, kind: str, action: str, message: dict[str, Any], envelope: Envelope, fmt: Any
     ) -> None:
-        """The request going out: its decrypted message, and for serial its frame."""
+        """The request going out: its decrypted message, and for serial its frame's
+        metadata (never its bytes: they carry the ciphertext)."""
         if not self.on:
             return
-        extra = {"frame_hex": encode_frame(envelope.to_bytes(), fmt).hex()} if fmt else {}
+        extra = {"frame": frame_metadata(envelope, fmt)} if fmt else {}
         header = message.get("header", {})
         await self.record(
             "out", link=kind, action=action, requestID=header.get("requestID"),

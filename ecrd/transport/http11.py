@@ -17,7 +17,8 @@ Invariants:
 * Keep-alive is opt-in (``keep_alive``): without it every request says
   ``Connection: close`` on a connection of its own, so "refused" always means "never
   sent". With it, one idle connection is kept and reused only if the peer left it open
-  (h11 ends the cycle cleanly, nothing is readable on it); a reused connection that breaks
+  and left nothing unread (h11 ends the cycle with no trailing data, TLS holds no bytes,
+  nothing is readable on it); a reused connection that breaks
   once the request went out is ``MaybeDelivered`` like any other: the terminal may have
   closed it just as the request arrived, or may have read it.
 * Nothing retries, redirects or reads proxy settings.
@@ -91,11 +92,19 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
 
     def reusable_for(self, address: tuple[str, int]) -> bool:
-        """Same peer, a finished cycle, and nothing to read: a peer that closed an idle
-        connection has left an end of stream on it."""
+        """Same peer, a finished cycle, and nothing unread anywhere: a peer that closed an
+        idle connection has left an end of stream on it, and a peer that sent more than
+        one response has left the rest in h11's buffer or in the socket. The next exchange
+        would read that as its own reply (a charged sale recorded as answered by another
+        reply), so such a connection is closed, never reused."""
         import h11
 
         if address != self.address or self.h11.our_state is not h11.IDLE:
+            return False
+        unread, closed = self.h11.trailing_data
+        if unread or closed:
+            return False
+        if isinstance(self.stream, trio.SSLStream) and _tls_holds_bytes(self.stream):
             return False
         tcp = self._tcp()
         if tcp is None:
@@ -117,6 +126,17 @@ class _Connection:
         if isinstance(stream, trio.SSLStream):
             stream = stream.transport_stream
         return stream if isinstance(stream, trio.SocketStream) else None
+
+
+def _tls_holds_bytes(stream: trio.SSLStream[Any]) -> bool:
+    """Whether TLS already read bytes off the socket that nobody has taken yet (decrypted,
+    or a record still to decrypt): poll() cannot see them. trio keeps them in its
+    ``SSLObject`` and incoming ``MemoryBIO``; if those ever move, say "holds bytes"."""
+    ssl_object = getattr(stream, "_ssl_object", None)
+    incoming = getattr(stream, "_incoming", None)
+    if not isinstance(ssl_object, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
+        return True
+    return bool(ssl_object.pending() or incoming.pending)
 
 
 class HttpClient:
