@@ -241,7 +241,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=50, help="at most 500 (one page)")
     p.add_argument("--before", type=int, metavar="SEQ", help="the rows older than SEQ")
     p.add_argument("--action", help="only this method, e.g. terminal.pair or journal.prune")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
 
 COMMANDS: Final = {

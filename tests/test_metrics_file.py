@@ -105,9 +105,12 @@ def test_the_unit_may_write_exactly_the_documented_metrics_directory() -> None:
     assert documented and len(set(documented)) == 1
     assert unit["Service"]["ProtectSystem"] == "strict"
     assert unit["Service"]["ReadWritePaths"] == "-" + str(Path(documented[0]).parent)
-    for alert in ("EcrdDown", "ecrd_up == 0", "EcrdMetricsStale",
-                  'node_textfile_mtime_seconds{file="ecrd.prom"}'):  # fmt: skip
-        assert alert in readme
+    # The alert rules are contrib's file (the README's table points at it): ecrd down, and
+    # its metrics file stale.
+    rules = (ROOT / "contrib" / "prometheus" / "ecrd-rules.yml").read_text()
+    for alert in ("EcrdDown", "ecrd_up == 0", "EcrdMetricsStale", "node_textfile_mtime_seconds"):
+        assert alert in rules
+    assert "EcrdDown" in readme and "EcrdMetricsStale" in readme
 
 
 def test_a_stopped_ecrd_leaves_a_file_that_says_it_is_down(tmp_path: Path) -> None:
