@@ -119,6 +119,7 @@ def _variant_options(a: Callable[..., Any]) -> None:
     """What a real terminal may differ in (docs/first-contact.md), to test ecrctl probe."""
     a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
     a("--lan-tls", nargs=2, metavar=("CERT", "KEY"), help="serve LAN over https with these")
+    a("--lan-wrap", action="store_true", help="LAN replies wrapped as the cloud's {code,...}")
     a("--serial-baud", type=int, default=None, help="answer only at this pty speed (garble others)")
     a("--strict-cmd", action="store_true", help="serial: ignore frames with another --frame-cmd")
 
@@ -151,7 +152,8 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
         )
         if link == "lan":
             port = args.lan_port + i if args.lan_port else 0
-            sim.add_lan(terminal, port=port, path=args.lan_path, tls=_server_tls(args.lan_tls))
+            tls = _server_tls(args.lan_tls)
+            sim.add_lan(terminal, port=port, path=args.lan_path, tls=tls, wrap=args.lan_wrap)
         elif link == "serial":
             sim.add_serial(
                 terminal, fmt=fmt, pace_bps=args.pace, baudrate=args.serial_baud,

@@ -75,9 +75,12 @@ class Simulator:
         port: int = 0,
         path: str = LAN_PATH,
         tls: ssl.SSLContext | None = None,
+        wrap: bool = False,
     ) -> SimTerminal:
-        """``tls``: serve https with this server context (a self-signed certificate)."""
-        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls))
+        """``tls``: serve https with this server context (a self-signed certificate);
+        ``wrap``: wrap replies as the cloud does (``{code, message, data}``)."""
+        slot = Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls, lan_wrap=wrap)
+        return self._add(slot)
 
     def add_serial(
         self,
@@ -151,8 +154,9 @@ class Simulator:
         t = slot.terminal
         if slot.link == "lan":
             serve = partial(
-                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls
-            )
+                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls,
+                wrap=slot.lan_wrap,
+            )  # fmt: skip
             slot.lan_port = await nursery.start(serve)
         elif slot.link == "serial":
             serve_s = partial(
