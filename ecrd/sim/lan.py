@@ -60,6 +60,9 @@ async def serve_lan(
             envelope = Envelope.from_bytes(request.body)
         except MalformedEnvelope as exc:
             return json_response(400, {"error": str(exc)})
+        problem = terminal.check_envelope(envelope)
+        if problem is not None:
+            return json_response(400, {"error": problem})
         reply = await terminal.handle(envelope, "lan")
         if reply.envelope is None:
             return HttpResponse(0, drop=True)

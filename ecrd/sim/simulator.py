@@ -40,13 +40,17 @@ class Simulator:
         cloud_port: int = 0,
         cloud_timeout: float = 300.0,
         control_port: int | None = 0,
+        strict_cloud: bool = False,
     ) -> None:
+        """``strict_cloud``: the gateway requires every header the document marks required
+        (``sim/strict.py``); each terminal's own strictness is its ``strict``."""
         self.host = host
         self.business_id = business_id
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.cloud_port = cloud_port
         self.cloud_timeout = cloud_timeout
         self.control_port = control_port
+        self.strict_cloud = strict_cloud
         self.slots: list[Slot] = []
 
     @property
@@ -118,6 +122,7 @@ class Simulator:
             "info_url": base + INFO_PATH,
             "command_url": base + COMMAND_PATH,
             "business_id": self.business_id,
+            "strict": self.strict_cloud,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -140,7 +145,7 @@ class Simulator:
         async with trio.open_nursery() as nursery:
             self.cloud_port = await nursery.start(
                 partial(serve_cloud, self.terminals_view(), self.host, self.cloud_port,
-                        timeout=self.cloud_timeout)
+                        timeout=self.cloud_timeout, strict=self.strict_cloud)
             )  # fmt: skip
             for slot in self.slots:
                 await self._start_link(nursery, slot)
