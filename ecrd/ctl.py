@@ -57,9 +57,20 @@ async def cmd_terminals(args: Args, client: TrioClient) -> int:
     return EXIT_OK
 
 
+def pairing_code(code: str) -> str:
+    """The code as typed, or a pasted QR code's JSON on one line: the QR's text may hold
+    line breaks (the vendor prints it so), which the socket API refuses in a parameter."""
+    if code.lstrip().startswith("{"):
+        try:
+            return json.dumps(json.loads(code), separators=(",", ":"), ensure_ascii=False)
+        except ValueError:
+            pass  # not JSON after all: ecrd says what is wrong with it
+    return code
+
+
 async def cmd_pair(args: Args, client: TrioClient) -> int:
     print(f"pairing {args.terminal}…", file=sys.stderr)
-    res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
+    res = await client.call("terminal.pair", terminal=args.terminal, code=pairing_code(args.code))
     output(args, res, f"paired {show(res['terminal'])} with terminal {show(res['device_sn'])}")
     return EXIT_OK
 
