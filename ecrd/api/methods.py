@@ -336,16 +336,19 @@ def send_actions(term: Terminal) -> tuple[str, ...]:
 
 
 async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
-    """Which settings the terminal answers under: only DeviceInfo, on links of the probe's
+    """Which settings the terminal answers under: only its look-up, on links of the probe's
     own; the terminal is busy meanwhile (no payment starts on it)."""
     term = p.terminal(daemon)
     code = p.text("code", required=True, max_len=1024)
     limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
-    pin = parse_pairing_code(code).pin
+    parsed = parse_pairing_code(code)
     daemon.log_peer("probe", term.id, conn.peer)
     async with daemon.payments.holding(term, PROBE_HOLD):
         progress = partial(daemon.events.publish, "terminal", terminal=term.id)
-        return await probe(term, pin, limit_s=limit, on_try=lambda t: progress(probe=t))
+        return await probe(
+            term, parsed.pin, business_id=parsed.business_id, limit_s=limit,
+            on_try=lambda t: progress(probe=t),
+        )  # fmt: skip
 
 
 async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:
