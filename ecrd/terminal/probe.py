@@ -16,6 +16,9 @@ Every try goes out on a link or port of the probe's own; the terminal's own link
 config are never touched (serial: the terminal's link lends the device and gets it back
 however the probe ends), so cancelling a probe (a client gone, Ctrl-C) leaves the settings
 in force. Bounded by ``limit_s`` (at most five minutes) whatever happens.
+
+The status-action discovery (``probe_status.py``) is the other mode: it runs on a paired
+terminal, on its own link, under its own PIN.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ import trio
 
 from ecrd.terminal.probe_net import probe_cloud, probe_lan
 from ecrd.terminal.probe_serial import probe_serial
+from ecrd.terminal.probe_status import discover_status
 from ecrd.terminal.probing import MAX_LIMIT_S, OnTry, Probe
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.serial import SerialLink
 
-__all__ = ["MAX_LIMIT_S", "PROBE_HOLD", "probe"]
+__all__ = ["MAX_LIMIT_S", "PROBE_HOLD", "discover_status", "probe"]
 
 log = logging.getLogger("ecrd.terminal")
 
