@@ -32,6 +32,10 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 # Amount changes a terminal may make and still prove a payment (money/evidence.py).
 AMOUNT_CHANGES: Final = ("tip", "partial")
 TRANSPORTS: Final = ("lan", "serial", "cloud")
+# [ASSUMED] How LAN and RS232 pairing ask a terminal its serial number under pinCode1:
+# DeviceInfo with no body, or the seed's terminal-info request, ConnectionInfo {businessID}.
+IDENTIFY_ACTIONS: Final = ("DeviceInfo", "ConnectionInfo")
+_FIELD_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -106,6 +110,10 @@ class TerminalConfig:
     amount_changes: tuple[str, ...] = ()
     pair_confirm_action: str = "DeviceInfo"
     pin_fields: tuple[str, ...] = PIN_FIELDS
+    # [ASSUMED] LAN and serial pairing's serial-number look-up (IDENTIFY_ACTIONS).
+    identify_action: str = "DeviceInfo"
+    # [ASSUMED] The Pair body's one field, a fresh UUID (the vendor shows no Pair example).
+    pair_uuid_field: str = "pairUuid"
     fallback: str | None = None
     probe_interval_s: float = 30.0
     info_timeout_s: float = 15.0
@@ -354,6 +362,8 @@ def _terminal(t: _Table) -> TerminalConfig:
         amount_changes=_choices(t, "amount_changes", AMOUNT_CHANGES),
         pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
         pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
+        identify_action=t.text("identify_action", d.identify_action, choices=IDENTIFY_ACTIONS),
+        pair_uuid_field=t.text("pair_uuid_field", d.pair_uuid_field),
         fallback=t.text("fallback", choices=("cloud",)),
         probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
         info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
@@ -413,6 +423,8 @@ def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
     if cfg.status_action is not None:
         t.check("status_action", config_rules.action_problem(cfg.status_action))
     t.check("pair_confirm_action", config_rules.action_problem(cfg.pair_confirm_action))
+    if not _FIELD_RE.match(cfg.pair_uuid_field):
+        raise t.fail("pair_uuid_field", 'a JSON field name of letters, digits and "_"')
     for action in cfg.send_actions:
         t.check("send_actions", config_rules.action_problem(action))
 

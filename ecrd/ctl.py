@@ -15,7 +15,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import tomli_w
 import trio
 
 from ecrd import __version__, ctl_fleet, ctl_pay
@@ -36,6 +35,7 @@ from ecrd.ctl_out import (
     tx_text,
 )
 from ecrd.ctl_pay import MONEY_COMMANDS, Interrupted, interrupted
+from ecrd.ctl_probe import cmd_probe, pairing_code
 from ecrd.store.journal_records import STATES
 
 TERMINAL_COLUMNS = ["id", "transport", "paired", "device_sn", "link", "busy", "last_error"]
@@ -68,7 +68,7 @@ async def cmd_terminals(args: Args, client: TrioClient) -> int:
 
 async def cmd_pair(args: Args, client: TrioClient) -> int:
     print(f"pairing {args.terminal}…", file=sys.stderr)
-    res = await client.call("terminal.pair", terminal=args.terminal, code=args.code)
+    res = await client.call("terminal.pair", terminal=args.terminal, code=pairing_code(args.code))
     output(args, res, f"paired {show(res['terminal'])} with terminal {show(res['device_sn'])}")
     return EXIT_OK
 
@@ -83,59 +83,6 @@ async def cmd_info(args: Args, client: TrioClient) -> int:
     res = await client.call("terminal.info", terminal=args.terminal)
     output(args, res, "\n".join(f"{show(k):<12} {show(v)}" for k, v in res.items()))
     return EXIT_OK
-
-
-async def cmd_probe(args: Args, client: TrioClient) -> int:
-    """Progress per try on stderr (the daemon's events), then the lines to paste."""
-    await client.call("subscribe", topics=["terminal"])
-    params: dict[str, Any] = {"terminal": args.terminal, "code": args.code}
-    if args.timeout is not None:
-        params["timeout_s"] = args.timeout
-    limit = f"{args.timeout:g} s" if args.timeout is not None else "5 minutes"
-    print(f"probing {args.terminal} (DeviceInfo only; at most {limit})…", file=sys.stderr)
-    shown = 0
-    async with trio.open_nursery() as nursery:
-
-        async def progress() -> None:
-            nonlocal shown
-            async for event in client.events:
-                tried = event.get("probe")
-                if event.get("terminal") == args.terminal and isinstance(tried, dict):
-                    print(f"  {_probe_line(tried)}", file=sys.stderr, flush=True)
-                    shown += 1
-
-        nursery.start_soon(progress)
-        res = await client.call("terminal.probe", **params)
-        nursery.cancel_scope.cancel()
-    for tried in res["tried"][shown:]:  # the events still on their way
-        print(f"  {_probe_line(tried)}", file=sys.stderr)
-    output(args, res, _probe_text(res))
-    return EXIT_OK if res["found"] is not None else EXIT_ERROR
-
-
-def _probe_line(tried: dict[str, Any]) -> str:
-    settings = " ".join(f"{show(k)}={show(v)}" for k, v in tried["settings"].items())
-    return f"{settings or '-'}: {show(tried['result'])}"
-
-
-def _probe_text(res: dict[str, Any]) -> str:
-    found = res["found"]
-    if found is None:
-        return (
-            f"{show(res['terminal'])}: no settings answered ({len(res['tried'])} tries); "
-            "check the cable or address, the code on the pairing page, then send support "
-            "the trace (`ecrctl --json probe ...`)"
-        )
-    lines = [
-        f"{show(res['terminal'])} answers as {show(res['device_sn'])} with these settings;",
-        "put them in its [[terminal]] entry, then `ecrctl reload`:",
-        "",
-        tomli_w.dumps(found).rstrip("\n"),
-    ]
-    if res["tried"][-1]["result"].startswith("https, needs ca_file"):
-        lines.append("# https answers, but its certificate is not trusted: add")
-        lines.append('# ca_file = "/path/to/the terminal\'s CA certificate.pem"')
-    return "\n".join(lines)
 
 
 async def cmd_trace(args: Args, client: TrioClient) -> int:
@@ -267,9 +214,15 @@ TERMINAL_HELP = ctl_pay.TERMINAL_HELP
 
 def _support_parsers(sub: Any) -> None:
     """probe and trace: first contact with a real terminal (docs/first-contact.md)."""
-    p = sub.add_parser("probe", help="find the settings a terminal answers under")
+    p = sub.add_parser(
+        "probe", help="find the settings a terminal answers under, or (--status) its status action"
+    )
     p.add_argument("terminal", help=TERMINAL_HELP)
-    p.add_argument("code", help="the code on its pairing page")
+    p.add_argument("code", nargs="?", help="the code on its pairing page (or its QR JSON)")
+    p.add_argument(
+        "--status", action="store_true",
+        help="a paired terminal: which status action it knows (read-only queries)",
+    )  # fmt: skip
     p.add_argument("--timeout", type=float, help="give up after this many seconds (1-300)")
     p = sub.add_parser("trace", help="a terminal's wire trace for support: on, off, --tail")
     p.add_argument("terminal", help=TERMINAL_HELP)

@@ -112,6 +112,8 @@ async def test_a_reply_without_envelope_is_a_bad_reply_with_code_and_message(
 
     _, base = await gateway(nursery, offline)
     link = cloud(links, base)
+    wire: list[dict[str, object]] = []
+    link.tap = wire.append
 
     with pytest.raises(BadReply) as caught:
         await first_reply(link, SALE, timeout=5)
@@ -119,6 +121,7 @@ async def test_a_reply_without_envelope_is_a_bad_reply_with_code_and_message(
     assert caught.value.code == 40401
     assert caught.value.detail == "Device is offline"
     assert link.state == "down"
+    assert wire[-1]["wrapper"] == {"code": 40401, "message": "Device is offline"}
 
 
 async def test_a_non_json_error_page_is_a_bad_reply_with_the_http_status(

@@ -281,6 +281,46 @@ async def test_body_that_is_not_an_envelope_is_a_bad_reply(
     assert caught.value.code == 200
 
 
+async def test_a_reply_wrapped_as_the_cloud_wraps_it_is_unwrapped_and_traced(
+    nursery: trio.Nursery, link: LanLink
+) -> None:
+    """The vendor's LAN section may be read as "the cloud's response": the envelope inside
+    ``{code, message, data}``. Both shapes are taken; the wrapper's words reach the trace."""
+
+    async def wrapped(seen: Seen) -> tuple[int, bytes]:
+        inner = (await echo_envelope(seen))[1]
+        return 200, b'{"code":0,"message":"success","data":' + inner + b"}"
+
+    wire: list[dict[str, object]] = []
+    link.tap = wire.append
+    await start_peer(nursery, link, wrapped)
+
+    assert await first_reply(link, SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+    assert wire[-1]["wrapper"] == {"code": 0, "message": "success"}
+    link.set_address("127.0.0.1", (await start_peer(nursery, link, echo_envelope)).port)
+    assert await first_reply(link, SALE, timeout=5) == Envelope(action="Sale", data="cmVwbHk=")
+    assert "wrapper" not in wire[-1]  # a bare envelope, as before
+
+
+async def test_a_wrapper_without_an_envelope_is_a_bad_reply_with_its_code_and_message(
+    nursery: trio.Nursery, link: LanLink
+) -> None:
+    async def busy(seen: Seen) -> tuple[int, bytes]:
+        return 200, b'{"code": 50001, "message": "Terminal busy, try later", "data": null}'
+
+    wire: list[dict[str, object]] = []
+    link.tap = wire.append
+    await start_peer(nursery, link, busy)
+
+    with pytest.raises(BadReply) as caught:
+        await first_reply(link, SALE, timeout=5)
+
+    assert isinstance(caught.value, MaybeDelivered)  # a sale sent so is of unknown outcome
+    assert caught.value.code == 50001 and caught.value.detail == "Terminal busy, try later"
+    assert "50001" in str(caught.value) and "Terminal busy, try later" in str(caught.value)
+    assert wire[-1]["wrapper"] == {"code": 50001, "message": "Terminal busy, try later"}
+
+
 def fill_backlog(port: int) -> list[socket.socket]:
     """Connect until the kernel stops completing handshakes for ``port``."""
     fillers = []

@@ -126,11 +126,12 @@ async def test_probe_finds_legacy_crypto_on_lan_and_cloud_and_each_then_sells(
         for link in ("lan", "cloud"):
             result = await c.call("terminal.probe", terminal=f"{link}-1", code=PIN1[link])
             assert result["found"] and result["found"]["crypto"] == "legacy", result
-            assert len(result["tried"]) == 2
-            if link == "lan":  # the v2 try got a reply that did not decrypt: framing fixed
-                assert "does not decrypt" in result["tried"][0]["result"]
+            results = [t["result"] for t in result["tried"]]
+            if link == "lan":  # a v2 reply that did not decrypt proved the address
+                undecrypted = next(t for t in result["tried"] if "does not decrypt" in t["result"])
+                assert undecrypted["settings"] == {**result["found"], "crypto": "v2"}
             else:  # the gateway finds no terminal that this code (in v2) opens
-                assert "accepts this pairing code" in result["tried"][0]["result"]
+                assert len(results) == 2 and "accepts this pairing code" in results[0]
             only_device_info_was_sent(stack, link)
             await apply_found(stack, c, f"{link}-1", result["found"])
             await pair_and_sell(stack, c, link, f"p-legacy-{link}")
@@ -148,7 +149,8 @@ async def test_probe_finds_https_and_says_when_it_needs_a_ca_file(
         assert result["tried"][-1]["result"].startswith("https, needs ca_file")
         await apply_found(stack, c, "lan-1", {**result["found"], "ca_file": str(cert)})
         verified = await c.call("terminal.probe", terminal="lan-1", code=PIN1["lan"])
-        assert verified["tried"] == [{"settings": verified["found"], "result": "answered"}]
+        assert {"settings": verified["found"], "result": "answered"} in verified["tried"]
+        assert not any("ca_file" in t["result"] for t in verified["tried"])
         only_device_info_was_sent(stack, "lan")
         await pair_and_sell(stack, c, "lan", "p-https")
 
@@ -260,10 +262,14 @@ async def test_probe_finds_serial_framing_then_pairs_and_sells(
 async def test_probe_finds_the_baud_rate_of_a_terminal_that_garbles_any_other(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    stack = await serial_stack(nursery, tmp_path, baudrate=9600)
+    # 38400, the third speed tried: each window is paced at its speed's line rate, so the
+    # slowest, 9600 baud, is left to bench/probe.py (its rows time every speed).
+    stack = await serial_stack(nursery, tmp_path, baudrate=38400)
     async with open_trio_client(stack.socket) as c:
         result = await c.call("terminal.probe", terminal="serial-1", code=PIN1["serial"])
-        assert result["found"] is not None and result["found"]["baudrate"] == 9600
+        assert result["found"] is not None and result["found"]["baudrate"] == 38400
+        garbled = [t for t in result["tried"] if t["result"].endswith("no reply")]
+        assert [t["settings"]["baudrate"] for t in garbled] == [115200, 57600]
         assert result["device_sn"] == SN["serial"]
         only_device_info_was_sent(stack, "serial")
         await apply_found(stack, c, "serial-1", result["found"])

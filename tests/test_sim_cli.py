@@ -95,4 +95,13 @@ def test_the_variants_a_real_terminal_may_have_are_options(tmp_path: Path) -> No
     lan, serial = sim.slots
     assert all(s.terminal.code_alphabet == LETTERS for s in sim.slots)
     assert serial.baudrate == 9600 and serial.strict_cmd and serial.fmt.cmd == 0x0101
-    assert lan.lan_tls is None
+    assert lan.lan_tls is None and not lan.lan_wrap and not sim.strict_cloud
+    assert all(not s.terminal.strict and s.terminal.identify_only is None for s in sim.slots)
+    readings = parse_args(
+        ["--lan", "1", "--lan-wrap", "--strict", "--identify-only", "ConnectionInfo",
+         "--pair-uuid-field", "uuid"]
+    )  # fmt: skip
+    sim = build(readings, tmp_path)
+    [lan] = sim.slots
+    assert lan.lan_wrap and sim.strict_cloud and lan.terminal.strict
+    assert (lan.terminal.identify_only, lan.terminal.pair_uuid_field) == ("ConnectionInfo", "uuid")

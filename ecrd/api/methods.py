@@ -27,7 +27,7 @@ from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
 from ecrd.terminal.info import info as device_info
 from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
-from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, probe
+from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, discover_status, probe
 from ecrd.terminal.terminal import Terminal
 
 PROTOCOL_VERSION: Final = 1
@@ -266,16 +266,28 @@ def send_actions(term: Terminal) -> tuple[str, ...]:
 
 
 async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
-    """Which settings the terminal answers under: only DeviceInfo, on links of the probe's
-    own; the terminal is busy meanwhile (no payment starts on it)."""
+    """Which settings the terminal answers under (``code``: only its look-up, on links of
+    the probe's own), or with ``status`` which status action a paired terminal knows
+    (read-only actions about a reference never used); the terminal is busy meanwhile."""
     term = p.terminal(daemon)
-    code = p.text("code", required=True, max_len=1024)
+    status = p.flag("status")
+    code = p.text("code", required=not status, max_len=1024)
+    if status and code is not None:
+        raise errors.InvalidParams(
+            "give code (find the settings, on the pairing page) or status (a paired "
+            "terminal), not both", field="code",
+        )  # fmt: skip
     limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
-    pin = parse_pairing_code(code).pin
-    daemon.log_peer("probe", term.id, conn.peer)
+    parsed = parse_pairing_code(code) if code is not None else None
+    daemon.log_peer("probe --status" if status else "probe", term.id, conn.peer)
     async with daemon.payments.holding(term, PROBE_HOLD):
         progress = partial(daemon.events.publish, "terminal", terminal=term.id)
-        return await probe(term, pin, limit_s=limit, on_try=lambda t: progress(probe=t))
+        on_try = lambda t: progress(probe=t)  # noqa: E731
+        if parsed is None:
+            return await discover_status(term, limit_s=limit, on_try=on_try)
+        return await probe(
+            term, parsed.pin, business_id=parsed.business_id, limit_s=limit, on_try=on_try
+        )
 
 
 async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:
@@ -363,7 +375,7 @@ METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
     "terminal.unpair": (terminal_unpair, ("terminal",)),
     "terminal.info": (terminal_info, ("terminal",)),
     "terminal.send": (terminal_send, ("terminal", "action", "body")),
-    "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s")),
+    "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s", "status")),
     "terminal.trace": (terminal_trace, ("terminal", "on", "tail")),
     "sale": (
         money("sale"),

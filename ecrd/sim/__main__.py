@@ -26,7 +26,7 @@ from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
 from ecrd.sim.faults import FAULTS, MAGIC_CENTS
 from ecrd.sim.lan import LAN_PATH
 from ecrd.sim.simulator import Simulator
-from ecrd.sim.terminal import DEFAULT_BUSINESS_ID, PIN2_FIELDS, SimTerminal
+from ecrd.sim.terminal import DEFAULT_BUSINESS_ID, INFO_ACTIONS, PIN2_FIELDS, SimTerminal
 
 log = logging.getLogger("ecrd.sim")
 
@@ -121,8 +121,12 @@ def _variant_options(a: Callable[..., Any]) -> None:
     """What a real terminal may differ in (docs/first-contact.md), to test ecrctl probe."""
     a("--letter-codes", action="store_true", help="make up codes of A-Z and 0-9, not digits")
     a("--lan-tls", nargs=2, metavar=("CERT", "KEY"), help="serve LAN over https with these")
+    a("--lan-wrap", action="store_true", help="LAN replies wrapped as the cloud's {code,...}")
     a("--serial-baud", type=int, default=None, help="answer only at this pty speed (garble others)")
     a("--strict-cmd", action="store_true", help="serial: ignore frames with another --frame-cmd")
+    a("--strict", action="store_true", help="refuse what the vendor's document marks required")
+    a("--identify-only", choices=INFO_ACTIONS, help="under the pairing code answer only this")
+    a("--pair-uuid-field", default="pairUuid", help="the Pair body's field (default pairUuid)")
 
 
 def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
@@ -133,6 +137,7 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
         cloud_port=args.cloud_port,
         cloud_timeout=args.cloud_timeout,
         control_port=None if args.no_control else args.control_port,
+        strict_cloud=args.strict,
     )
     fmt = FrameFormat(cmd=args.frame_cmd, byteorder=args.frame_byteorder, crc=args.frame_crc)
     links = ["lan"] * args.lan + ["serial"] * args.serial + ["cloud"] * args.cloud
@@ -150,10 +155,14 @@ def build(args: argparse.Namespace, state_dir: Path) -> Simulator:
             magic_delay=args.magic_delay,
             reply_salt_reuse=args.reply_salt_reuse,
             letter_codes=args.letter_codes,
+            identify_only=args.identify_only,
+            pair_uuid_field=args.pair_uuid_field,
+            strict=args.strict,
         )
         if link == "lan":
             port = args.lan_port + i if args.lan_port else 0
-            sim.add_lan(terminal, port=port, path=args.lan_path, tls=_server_tls(args.lan_tls))
+            tls = _server_tls(args.lan_tls)
+            sim.add_lan(terminal, port=port, path=args.lan_path, tls=tls, wrap=args.lan_wrap)
         elif link == "serial":
             sim.add_serial(
                 terminal, fmt=fmt, pace_bps=args.pace, baudrate=args.serial_baud,

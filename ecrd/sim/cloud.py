@@ -15,6 +15,10 @@ Replies: ``{"code": 0, "message": "success", "data": <terminal's envelope>}`` wi
 200, or ``{"code": N, "message": "...", "data": null}`` with the HTTP status in
 ``ERRORS``. Every ``x-request-id`` must be a fresh UUID: a repeated one is refused (409)
 without reaching the terminal, so a client that resends blindly is caught.
+
+``strict`` (``sim/strict.py``): all three headers on every call, terminal-info included,
+as the vendor's header table marks them required; the envelope as the terminal's own
+strictness says (400/40002).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Final
 import trio
 
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.sim import strict
 from ecrd.sim.http import HttpRequest, HttpResponse, json_response, serve_http
 from ecrd.sim.terminal import SimTerminal
 
@@ -61,9 +66,12 @@ def refusal(name: str, message: str) -> HttpResponse:
 class Gateway:
     """Relays cloud calls to the terminals it knows (looked up by SN on every call)."""
 
-    def __init__(self, terminals: Iterable[SimTerminal], *, timeout: float = 300.0) -> None:
+    def __init__(
+        self, terminals: Iterable[SimTerminal], *, timeout: float = 300.0, strict: bool = False
+    ) -> None:
         self._terminals = terminals
         self.timeout = timeout
+        self.strict = strict
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def _by_sn(self, sn: str) -> SimTerminal | None:
@@ -75,7 +83,7 @@ class Gateway:
         if request.method != "POST":
             return refusal("method", "use POST")
         needed = ["x-p-business-id", "x-request-id"]
-        if request.path == COMMAND_PATH:
+        if request.path == COMMAND_PATH or self.strict:
             needed.append("x-device-sn")
         for name in needed:
             if not request.headers.get(name):
@@ -92,6 +100,8 @@ class Gateway:
             envelope = Envelope.from_bytes(request.body)
         except MalformedEnvelope as exc:
             return refusal("bad_body", str(exc))
+        if self.strict and (problem := strict.envelope_problem(envelope)):
+            return refusal("bad_body", problem)
         business = request.headers["x-p-business-id"]
         if request.path == INFO_PATH and envelope.action not in INFO_ACTIONS:
             return refusal("info_action", "terminal/info only relays ConnectionInfo")
@@ -147,10 +157,11 @@ async def serve_cloud(
     port: int = 0,
     *,
     timeout: float = 300.0,
+    strict: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the gateway for ``terminals`` (a live collection: terminals added later are
     found too); reports the bound port. ``timeout`` is the gateway's own wait for a
-    terminal's answer (then 504)."""
-    gateway = Gateway(terminals, timeout=timeout)
+    terminal's answer (then 504); ``strict``: every header the document requires."""
+    gateway = Gateway(terminals, timeout=timeout, strict=strict)
     await serve_http(gateway.handle, host, port, name="cloud gateway", task_status=task_status)

@@ -12,10 +12,15 @@ What a client sees besides a 200 with an envelope:
   reboot while the request was in flight.
 
 Closing the connection while the terminal holds the request cancels it (not charged).
+
+With ``wrap`` the reply envelope comes wrapped as the cloud gateway wraps it,
+``{"code": 0, "message": "success", "data": <envelope>}``: a reading of the vendor's LAN
+section that a real terminal may follow (the errors above stay as they are).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from functools import partial
@@ -39,10 +44,12 @@ async def serve_lan(
     *,
     path: str = LAN_PATH,
     tls: ssl.SSLContext | None = None,
+    wrap: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``terminal`` over HTTP; reports the bound port, which the terminal then
-    advertises in DeviceInfo and its QR code (unless it was given a port already)."""
+    advertises in DeviceInfo and its QR code (unless it was given a port already).
+    ``wrap``: replies wrapped as the cloud's (``{code, message, data}``)."""
 
     async def handle(request: HttpRequest) -> HttpResponse:
         if request.path != path:
@@ -53,12 +60,19 @@ async def serve_lan(
             envelope = Envelope.from_bytes(request.body)
         except MalformedEnvelope as exc:
             return json_response(400, {"error": str(exc)})
+        problem = terminal.check_envelope(envelope)
+        if problem is not None:
+            return json_response(400, {"error": problem})
         reply = await terminal.handle(envelope, "lan")
         if reply.envelope is None:
             return HttpResponse(0, drop=True)
+        body = reply.envelope.to_bytes()
+        if wrap:
+            data = {"code": 0, "message": "success", "data": reply.envelope.to_obj()}
+            body = json.dumps(data, separators=(",", ":")).encode()
         return HttpResponse(
             200,
-            reply.envelope.to_bytes(),
+            body,
             bytes_per_s=reply.bytes_per_s,
             close=not terminal.keep_alive,
         )

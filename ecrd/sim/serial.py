@@ -213,6 +213,11 @@ class _Line:
             self.port.frames_dropped += 1
             log.warning("%s: dropped a frame that is not an envelope: %s", sn, exc)
             return
+        problem = self.terminal.check_envelope(request)
+        if problem is not None:
+            self.port.frames_dropped += 1
+            log.warning("%s: dropped a frame (strict): %s", sn, problem)
+            return
         reply = await self.terminal.handle(request, "serial")
         if reply.envelope is None:
             return

@@ -40,13 +40,17 @@ class Simulator:
         cloud_port: int = 0,
         cloud_timeout: float = 300.0,
         control_port: int | None = 0,
+        strict_cloud: bool = False,
     ) -> None:
+        """``strict_cloud``: the gateway requires every header the document marks required
+        (``sim/strict.py``); each terminal's own strictness is its ``strict``."""
         self.host = host
         self.business_id = business_id
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.cloud_port = cloud_port
         self.cloud_timeout = cloud_timeout
         self.control_port = control_port
+        self.strict_cloud = strict_cloud
         self.slots: list[Slot] = []
 
     @property
@@ -75,9 +79,12 @@ class Simulator:
         port: int = 0,
         path: str = LAN_PATH,
         tls: ssl.SSLContext | None = None,
+        wrap: bool = False,
     ) -> SimTerminal:
-        """``tls``: serve https with this server context (a self-signed certificate)."""
-        return self._add(Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls))
+        """``tls``: serve https with this server context (a self-signed certificate);
+        ``wrap``: wrap replies as the cloud does (``{code, message, data}``)."""
+        slot = Slot(terminal, "lan", lan_port=port, lan_path=path, lan_tls=tls, lan_wrap=wrap)
+        return self._add(slot)
 
     def add_serial(
         self,
@@ -115,6 +122,7 @@ class Simulator:
             "info_url": base + INFO_PATH,
             "command_url": base + COMMAND_PATH,
             "business_id": self.business_id,
+            "strict": self.strict_cloud,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -137,7 +145,7 @@ class Simulator:
         async with trio.open_nursery() as nursery:
             self.cloud_port = await nursery.start(
                 partial(serve_cloud, self.terminals_view(), self.host, self.cloud_port,
-                        timeout=self.cloud_timeout)
+                        timeout=self.cloud_timeout, strict=self.strict_cloud)
             )  # fmt: skip
             for slot in self.slots:
                 await self._start_link(nursery, slot)
@@ -151,8 +159,9 @@ class Simulator:
         t = slot.terminal
         if slot.link == "lan":
             serve = partial(
-                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls
-            )
+                serve_lan, t, self.host, slot.lan_port, path=slot.lan_path, tls=slot.lan_tls,
+                wrap=slot.lan_wrap,
+            )  # fmt: skip
             slot.lan_port = await nursery.start(serve)
         elif slot.link == "serial":
             serve_s = partial(

@@ -23,6 +23,7 @@ class Slot:
     lan_port: int = 0
     lan_path: str = LAN_PATH
     lan_tls: ssl.SSLContext | None = None  # https with this server context
+    lan_wrap: bool = False  # replies wrapped as the cloud's {code, message, data}
     symlink: Path | None = None
     fmt: FrameFormat = attrs.field(factory=FrameFormat)
     pace_bps: float | None = None
@@ -47,6 +48,7 @@ class Slot:
                 "port": self.lan_port,
                 "path": self.lan_path,
                 "tls": self.lan_tls is not None,
+                "wrap": self.lan_wrap,
                 "url": f"{'https' if self.lan_tls else 'http'}://{host}:{self.lan_port}"
                 f"{self.lan_path}",
             }

@@ -52,9 +52,11 @@ from ecrd.protocol.envelope import (
     request_header,
     timestamp,
 )
+from ecrd.sim import strict
 from ecrd.sim.codes import DIGITS, LETTERS, new_code, valid_code
 from ecrd.sim.faults import MONEY_ACTIONS, Fault, FaultBook, magic_fault, make_fault
 from ecrd.sim.payments import Body, Payments, failed
+from ecrd.sim.shaping import Reply, contradict, shape
 from ecrd.workers import Workers
 
 log = logging.getLogger("ecrd.sim")
@@ -67,6 +69,7 @@ DEFAULT_SN: Final = "NEXGO-N96-1170270945"
 DEFAULT_BUSINESS_ID: Final = "411d6207-1470-4d35-a557-54852463844d"
 DEFAULT_PORT: Final = 8443  # the port in the seed's pairing QR example
 PIN2_FIELDS: Final = PIN_FIELDS  # the field names a terminal may answer Pair with
+INFO_ACTIONS: Final = ("DeviceInfo", "ConnectionInfo")  # what it answers under pinCode1
 # Faults the terminal itself acts on; business_mismatch belongs to the cloud gateway.
 TERMINAL_FAULTS: Final = frozenset(
     {"delay", "decline", "never_answer", "drop", "wrong_key", "not_json", "stale_response",
@@ -86,7 +89,11 @@ async def in_thread(fn: Callable[[*Ts], T], *args: *Ts) -> T:
     return await _WORKERS.run(partial(fn, *args))
 
 
-def _check_options(scheme: str, pin2_field: str, pin1: str | None, pin2: str | None) -> None:
+def _check_options(
+    scheme: str, pin2_field: str, pin1: str | None, pin2: str | None, identify_only: str | None
+) -> None:
+    if identify_only not in (None, *INFO_ACTIONS):
+        raise ValueError(f"identify_only must be one of {INFO_ACTIONS}")
     if scheme not in crypto.SCHEMES:
         raise ValueError(f"scheme must be one of {crypto.SCHEMES}")
     if pin2_field not in PIN2_FIELDS:
@@ -96,16 +103,6 @@ def _check_options(scheme: str, pin2_field: str, pin1: str | None, pin2: str | N
             raise ValueError("a pairing code is 6 characters, A-Z and 0-9")
     if pin1 is not None and pin1 == pin2:
         raise ValueError("pinCode2 must differ from pinCode1")
-
-
-@attrs.frozen
-class Reply:
-    """What a link sends back for one request."""
-
-    envelope: Envelope | None  # None: say nothing (drop after charging, reboot)
-    garbage: bytes = b""  # serial: noise written before the frame
-    corrupt_crc: bool = False  # serial: break the frame's data CRC
-    bytes_per_s: float | None = None  # write the reply this slowly
 
 
 @attrs.define
@@ -138,14 +135,22 @@ class SimTerminal:
         reply_salt_reuse: bool = False,
         keys: KeyCache | None = None,
         letter_codes: bool = False,
+        identify_only: str | None = None,
+        pair_uuid_field: str = "pairUuid",
+        strict: bool = False,
     ) -> None:
-        _check_options(scheme, pin2_field, pin1, pin2)
+        _check_options(scheme, pin2_field, pin1, pin2, identify_only)
         # The codes this terminal makes up: digits, or (older firmware) letters too.
         self.code_alphabet = LETTERS if letter_codes else DIGITS
         self.sn = sn
         self.business_id = business_id
         self.scheme: Scheme = scheme
         self.pin2_field = pin2_field
+        # Readings of the vendor's document a real terminal may differ in: the one look-up
+        # it takes under pinCode1 (None: both), the Pair body's field, strictness.
+        self.identify_only = identify_only
+        self.pair_uuid_field = pair_uuid_field
+        self.strict = strict
         self.status_action = status_action
         self.ip = ip
         self.port = port
@@ -159,13 +164,17 @@ class SimTerminal:
         self.faults = FaultBook()
         self.payments = Payments(customer_delay=customer_delay)
         self.stats = Stats()
+        self._holds: set[trio.CancelScope] = set()
+        self._start_pairing(pin1, pin2)
+
+    def _start_pairing(self, pin1: str | None, pin2: str | None) -> None:
+        """The pairing state of a terminal fresh from the factory: pinCode1 on screen."""
         self._fixed_pin2 = pin2
         self._pin1 = pin1 or new_code(self.code_alphabet)
         self._pin1_valid = True
         self._pin2: str | None = None
         self._confirmed = False
         self._last_request_id: str | None = None
-        self._holds: set[trio.CancelScope] = set()
 
     def __repr__(self) -> str:
         return f"<SimTerminal {self.sn} {self.pairing_state}>"
@@ -233,6 +242,9 @@ class SimTerminal:
             "faults": [f.to_obj() for f in self.faults.armed()],
             "status_action": self.status_action,
             "pin2_field": self.pin2_field,
+            "identify_only": self.identify_only,
+            "pair_uuid_field": self.pair_uuid_field,
+            "strict": self.strict,
             "magic_amounts": self.magic_amounts,
             "stats": attrs.asdict(self.stats),
         }
@@ -242,6 +254,10 @@ class SimTerminal:
         screen.info("%s shows pairing code (pinCode1) %s", self.sn, self._pin1)
 
     # -- operator actions ----------------------------------------------------------------
+
+    def check_envelope(self, envelope: Envelope) -> str | None:
+        """Strict: what the envelope lacks (a link refuses it before ``handle``), or None."""
+        return strict.envelope_problem(envelope) if self.strict else None
 
     def arm(self, name: str, **kwargs: Any) -> Fault:
         """Arm a fault: ``arm("delay", params={"seconds": 2}, sticky=True)``."""
@@ -330,6 +346,10 @@ class SimTerminal:
             refusal = failed("INVALID_REQUEST", str(exc))
             msg = _reply_message(str(uuid.uuid4()), refusal, self.sn)
             return Reply(Envelope(reply_action, await self._seal(pin, msg)))
+        if self.strict and (problem := strict.message_problem(request.action, message)):
+            log.info("%s: %s refused (strict): %s", self.sn, request.action, problem)
+            msg = _reply_message(request_id, failed(strict.MISSING_FIELD, problem), self.sn)
+            return Reply(Envelope(reply_action, await self._seal(pin, msg)))
         if which == "pin2" and not self._confirmed:
             # The first exchange under pinCode2 confirms the pairing (protocol.md §7 step 4).
             self._confirmed, self._pin1_valid = True, False
@@ -366,12 +386,12 @@ class SimTerminal:
             sealed = await self._seal(pin, str(faults["not_json"].params["text"]).encode())
         elif "mismatch" in faults:
             field = str(faults["mismatch"].params["field"])
-            plaintext, action = _contradict(field, message, action)
+            plaintext, action = contradict(field, message, action)
             sealed = await self._seal(pin, plaintext)
         else:
             sealed = await self._seal(pin, message)
         self.stats.replies += 1
-        return _shape(Envelope(action, sealed), faults)
+        return shape(Envelope(action, sealed), faults)
 
     async def _dispatch(
         self, action: str, body: Body, which: str, faults: dict[str, Fault]
@@ -382,7 +402,9 @@ class SimTerminal:
             return await self.payments.money(action, body, faults)
         if not await self._hold(faults):
             return None  # rebooted meanwhile: the request is forgotten
-        if action in ("DeviceInfo", "ConnectionInfo"):
+        if action in INFO_ACTIONS:
+            if which == "pin1" and self.identify_only not in (None, action):
+                return failed("UNSUPPORTED_ACTION", f"under the pairing code: {self.identify_only}")
             return self._device_info(action, body)
         if action == "Pair":
             return self._pair(body, which)
@@ -427,8 +449,9 @@ class SimTerminal:
     def _pair(self, body: Body, which: str) -> Body:
         if which != "pin1":
             return failed("PAIRING_CLOSED", "open the pairing page and use its code")
-        if not isinstance(body.get("pairUuid"), str) or not body["pairUuid"]:
-            return failed("INVALID_REQUEST", "pairUuid is required")
+        field = self.pair_uuid_field
+        if not isinstance(body.get(field), str) or not body[field]:
+            return failed("INVALID_REQUEST", f"{field} is required")
         self._pin2 = self._fixed_pin2 or new_code(self.code_alphabet, self._pin1, self._pin2)
         self._confirmed = False
         log.info("%s: paired, awaiting confirmation under the new pinCode2", self.sn)
@@ -443,39 +466,3 @@ class SimTerminal:
 def _reply_message(response_id: str, body: Body, sn: str) -> dict[str, Any]:
     header = {"responseID": response_id, "serverDeviceSN": sn, "timestamp": timestamp()}
     return {"header": header, "body": body}
-
-
-_OTHER: Final[dict[str, str]] = {
-    "referenceID": "someone-elses-order",
-    "amount": "0.01",
-    "currency": "JPY",
-    "transactionType": "Refund",
-}
-
-
-def _contradict(field: str, message: dict[str, Any], action: str) -> tuple[bytes, str]:
-    """The ``mismatch`` fault: the plaintext (and envelope action) of a reply that
-    contradicts its request in ``field``."""
-    if field == "action":
-        return crypto.dumps(message), "Refund" if action != "Refund" else "Sale"
-    if field == "duplicate_keys":
-        # {"status":"Failed", ...,"status":"Success"}: a lenient parser keeps the last one.
-        text = crypto.dumps(message).decode()
-        return text.replace('"body":{', '"body":{"status":"Failed",', 1).encode(), action
-    body = dict(message["body"])
-    if field == "transactionType" and action == "Refund":
-        body[field] = "Sale"
-    else:
-        body[field] = _OTHER[field]
-    return crypto.dumps({**message, "body": body}), action
-
-
-def _shape(envelope: Envelope, faults: dict[str, Fault]) -> Reply:
-    garbage = b""
-    if "garbage" in faults:
-        n = max(2, int(float(faults["garbage"].params["bytes"])))
-        # A false start byte in the middle makes a receiver prove it resynchronises.
-        noise = secrets.token_bytes(n - 1)
-        garbage = noise[: n // 2] + b"\x55" + noise[n // 2 :]
-    rate = float(faults["dribble"].params["bytes_per_s"]) if "dribble" in faults else None
-    return Reply(envelope, garbage, "bad_crc" in faults, rate)

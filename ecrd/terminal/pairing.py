@@ -100,11 +100,31 @@ def new_pin_of(reply: Mapping[str, Any], fields: Sequence[str]) -> str:
             value = str(value)
         if isinstance(value, str) and _NEW_PIN_RE.fullmatch(value):
             return value
+    status = reply.get("status")
+    if isinstance(status, str) and status.lower() != "success":
+        said = {k: reply[k] for k in ("status", "errorCode", "errorMessage") if k in reply}
+        raise errors.PairingFailed(
+            f"the terminal refused the Pair request: {said} (if it names a missing field, "
+            "set pair_uuid_field in the config)"
+        )
     raise errors.PairingFailed(
         "the Pair reply carries no new PIN in any of the fields "
         + ", ".join(fields)
         + " (set pin_fields in the config)"
     )
+
+
+def identify_body(action: str, business_id: str | None) -> dict[str, Any] | None:
+    """The body of the serial-number look-up under pinCode1 (``identify_action``):
+    DeviceInfo has none; ConnectionInfo names the business (the seed's §4.1 request)."""
+    if action == "DeviceInfo":
+        return None
+    if not business_id:
+        raise errors.PairingFailed(
+            f"identify_action = {action!r} names the business, and none is known: set "
+            "[cloud].business_id, or pair with the QR code (it carries the businessId)"
+        )
+    return {"businessID": business_id}
 
 
 def not_paired_message(terminal_id: str, unconfirmed: bool) -> str:

@@ -15,9 +15,10 @@ import attrs
 import trio
 
 from ecrd import errors, logs
+from ecrd.config import IDENTIFY_ACTIONS
 from ecrd.store.pairings import Pairing
-from ecrd.terminal.links import Target, aimed_at, retarget
-from ecrd.terminal.pairing import PairingCode, new_pin_of, parse_pairing_code
+from ecrd.terminal.links import Target, aimed_at, retarget, tap
+from ecrd.terminal.pairing import PairingCode, identify_body, new_pin_of, parse_pairing_code
 from ecrd.terminal.replies import ANY_TERMINAL
 from ecrd.terminal.terminal import Terminal
 from ecrd.transport.base import Link
@@ -86,7 +87,10 @@ def _pairing_link(term: Terminal, parsed: PairingCode) -> Link | None:
     """A link of pairing's own where it must differ from the terminal's (another
     address, another SN). The terminal's links stay as they are until it succeeds."""
     primary = term.link(term.cfg.transport)
-    return aimed_at(primary, _pairing_target(term, parsed), term.cfg, term.shared.cloud)
+    link = aimed_at(primary, _pairing_target(term, parsed), term.cfg, term.shared.cloud)
+    if link is not None:
+        tap(link, term.trace.wire)  # its HTTP status and headers in the trace, as the own link's
+    return link
 
 
 async def _pair_steps(
@@ -101,8 +105,8 @@ async def _pair_steps(
     # Before Pair: after it the terminal may take only the new PIN, which must be saved.
     await term.store(term.shared.pairings.check_writable)
     reply = await term.exchange(
-        "Pair", {"pairUuid": str(uuid.uuid4())}, pin=pin1, timeout=t, links=links,
-        expect_sn=sn, via=via,
+        "Pair", {term.cfg.pair_uuid_field: str(uuid.uuid4())}, pin=pin1, timeout=t,
+        links=links, expect_sn=sn, via=via,
     )  # fmt: skip
     pin2 = new_pin_of(reply.body, term.cfg.pin_fields)
     logs.register_secret(pin2)
@@ -121,25 +125,42 @@ async def _pair_steps(
 async def _identify(
     term: Terminal, parsed: PairingCode, via: Link | None
 ) -> tuple[str, dict[str, Any]]:
-    """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2)."""
-    pin1 = parsed.pin
+    """The terminal's SN, asked under pinCode1 (protocol.md §7 step 2): via the cloud its
+    terminal-info; on LAN and RS232 the entry's ``identify_action`` [ASSUMED]."""
+    pin1, target = parsed.pin, _pairing_target(term, parsed)
+    action = term.cfg.identify_action
     if term.cfg.transport == "cloud":
-        target = _pairing_target(term, parsed)
         info = await term.terminal_info(
             pin1, device_sn=target.device_sn, business_id=target.business_id
         )
         sn = str(info.get("deviceSn") or "")
     else:
-        # DeviceInfo under pinCode1: the SN, not known yet (maybe a swapped device).
+        # Under pinCode1: the SN, not known yet (maybe a swapped device).
         response = await term.exchange(
-            "DeviceInfo", None, pin=pin1, timeout=term.cfg.info_timeout_s,
-            links=(term.cfg.transport,), expect_sn=ANY_TERMINAL, via=via,
+            action, identify_body(action, target.business_id), pin=pin1,
+            timeout=term.cfg.info_timeout_s, links=(term.cfg.transport,),
+            expect_sn=ANY_TERMINAL, via=via,
         )  # fmt: skip
         info = response.body
-        sn = str(info.get("deviceSn") or response.header.get("serverDeviceSN") or "")
+        refused = str(info.get("status", "success")).lower() != "success"
+        sn = "" if refused else str(info.get("deviceSn") or response.header.get("serverDeviceSN"))
     if not sn:
-        raise errors.PairingFailed("the terminal did not tell its serial number")
+        raise errors.PairingFailed(_no_sn(term, info, action))
     return sn, info
+
+
+def _no_sn(term: Terminal, info: dict[str, Any], action: str) -> str:
+    """Why pairing stopped at its first step (no SN, or a look-up the terminal refused),
+    with the terminal's own words and the knob that may fix it."""
+    said = {k: info[k] for k in ("status", "errorCode", "errorMessage") if k in info}
+    hint = ""
+    if term.cfg.transport != "cloud":
+        other = next(a for a in IDENTIFY_ACTIONS if a != action)
+        hint = (
+            f"; if it does not take {action} under the pairing code, set "
+            f"identify_action = {other!r}"
+        )
+    return f"the terminal did not tell its serial number (it answered {said or info}){hint}"
 
 
 def _new_pairing(

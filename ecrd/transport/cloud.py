@@ -30,7 +30,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -40,7 +39,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.protocol.envelope import Envelope
 from ecrd.transport.base import (
     BadReply,
     LinkError,
@@ -51,6 +50,7 @@ from ecrd.transport.base import (
     Tap,
 )
 from ecrd.transport.http11 import HttpReply
+from ecrd.transport.wrapper import Wrapped
 
 if TYPE_CHECKING:
     import httpx
@@ -98,52 +98,32 @@ def cloud_urls(
     return info_url, command_url
 
 
-def unwrap(reply: HttpReply, url: str, refusal_statuses: frozenset[int] = frozenset()) -> Envelope:
-    """The terminal's envelope inside a gateway reply, else ``BadReply`` (code, message), or
-    ``CloudRefused`` for a status in ``refusal_statuses``."""
-    if reply.status in refusal_statuses and _envelope_in(_json_or_none(reply.body)) is None:
+def unwrap(
+    reply: HttpReply,
+    url: str,
+    refusal_statuses: frozenset[int] = frozenset(),
+    wrapped: Wrapped | None = None,
+) -> Envelope:
+    """The terminal's envelope inside a gateway reply (``wrapped``: its body, already read
+    by ``Wrapped.from_body``), else ``BadReply`` (code, message), or ``CloudRefused`` for a
+    status in ``refusal_statuses``."""
+    wrapped = wrapped or Wrapped.from_body(reply.body)
+    if wrapped is not None and wrapped.envelope is not None:
+        return wrapped.envelope
+    if reply.status in refusal_statuses:
         raise CloudRefused(
             f"cloud gateway refused the call with HTTP {reply.status}: "
             f"{reply.body[:200].decode('utf-8', 'replace')}"
         )
-    try:
-        wrapper = json.loads(reply.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadReply(f"{url} answered HTTP {reply.status}, not JSON", code=reply.status) from exc
-    if not isinstance(wrapper, dict):
+    if wrapped is None:
         raise BadReply(f"{url} answered HTTP {reply.status}, not a JSON object", code=reply.status)
-    envelope = _envelope_in(wrapper.get("data"))
-    if envelope is not None:
-        return envelope
-    code = wrapper.get("code", reply.status)
-    message = wrapper.get("message")
-    detail = None if message is None else str(message)
+    code = reply.status if wrapped.code is None else wrapped.code
     raise BadReply(
-        f"cloud gateway answered without a terminal reply: code {code!r}, message {detail!r}",
+        f"cloud gateway answered without a terminal reply: code {code!r}, "
+        f"message {wrapped.message!r}",
         code=code,
-        detail=detail,
+        detail=wrapped.message,
     )
-
-
-def _json_or_none(body: bytes) -> object:
-    try:
-        wrapper = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return wrapper.get("data") if isinstance(wrapper, dict) else None
-
-
-def _envelope_in(data: object) -> Envelope | None:
-    if isinstance(data, str):
-        # Accepted alias [ASSUMED]: the envelope as a JSON string rather than an object.
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError):
-            return None
-    try:
-        return Envelope.from_obj(data)
-    except MalformedEnvelope:
-        return None
 
 
 class CloudLink:
@@ -265,12 +245,14 @@ class CloudLink:
                 connect_timeout=self._connect_timeout,
                 headers=headers,
             )
+            wrapped = Wrapped.from_body(reply.body)
             if self.tap is not None:
                 self.tap(
                     {"request_headers": headers, "http_status": reply.status,
-                     "http_headers": dict(reply.headers)}
+                     "http_headers": dict(reply.headers),
+                     **({"wrapper": wrapped.said()} if wrapped else {})}
                 )  # fmt: skip
-            result = unwrap(reply, url, self._refusal_statuses)
+            result = unwrap(reply, url, self._refusal_statuses, wrapped)
         except LinkError as exc:
             # The request id is what Wonder support asks for.
             exc.add_note(f"x-request-id: {request_id}")

@@ -1,7 +1,10 @@
 """The LAN link: one HTTP POST per exchange to the terminal (protocol.md §1).
 
 ``POST http(s)://<host>:<port><path>`` with the envelope as the JSON body; the reply body is
-the terminal's envelope. The HTTP itself is ``http11.HttpClient``'s, whose invariants say
+the terminal's envelope, bare or wrapped as the cloud wraps it (``{code, message, data}``,
+``wrapper.py``: the shapes cannot be mistaken for each other, so no setting chooses). A
+wrapper's ``code`` and ``message`` go verbatim to the trace and, when ``data`` holds no
+envelope, into the ``BadReply``. The HTTP itself is ``http11.HttpClient``'s, whose invariants say
 which failure is ``NotDelivered`` and which ``MaybeDelivered``.
 
 Invariants:
@@ -22,7 +25,7 @@ from typing import Final
 
 import trio
 
-from ecrd.protocol.envelope import Envelope, MalformedEnvelope
+from ecrd.protocol.envelope import Envelope
 from ecrd.transport.base import (
     BadReply,
     LinkError,
@@ -33,6 +36,7 @@ from ecrd.transport.base import (
     Tap,
 )
 from ecrd.transport.http11 import HttpClient, HttpReply, tls_context
+from ecrd.transport.wrapper import Wrapped, bare_or_wrapped, json_object
 
 DEFAULT_PORT: Final = 8443
 DEFAULT_PATH: Final = "/v2/wonder/payment/ecr"
@@ -40,14 +44,27 @@ DEFAULT_PATH: Final = "/v2/wonder/payment/ecr"
 log = logging.getLogger(__name__)
 
 
-def envelope_reply(reply: HttpReply, url: str) -> Envelope:
-    """The envelope in a 2xx reply body, else ``BadReply`` carrying the HTTP status."""
+def envelope_reply(reply: HttpReply, url: str) -> tuple[Envelope | BadReply, Wrapped | None]:
+    """The envelope in a 2xx reply body, bare or wrapped, else the ``BadReply`` to raise
+    (with the HTTP status, or the wrapper's code and message); and the wrapper, if any."""
+    obj = json_object(reply.body)
+    found = bare_or_wrapped(obj) if obj is not None else None
+    wrapped = found if isinstance(found, Wrapped) else None
     if not 200 <= reply.status < 300:
-        raise BadReply(f"{url} answered HTTP {reply.status}", code=reply.status)
-    try:
-        return Envelope.from_bytes(reply.body)
-    except MalformedEnvelope as exc:
-        raise BadReply(f"{url} answered with no envelope: {exc}", code=reply.status) from exc
+        return BadReply(f"{url} answered HTTP {reply.status}", code=reply.status), wrapped
+    if isinstance(found, Envelope):
+        return found, None
+    if wrapped is None:
+        why = "not a JSON object" if obj is None else "neither an envelope nor a wrapped one"
+        return BadReply(f"{url} answered with no envelope: {why}", code=reply.status), None
+    if wrapped.envelope is None:
+        return BadReply(
+            f"{url} answered without a terminal reply: code {wrapped.code!r}, "
+            f"message {wrapped.message!r}",
+            code=wrapped.code,
+            detail=wrapped.message,
+        ), wrapped
+    return wrapped.envelope, wrapped
 
 
 class LanLink:
@@ -145,9 +162,12 @@ class LanLink:
             reply = await self._client.post(
                 host, port, self._path, request.to_bytes(), timeout=timeout
             )
+            envelope, wrapped = envelope_reply(reply, url)
             if self.tap is not None:
-                self.tap({"http_status": reply.status, "http_headers": dict(reply.headers)})
-            envelope = envelope_reply(reply, url)
+                wire = {"http_status": reply.status, "http_headers": dict(reply.headers)}
+                self.tap(wire | ({"wrapper": wrapped.said()} if wrapped else {}))
+            if isinstance(envelope, BadReply):
+                raise envelope
         except LinkError as exc:
             self._set_state("down", exc)
             raise
