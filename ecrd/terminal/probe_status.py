@@ -101,7 +101,9 @@ async def discover_status(
     """The result of ``terminal.probe`` with ``status``: see the module docstring."""
     if not term.paired:
         raise errors.NotPaired(not_paired_message(term.id, term.pending is not None))
-    result: dict[str, Any] = {"terminal": term.id, "status_actions": [], "recognised": []}
+    result: dict[str, Any] = {
+        "terminal": term.id, "status_actions": [], "recognised": [], "tried": [],
+    }  # fmt: skip
     with trio.move_on_after(min(limit_s, MAX_LIMIT_S)) as scope:
         await _discover(term, result, on_try)
     if scope.cancelled_caught:
@@ -111,8 +113,10 @@ async def discover_status(
 
 async def _discover(term: Terminal, result: dict[str, Any], on_try: OnTry | None) -> None:
     def note(answer: Answer, what: str) -> None:
+        step = {"settings": {"status_action": answer.action}, "result": what}
+        result["tried"].append(step)  # as the events say it, for a client that missed some
         if on_try is not None:
-            on_try({"settings": {"status_action": answer.action}, "result": what})
+            on_try(step)
 
     baseline = await ask(term, "DeviceInfo")
     note(baseline, f"(the link and the PIN) {'answered' if baseline.said else baseline.line()}")
