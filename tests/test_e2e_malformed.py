@@ -608,8 +608,10 @@ def test_after_all_of_them_the_same_connection_serves_ping_and_a_sale(served: Se
     )["result"]  # fmt: skip
     assert tx["state"] == "succeeded"
     assert served.sim.charges("lan", "after-malformed") == 1
-    # Nothing else the table sent reached a terminal as money.
-    assert {e["referenceID"] for e in served.sim.ledger("lan")} == {"done-1", "after-malformed"}
+    # Nothing else the table sent reached a terminal as money: the only sales on the line
+    # are this module's own good ones, whichever of them ran before this test (any order).
+    sold = {"done-1", "after-malformed", "beside-a-half-line"}
+    assert {e["referenceID"] for e in served.sim.ledger("lan")} <= sold
     assert served.sim.ledger("serial") == [] and served.sim.ledger("cloud") == []
     assert "internal error" not in served.daemon.log_text()
 
