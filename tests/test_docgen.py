@@ -68,6 +68,14 @@ def test_a_key_the_example_leaves_unexplained_stops_the_build() -> None:
         config_doc.read(text)
 
 
+def test_the_key_table_in_docs_is_the_one_the_declarations_make() -> None:
+    """docs/config.md is generated (python -m ecrd.docgen --keys docs/config.md)."""
+    table = config_doc.markdown(config_doc.read(EXAMPLE))
+    assert (ROOT / "docs" / "config.md").read_text() == table
+    assert '| `port` | the terminal\'s TCP port (transport = "lan" only) |' in table
+    assert "| `socket` | the Unix socket POS apps connect to; restart |" in table
+
+
 @pytest.mark.parametrize(
     ("key", "typo"),
     [("keep_days = 400", "keep_dayz = 400"), ("# fallback = ", "# fallbak = ")],

@@ -290,3 +290,32 @@ def keys_named(doc: ConfigDoc) -> Iterable[tuple[str, str]]:
     for table in doc.tables:
         for key in table.keys:
             yield table.name, key.name
+
+
+def markdown(doc: ConfigDoc) -> str:
+    """``docs/config.md``: every key of every table in one line each, from the declarations
+    (what it takes, its default, whether a change needs a restart); the example's comments
+    and ``ecrd.toml(5)`` say the rest."""
+    out = [
+        "# Configuration keys",
+        "",
+        "Generated from the declarations in `ecrd/config.py` by",
+        "`python -m ecrd.docgen --keys docs/config.md`; `etc/ecrd.toml` explains each key,",
+        "`man ecrd.toml` has both. Unset: no default, the feature it configures is off.",
+        "Restart: a change takes effect at the next start, not at a reload.",
+    ]
+    for table in doc.tables:
+        title = f"[[{table.name}]]" if table.array else f"[{table.name}]"
+        out += ["", f"## `{title}`", "", "| key | what | value | default |", "|---|---|---|---|"]
+        for k in table.keys:
+            what = (
+                k.doc + (f" ({k.only} only)" if k.only else "") + ("; restart" if k.restart else "")
+            )
+            default = "required" if k.required else "computed" if k.default is None else k.default
+            cells = (_cell(what), _cell(k.expected), _cell(default))
+            out.append(f"| `{k.name}` | {cells[0]} | {cells[1]} | `{cells[2]}` |")
+    return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
