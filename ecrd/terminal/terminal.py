@@ -235,7 +235,9 @@ class Terminal:
         opener = partial(self._cipher.open, pin)
         check = ReplyCheck(self.id, request_id, expect_sn, opener, self.late.set_aside)
         kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
-        fmt = self.cfg.frame_format if isinstance(self.cfg, SerialTerminal) else None
+        fmt = None
+        if kind == "serial" and isinstance(self.cfg, SerialTerminal):
+            fmt = self.cfg.frame_format
         await self.trace.exchange(kind, action, message, envelope, fmt)
         try:
             if via is not None:
