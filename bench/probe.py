@@ -35,7 +35,7 @@ import tomli_w
 from bench._procs import BUSINESS, Daemon, Procs, Sim
 from bench._table import Row, render
 from ecrd.client import Client
-from ecrd.config import TerminalConfig
+from ecrd.config import SerialTerminal
 from ecrd.terminal.probe_serial import framings
 
 PIN = "246810"
@@ -57,7 +57,7 @@ def _lan_tls(tmp: Path) -> list[str]:
 
 def last_framing() -> dict[str, Any]:
     """The framing the window sends last, for the default entry."""
-    return framings(TerminalConfig(id="s", transport="serial", device="/dev/null"))[-1]
+    return framings(SerialTerminal(id="s", device="/dev/null"))[-1]
 
 
 def serial_args(crc: str = "crc32", order: str = "big", cmd: int = 6, **kw: Any) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 import trio
 
 from ecrd import __version__, config_checks, logs, ownership
-from ecrd.config import Config, ConfigError, load
+from ecrd.config import Config, ConfigError, LanTerminal, SerialTerminal, load
 
 DEFAULT_CONFIG = "/etc/ecrd/ecrd.toml"
 EPILOG = (
@@ -52,9 +52,13 @@ def _check(path: str) -> int:
     print(f"  socket     {cfg.daemon.socket} (group {cfg.daemon.socket_group or 'default'})")
     print(f"  state_dir  {cfg.daemon.state_dir}")
     for t in cfg.terminals:
-        where = {"lan": f"{t.host}:{t.port}", "serial": t.device, "cloud": "cloud relay"}
+        where = "cloud relay"
+        if isinstance(t, LanTerminal):
+            where = f"{t.host}:{t.port}"
+        elif isinstance(t, SerialTerminal):
+            where = t.device
         fallback = f", fallback {t.fallback}" if t.fallback else ""
-        print(f"  terminal   {t.id}: {t.transport} {where[t.transport]}{fallback}")
+        print(f"  terminal   {t.id}: {t.transport} {where}{fallback}")
         if "cloud" in t.links and not cfg.cloud.command_url:
             print(
                 f"  warning    {t.id} uses the cloud link but [cloud].command_url is not set: "

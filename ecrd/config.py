@@ -1,32 +1,49 @@
 """The admin's TOML file (design.md §5) into frozen, validated records.
 
-Every [ASSUMED] item of protocol.md is a key here with its default, so an integrator with a
-real terminal corrects it without a code change. An error names the file, the key
-(``terminal[2].port``) and what was expected; an unknown key is an error too, because a
-typo in a payment system's config must not silently fall back to a default.
+Each key is declared once, here: a field of a record with its kind, doc, default and
+reload rule (``config_decl.key``); the validator (cattrs, through the kinds), the reload
+plan, ``check-config``, ``ecrd.toml(5)`` and the test of ``etc/ecrd.toml`` all read these
+declarations. Every [ASSUMED] item of protocol.md is a key here with its default, so an
+integrator with a real terminal corrects it without a code change. An error names the
+file, the key (``terminal[2].port``) and what was expected; an unknown key is an error too,
+because a typo in a payment system's config must not silently fall back to a default.
+
+A terminal is one of three records, told apart by ``transport``: ``LanTerminal``,
+``SerialTerminal`` and ``CloudTerminal``, each a ``BaseTerminal`` (the keys every link
+shares) with the keys of its link.
 """
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import re
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from socket import gethostname
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal
 
 import attrs
 
 from ecrd import config_rules, errors
+from ecrd.config_decl import (
+    Invalid,
+    explain,
+    flag,
+    integer,
+    integers,
+    key,
+    number,
+    register_union,
+    seconds_by_name,
+    strings,
+    structure,
+    table,
+    tables,
+    tagged,
+    text,
+)
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.envelope import PIN_FIELDS
-from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
-from ecrd.text import first_control
-
-T = TypeVar("T")
+from ecrd.protocol.frames import CRC_VARIANTS, ByteOrder, FrameFormat
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 # Amount changes a terminal may make and still prove a payment (money/evidence.py).
@@ -35,117 +52,199 @@ TRANSPORTS: Final = ("lan", "serial", "cloud")
 # [ASSUMED] How LAN and RS232 pairing ask a terminal its serial number under pinCode1:
 # DeviceInfo with no body, or the seed's terminal-info request, ConnectionInfo {businessID}.
 IDENTIFY_ACTIONS: Final = ("DeviceInfo", "ConnectionInfo")
-_FIELD_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+LAN_PORT: Final = 8443
 
 
 ConfigError = errors.ConfigError  # raised here, defined once with the other errors
 
+_ACTION = text(rule=config_rules.action_problem, expected="a read-only action name")
+_URL = text(rule=config_rules.url_problem, expected="an http:// or https:// URL")
+_ACCESS = strings('user names, "@group" or "*"', rule=config_rules.access_problem)
 
-@attrs.frozen
+
+@attrs.frozen(kw_only=True)
 class DaemonConfig:
-    socket: str = "/run/ecrd/ecrd.sock"
-    socket_group: str | None = None
-    state_dir: str = "/var/lib/ecrd"
-    client_device_sn: str = attrs.field(factory=gethostname)
-    log_level: str = "info"
-    max_line_bytes: int = 65536
+    socket: str = key(
+        text(), "/run/ecrd/ecrd.sock", reload="restart", doc="the Unix socket POS apps connect to"
+    )
+    socket_group: str | None = key(
+        text(rule=config_rules.group_problem, expected="an existing group"),
+        None,
+        reload="restart",
+        doc="the group that may use the socket",
+        example="ecrd-clients",
+    )
+    state_dir: str = key(
+        text(), "/var/lib/ecrd", reload="restart", doc="where the pairings and the journal live"
+    )
+    client_device_sn: str = key(
+        text(),
+        factory=gethostname,
+        reload="restart",
+        doc="this box's clientDeviceSN",
+        example="POS-0001",
+    )
+    log_level: str = key(text(choices=LOG_LEVELS), "info", doc="the log's threshold")
+    max_line_bytes: int = key(
+        integer(1024, 16 * 2**20), 65536, doc="the longest request line a client may send"
+    )
     # design.md §3 rule 4: an unknown outcome blocks new money commands on that terminal.
-    block_on_unknown: bool = True
+    block_on_unknown: bool = key(flag(), True, doc="an unknown outcome blocks its terminal")
     # SIGTERM: how long in-flight payments may take to finish before they are journaled unknown.
-    shutdown_grace_s: float = 30.0
-    max_clients: int = 64
-    # Fair sharing of the socket (docs/api.md, "Limits"): connections per uid, and how
-    # long a connection with nothing in flight and no subscription may stay open.
-    max_clients_per_user: int = 16
-    idle_timeout_s: float = 300.0
-    # Currency codes a terminal uses outside the ISO 4217 list (e.g. a test currency).
-    extra_currencies: tuple[str, ...] = ()
-    # Prometheus text file for node_exporter's textfile collector; None: no file.
-    metrics_file: str | None = None
+    shutdown_grace_s: float = key(
+        number(high=3600), 30.0, doc="seconds payments in progress get at a stop"
+    )
+    max_clients: int = key(integer(1, 10000), 64, doc="simultaneous socket clients, in all")
+    # Fair sharing of the socket (docs/api.md, "Limits").
+    max_clients_per_user: int = key(
+        integer(1, 10000), 16, doc="simultaneous socket clients of one uid"
+    )
+    idle_timeout_s: float = key(
+        number(1, 86400), 300.0, doc="seconds an idle connection may stay open"
+    )
+    extra_currencies: tuple[str, ...] = key(
+        strings("currency codes", each=config_rules.currency_problem),
+        (),
+        doc="currency codes accepted beyond ISO 4217",
+    )
+    metrics_file: str | None = key(
+        text(),
+        None,
+        doc="the Prometheus text file; unset: none",
+        example="/var/lib/node_exporter/textfile_collector/ecrd.prom",
+    )
+
+    def check(self) -> None:
+        problem = config_rules.socket_problem(self.socket, self.state_dir)
+        if problem is not None:
+            raise Invalid(problem, self.socket, within=("socket",))
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class JournalConfig:
-    # Settled records older than this are pruned once a day; unknown ones never. 0: keep all.
-    keep_days: int = 400
+    keep_days: int = key(integer(0, 36500), 400, doc="days settled records are kept (0: all)")
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class CloudConfig:
-    environment: str = "production"
-    base_url: str | None = None
-    business_id: str | None = None
-    command_url: str | None = None
-    info_url: str | None = None
-    ca_file: str | None = None
-    timeout_s: float = 30.0
-    # [ASSUMED] HTTP statuses with which the gateway proves it did NOT relay a call (so a
-    # payment is failed, not unknown). Empty: every refusal counts as maybe delivered.
-    refusal_statuses: tuple[int, ...] = ()
+    environment: str = key(
+        text(choices=("production", "staging")), "production", doc="Wonder's gateway"
+    )
+    base_url: str | None = key(
+        _URL,
+        None,
+        doc="the gateway's address, instead of environment's",
+    )
+    business_id: str | None = key(
+        text(rule=config_rules.uuid_problem, expected="a UUID"),
+        None,
+        doc="the business ID from the Wonder App",
+        example="411d6207-1470-4d35-a557-54852463844d",
+    )
+    command_url: str | None = key(_URL, None, doc="the cloud send-command URL")
+    info_url: str | None = key(_URL, None, doc="the terminal-info URL")
+    ca_file: str | None = key(text(), None, doc="a CA bundle for the gateway")
+    timeout_s: float = key(number(1, 600), 30.0, doc="seconds for a non-payment cloud call")
+    refusal_statuses: tuple[int, ...] = key(
+        integers("a list of HTTP 4xx statuses, e.g. [400, 403, 404]", lambda s: 400 <= s <= 499),
+        (),
+        doc="HTTP statuses that prove the gateway relayed nothing",
+    )
 
 
-@attrs.frozen
-class TerminalConfig:
-    id: str
-    transport: str
-    crypto: Scheme = "v2"
-    device_sn: str | None = None
-    timeout_s: float = 180.0
+@attrs.frozen(kw_only=True)
+class AccessConfig:
+    """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
+    ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
+
+    read: tuple[str, ...] = key(_ACCESS, ("*",), doc="who may read")
+    sell: tuple[str, ...] = key(_ACCESS, ("*",), doc="who may sell", example=["@pos"])
+    refund: tuple[str, ...] = key(
+        _ACCESS, ("*",), doc="who may refund and void", example=["@supervisors"]
+    )
+    admin: tuple[str, ...] = key(_ACCESS, (), doc="who may administer", example=["@ecrd-admin"])
+
+
+_ID = "a name of letters, digits, '.', '_' or '-' (max 64)"
+
+
+def _transport(tag: str | None = None) -> Any:
+    """``transport``: each terminal record declares it with its own value as the default
+    (the tag that selects it); the base, for the keys it shares, without one."""
+    kind = text(choices=TRANSPORTS)
+    return key(kind, attrs.NOTHING if tag is None else tag, doc="the link: lan, serial or cloud")
+
+
+@attrs.frozen(kw_only=True)
+class BaseTerminal:
+    """The keys of every ``[[terminal]]`` table, whatever its link."""
+
+    id: str = key(
+        text(rule=config_rules.id_problem, expected=_ID), doc="the name POS apps and ecrctl use"
+    )
+    transport: str = _transport()  # each record's own (LanTerminal...) says its value
+    crypto: Scheme = key(text(choices=("v2", "legacy")), "v2", doc="the encryption scheme")
+    device_sn: str | None = key(text(), None, doc="the terminal's serial number")
+    timeout_s: float = key(number(1, 3600), 180.0, doc="seconds to wait for a payment")
     # [ASSUMED] per-action overrides of timeout_s, e.g. {Refund = 60} (protocol.md §1).
-    action_timeouts: tuple[tuple[str, float], ...] = ()
-    status_action: str | None = None
+    action_timeouts: tuple[tuple[str, float], ...] = key(
+        seconds_by_name(1, 3600, "{Sale = 180, Refund = 60}"),
+        (),
+        doc="per-action overrides of timeout_s",
+        example={"Sale": 180, "PreAuth": 180, "Refund": 120, "Void": 60},
+    )
+    status_action: str | None = key(_ACTION, None, doc="the action that asks a status")
     # What terminal.send forwards besides DeviceInfo and status_action (read-only actions).
-    send_actions: tuple[str, ...] = ()
+    send_actions: tuple[str, ...] = key(
+        strings("action names", each=config_rules.action_problem),
+        (),
+        doc="read-only actions terminal.send forwards",
+        example=["Settlement"],
+    )
     # errorCodes of a Failed reply that prove nothing about the payment, on top of
     # money.evidence.INCONCLUSIVE_CODES (DUPLICATE_REFERENCE).
-    inconclusive_codes: tuple[str, ...] = ()
+    inconclusive_codes: tuple[str, ...] = key(
+        strings("errorCode strings"), (), doc="errorCodes that prove nothing"
+    )
     # [ASSUMED] errorCodes with which a Failed *status answer* proves "not charged"; empty:
     # such an answer proves nothing (money/evidence.py). An allowlist, case-insensitive.
-    not_charged_codes: tuple[str, ...] = ()
-    # Amounts the terminal may change and still prove the payment: "tip" (approved more
-    # than asked, a sale), "partial" (approved less, a sale or preauth). Empty: any other
-    # amount leaves the payment unknown.
-    amount_changes: tuple[str, ...] = ()
-    pair_confirm_action: str = "DeviceInfo"
-    pin_fields: tuple[str, ...] = PIN_FIELDS
+    not_charged_codes: tuple[str, ...] = key(
+        strings("errorCode strings"), (), doc='errorCodes that prove "not charged"'
+    )
+    # Amounts the terminal may change and still prove the payment (money/evidence.py).
+    amount_changes: tuple[str, ...] = key(
+        strings("names", choices=AMOUNT_CHANGES),
+        (),
+        doc="amount changes that still prove a payment",
+    )
+    pair_confirm_action: str = key(_ACTION, "DeviceInfo", doc="how pairing is confirmed")
+    pin_fields: tuple[str, ...] = key(
+        strings("field names", required=True),
+        PIN_FIELDS,
+        doc="where the Pair reply carries the new PIN",
+    )
     # [ASSUMED] LAN and serial pairing's serial-number look-up (IDENTIFY_ACTIONS).
-    identify_action: str = "DeviceInfo"
+    identify_action: str = key(
+        text(choices=IDENTIFY_ACTIONS), "DeviceInfo", doc="pairing's serial-number look-up"
+    )
     # [ASSUMED] The Pair body's one field, a fresh UUID (the vendor shows no Pair example).
-    pair_uuid_field: str = "pairUuid"
-    fallback: str | None = None
-    probe_interval_s: float = 30.0
-    info_timeout_s: float = 15.0
+    pair_uuid_field: str = key(
+        text(rule=config_rules.field_problem, expected="a JSON field name"),
+        "pairUuid",
+        doc="the Pair request's one field",
+    )
+    fallback: str | None = key(
+        text(choices=("cloud",)), None, doc="the link for requests that provably never left"
+    )
+    probe_interval_s: float = key(
+        number(0, 86400), 30.0, doc="seconds between liveness checks (0: none)"
+    )
+    info_timeout_s: float = key(
+        number(0.1, 600), 15.0, doc="seconds to wait for a non-payment reply"
+    )
     # terminal.info's answer is kept this long and shared (terminal/info.py); 0: not kept.
-    info_cache_s: float = 5.0
-    # LAN
-    host: str | None = None
-    port: int = 8443
-    path: str = "/v2/wonder/payment/ecr"
-    tls: bool = False
-    ca_file: str | None = None
-    connect_timeout_s: float = 5.0
-    # Reuse one HTTP connection between exchanges [ASSUMED: a terminal may or may not keep
-    # it open]. Off by default: a fresh connection per exchange makes "refused" a clean
-    # "never sent"; on, a terminal closing the kept connection as a sale arrives leaves that
-    # sale unknown (transport/http11.py). Saves a TCP (and TLS) handshake per exchange.
-    keep_alive: bool = False
-    # serial
-    device: str | None = None
-    baudrate: int = 115200
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: float = 1
-    rtscts: bool = False
-    frame_cmd: int = 0x0006
-    frame_byteorder: str = "big"
-    frame_crc: str = "crc32"
-    trace: bool = False  # the wire trace for support (terminal/trace.py)
-
-    @property
-    def frame_format(self) -> FrameFormat:
-        return FrameFormat(cmd=self.frame_cmd, byteorder=self.frame_byteorder, crc=self.frame_crc)  # type: ignore[arg-type]
+    info_cache_s: float = key(number(0, 3600), 5.0, doc="seconds terminal.info is kept")
+    trace: bool = key(flag(), False, doc="a wire trace for support (terminal/trace.py)")
 
     def timeout_for(self, action: str) -> float:
         return dict(self.action_timeouts).get(action, self.timeout_s)
@@ -154,324 +253,109 @@ class TerminalConfig:
     def links(self) -> tuple[str, ...]:
         return (self.transport,) + ((self.fallback,) if self.fallback else ())
 
-
-@attrs.frozen
-class AccessConfig:
-    """[access]: who holds each role (docs/api.md, "Roles"): user names, ``@group``, or
-    ``*`` (anyone who can open the socket). root and ecrd's own user hold every role."""
-
-    read: tuple[str, ...] = ("*",)  # status, lists, terminal.info, transaction.get, subscribe
-    sell: tuple[str, ...] = ("*",)  # sale, preauth, abort
-    refund: tuple[str, ...] = ("*",)  # refund, void
-    admin: tuple[str, ...] = ()  # pairing, resolve, reload, terminal.send
+    def lan_address(self) -> tuple[str | None, int]:
+        """The address the config gives a LAN link: none but LAN's port, off LAN."""
+        return None, LAN_PORT
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
+class LanTerminal(BaseTerminal):
+    transport: Literal["lan"] = _transport("lan")
+    host: str = key(
+        text(rule=config_rules.host_problem, expected="an IP address or host name"),
+        doc="the terminal's IP address",
+    )
+    port: int = key(integer(1, 65535), LAN_PORT, doc="the terminal's TCP port")
+    path: str = key(
+        text(rule=config_rules.path_problem, expected='a URL path starting with "/"'),
+        "/v2/wonder/payment/ecr",
+        doc="the URL path on the terminal",
+    )
+    tls: bool = key(flag(), False, doc="https (true) or http (false)")
+    ca_file: str | None = key(text(), None, doc="the terminal's CA, with tls = true")
+    connect_timeout_s: float = key(number(0.1, 120), 5.0, doc="seconds to open the connection")
+    # Reuse one HTTP connection between exchanges [ASSUMED: a terminal may or may not keep
+    # it open]. Off by default: a fresh connection per exchange makes "refused" a clean
+    # "never sent"; on, a terminal closing the kept connection as a sale arrives leaves that
+    # sale unknown (transport/http11.py). Saves a TCP (and TLS) handshake per exchange.
+    keep_alive: bool = key(flag(), False, doc="reuse one HTTP connection")
+
+    def lan_address(self) -> tuple[str | None, int]:
+        return self.host, self.port
+
+
+@attrs.frozen(kw_only=True)
+class SerialTerminal(BaseTerminal):
+    transport: Literal["serial"] = _transport("serial")
+    device: str = key(text(), doc="the serial port, e.g. /dev/ttyUSB0")
+    baudrate: int = key(integer(50, 4_000_000), 115200, doc="the line's speed")
+    bytesize: int = key(integer(5, 8), 8, doc="data bits")
+    parity: str = key(text(choices=("N", "E", "O", "M", "S")), "N", doc="parity")
+    stopbits: float = key(number(1, 2, choices=(1, 1.5, 2)), 1.0, doc="stop bits")
+    rtscts: bool = key(flag(), False, doc="hardware flow control (RTS/CTS)")
+    frame_cmd: int = key(integer(0, 0xFFFF), 0x0006, doc="the frame's command code")
+    frame_byteorder: ByteOrder = key(
+        text(choices=("big", "little")), "big", doc="the byte order of the frame's length and CRC"
+    )
+    frame_crc: str = key(
+        text(choices=tuple(CRC_VARIANTS)), "crc32", doc="the frame's CRC-32 variant"
+    )
+
+    @property
+    def frame_format(self) -> FrameFormat:
+        return FrameFormat(cmd=self.frame_cmd, byteorder=self.frame_byteorder, crc=self.frame_crc)
+
+
+@attrs.frozen(kw_only=True)
+class CloudTerminal(BaseTerminal):
+    transport: Literal["cloud"] = _transport("cloud")
+
+    def check(self) -> None:
+        if self.fallback is not None:
+            raise Invalid("a different link than transport", self.fallback, ("fallback",))
+
+
+TerminalConfig = LanTerminal | SerialTerminal | CloudTerminal
+TERMINALS: Final[dict[str, type[TerminalConfig]]] = {
+    "lan": LanTerminal,
+    "serial": SerialTerminal,
+    "cloud": CloudTerminal,
+}
+register_union(TerminalConfig, tagged("transport", TERMINALS))
+
+
+@attrs.frozen(kw_only=True)
 class Config:
-    path: str
-    daemon: DaemonConfig
-    cloud: CloudConfig
-    terminals: tuple[TerminalConfig, ...]
-    journal: JournalConfig = JournalConfig()
-    access: AccessConfig = AccessConfig()
+    """The whole file: its tables. ``path`` is where it was read from (not a key)."""
 
-
-class _Table:
-    """Reads one TOML table, remembering which keys were used, for clear errors."""
-
-    def __init__(self, path: str, where: str, data: object) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: {where} must be a table")
-        self.path, self.where, self.data = path, where, data
-        self.used: set[str] = set()
-
-    def fail(self, key: str, expected: str) -> ConfigError:
-        got = self.data.get(key)
-        return ConfigError(f"{self.path}: {self.where}.{key} must be {expected} (got {got!r})")
-
-    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any, expected: str) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        ok = isinstance(value, kind) and not (
-            isinstance(value, bool) and kind in (int, float, (int, float))
-        )
-        if not ok:
-            raise self.fail(key, expected)
-        if first_control(value, key) is not None:
-            raise self.fail(key, f"{expected} without control characters (newline, tab, ESC...)")
-        return value
-
-    def check(self, key: str, problem: str | None) -> None:
-        if problem is not None:
-            raise self.fail(key, problem)
-
-    def text(self, key: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> Any:
-        value = self.get(key, str, default, "a string")
-        if choices and value is not None and value not in choices:
-            raise self.fail(key, "one of " + ", ".join(repr(c) for c in choices))
-        return value
-
-    def number(self, key: str, default: float, *, low: float = 0, high: float = 1e9) -> float:
-        value = self.get(key, (int, float), default, "a number")
-        if not low <= value <= high:
-            raise self.fail(key, f"between {low:g} and {high:g}")
-        return float(value)
-
-    def integer(self, key: str, default: int, *, low: int = 0, high: int = 2**31) -> int:
-        value = self.get(key, int, default, "an integer")
-        if not low <= value <= high:
-            raise self.fail(key, f"an integer between {low} and {high}")
-        return int(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        return bool(self.get(key, bool, default, "true or false"))
-
-    def check_unknown(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            raise ConfigError(
-                f"{self.path}: unknown key {self.where}.{extra[0]} (check the spelling; "
-                "etc/ecrd.toml lists every option)"
-            )
-
-
-def _daemon(t: _Table) -> DaemonConfig:
-    d = DaemonConfig()
-    group = t.text("socket_group")
-    if group is not None:
-        try:
-            grp.getgrnam(group)
-        except KeyError:
-            raise t.fail("socket_group", "an existing group on this machine") from None
-    return DaemonConfig(
-        socket=t.text("socket", d.socket),
-        socket_group=group,
-        state_dir=t.text("state_dir", d.state_dir),
-        client_device_sn=t.text("client_device_sn", d.client_device_sn),
-        log_level=t.text("log_level", d.log_level, choices=LOG_LEVELS),
-        max_line_bytes=t.integer("max_line_bytes", d.max_line_bytes, low=1024, high=16 * 2**20),
-        block_on_unknown=t.flag("block_on_unknown", d.block_on_unknown),
-        shutdown_grace_s=t.number("shutdown_grace_s", d.shutdown_grace_s, high=3600),
-        max_clients=t.integer("max_clients", d.max_clients, low=1, high=10000),
-        max_clients_per_user=t.integer(
-            "max_clients_per_user", d.max_clients_per_user, low=1, high=10000
-        ),
-        idle_timeout_s=t.number("idle_timeout_s", d.idle_timeout_s, low=1, high=86400),
-        extra_currencies=_currencies(t),
-        metrics_file=t.text("metrics_file"),
+    path: str = "<config>"
+    daemon: DaemonConfig = key(table(DaemonConfig), factory=DaemonConfig, doc="the daemon itself")
+    journal: JournalConfig = key(
+        table(JournalConfig), factory=JournalConfig, doc="the transaction journal"
+    )
+    access: AccessConfig = key(
+        table(AccessConfig), factory=AccessConfig, doc="who may do what on the socket"
+    )
+    cloud: CloudConfig = key(table(CloudConfig), factory=CloudConfig, doc="Wonder's cloud relay")
+    terminals: tuple[TerminalConfig, ...] = key(
+        tables(TerminalConfig, "[[terminal]]"), (), name="terminal", doc="the payment terminals"
     )
 
-
-def _journal(t: _Table) -> JournalConfig:
-    return JournalConfig(keep_days=t.integer("keep_days", JournalConfig.keep_days, high=36500))
-
-
-def _currencies(t: _Table) -> tuple[str, ...]:
-    value = t.get("extra_currencies", list, [], "a list of currency codes")
-    for code in value:
-        t.check("extra_currencies", config_rules.currency_problem(code))
-    return tuple(value)
-
-
-def _access(t: _Table) -> AccessConfig:
-    d = AccessConfig()
-    roles = {}
-    for role in ("read", "sell", "refund", "admin"):
-        entries = _names(t, role, getattr(d, role), 'user names, "@group" or "*"')
-        unknown = [e for e in entries if not _exists(e)]
-        if unknown:
-            raise t.fail(role, f"users or groups of this machine; unknown: {', '.join(unknown)}")
-        roles[role] = entries
-    return AccessConfig(**roles)
-
-
-def _exists(entry: str) -> bool:
-    """Whether an [access] entry names a user or ``@group`` of this machine (or is ``*``)."""
-    try:
-        if entry.startswith("@"):
-            grp.getgrnam(entry[1:])
-        elif entry != "*":
-            pwd.getpwnam(entry)
-    except KeyError:
-        return False
-    return True
-
-
-def _cloud(t: _Table) -> CloudConfig:
-    c = CloudConfig()
-    business_id = t.text("business_id")
-    if business_id is not None and not _UUID_RE.match(business_id):
-        raise t.fail("business_id", "a UUID like 411d6207-1470-4d35-a557-54852463844d")
-    cfg = CloudConfig(
-        environment=t.text("environment", c.environment, choices=("production", "staging")),
-        base_url=t.text("base_url"),
-        business_id=business_id,
-        command_url=t.text("command_url"),
-        info_url=t.text("info_url"),
-        ca_file=t.text("ca_file"),
-        timeout_s=t.number("timeout_s", c.timeout_s, low=1, high=600),
-        refusal_statuses=_statuses(t),
-    )
-    for key in ("base_url", "command_url", "info_url"):
-        url = getattr(cfg, key)
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise t.fail(key, "an http:// or https:// URL")
-    return cfg
-
-
-def _statuses(t: _Table) -> tuple[int, ...]:
-    value = t.get("refusal_statuses", list, [], "a list of HTTP statuses")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 499 for v in value):
-        raise t.fail("refusal_statuses", "a list of HTTP 4xx statuses, e.g. [400, 403, 404]")
-    return tuple(value)
-
-
-def _action_timeouts(t: _Table) -> tuple[tuple[str, float], ...]:
-    value = t.get("action_timeouts", dict, {}, "a table like {Sale = 180, Refund = 60}")
-    for action, seconds in value.items():
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not (1 <= seconds <= 3600)
-        ):
-            raise t.fail("action_timeouts", f"seconds from 1 to 3600 for each action ({action})")
-    return tuple((str(a), float(s)) for a, s in sorted(value.items()))
-
-
-def _terminal(t: _Table) -> TerminalConfig:
-    d = TerminalConfig(id="-", transport="lan")
-    tid = t.text("id")
-    if tid is None or not _ID_RE.match(tid):
-        raise t.fail("id", "a name of letters, digits, '.', '_' or '-' (max 64)")
-    transport = t.text("transport", choices=TRANSPORTS)
-    if transport is None:
-        raise t.fail("transport", "one of 'lan', 'serial', 'cloud'")
-    cfg = TerminalConfig(
-        id=tid,
-        transport=transport,
-        crypto=t.text("crypto", d.crypto, choices=("v2", "legacy")),
-        device_sn=t.text("device_sn"),
-        timeout_s=t.number("timeout_s", d.timeout_s, low=1, high=3600),
-        action_timeouts=_action_timeouts(t),
-        status_action=t.text("status_action"),
-        send_actions=_names(t, "send_actions", (), "action names"),
-        inconclusive_codes=_names(t, "inconclusive_codes", (), "errorCode strings"),
-        not_charged_codes=_names(t, "not_charged_codes", (), "errorCode strings"),
-        amount_changes=_choices(t, "amount_changes", AMOUNT_CHANGES),
-        pair_confirm_action=t.text("pair_confirm_action", d.pair_confirm_action),
-        pin_fields=_names(t, "pin_fields", d.pin_fields, "field names", required=True),
-        identify_action=t.text("identify_action", d.identify_action, choices=IDENTIFY_ACTIONS),
-        pair_uuid_field=t.text("pair_uuid_field", d.pair_uuid_field),
-        fallback=t.text("fallback", choices=("cloud",)),
-        probe_interval_s=t.number("probe_interval_s", d.probe_interval_s, high=86400),
-        info_timeout_s=t.number("info_timeout_s", d.info_timeout_s, low=0.1, high=600),
-        info_cache_s=t.number("info_cache_s", d.info_cache_s, high=3600),
-        host=t.text("host"),
-        port=t.integer("port", d.port, low=1, high=65535),
-        path=t.text("path", d.path),
-        tls=t.flag("tls", d.tls),
-        ca_file=t.text("ca_file"),
-        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, low=0.1, high=120),
-        keep_alive=t.flag("keep_alive", d.keep_alive),
-        device=t.text("device"),
-        baudrate=t.integer("baudrate", d.baudrate, low=50, high=4_000_000),
-        bytesize=t.integer("bytesize", d.bytesize, low=5, high=8),
-        parity=t.text("parity", d.parity, choices=("N", "E", "O", "M", "S")),
-        stopbits=t.number("stopbits", d.stopbits, low=1, high=2),
-        rtscts=t.flag("rtscts", d.rtscts),
-        trace=t.flag("trace", d.trace),
-        frame_cmd=t.integer("frame_cmd", d.frame_cmd, low=0, high=0xFFFF),
-        frame_byteorder=t.text("frame_byteorder", d.frame_byteorder, choices=("big", "little")),
-        frame_crc=t.text("frame_crc", d.frame_crc, choices=tuple(CRC_VARIANTS)),
-    )
-    _check_terminal(t, cfg)
-    return cfg
-
-
-def _names(
-    t: _Table, key: str, default: tuple[str, ...], what: str, *, required: bool = False
-) -> tuple[str, ...]:
-    """A list of non-empty strings (non-empty itself when ``required``)."""
-    value = t.get(key, list, list(default), f"a list of {what}")
-    if (required and not value) or not all(isinstance(v, str) and v for v in value):
-        raise t.fail(key, f"a {'non-empty ' if required else ''}list of non-empty {what}")
-    return tuple(value)
-
-
-def _choices(t: _Table, key: str, choices: tuple[str, ...]) -> tuple[str, ...]:
-    """A list of some of ``choices``, each at most once."""
-    value = _names(t, key, (), "names")
-    if not set(value) <= set(choices) or len(set(value)) != len(value):
-        raise t.fail(key, "a list of " + ", ".join(repr(c) for c in choices) + ", each once")
-    return value
-
-
-def _check_terminal(t: _Table, cfg: TerminalConfig) -> None:
-    if cfg.stopbits not in (1, 1.5, 2):
-        raise t.fail("stopbits", "1, 1.5 or 2")
-    if cfg.transport == "lan" and not cfg.host:
-        raise t.fail("host", 'set for transport = "lan" (the terminal\'s IP address)')
-    if cfg.transport == "serial" and not cfg.device:
-        raise t.fail("device", 'set for transport = "serial" (e.g. /dev/ttyUSB0)')
-    if cfg.fallback == cfg.transport:
-        raise t.fail("fallback", "a different link than transport")
-    if cfg.host is not None:
-        t.check("host", config_rules.host_problem(cfg.host))
-    t.check("path", config_rules.path_problem(cfg.path))
-    if cfg.status_action is not None:
-        t.check("status_action", config_rules.action_problem(cfg.status_action))
-    t.check("pair_confirm_action", config_rules.action_problem(cfg.pair_confirm_action))
-    if not _FIELD_RE.match(cfg.pair_uuid_field):
-        raise t.fail("pair_uuid_field", 'a JSON field name of letters, digits and "_"')
-    for action in cfg.send_actions:
-        t.check("send_actions", config_rules.action_problem(action))
+    def check(self) -> None:
+        seen: set[str] = set()
+        for i, term in enumerate(self.terminals):
+            if term.id in seen:
+                twice = f"a name no other terminal has ({term.id!r} is used twice)"
+                raise Invalid(twice, within=("terminal", i, "id"))
+            seen.add(term.id)
 
 
 def parse(data: dict[str, Any], path: str = "<config>") -> Config:
-    top = _Table(path, "(top level)", data)
-    tables: list[_Table] = []
-
-    def section(key: str, build: Callable[[_Table], Any], default: Any) -> Any:
-        top.used.add(key)
-        if key not in data:
-            return default
-        table = _Table(path, f"[{key}]", data[key])
-        tables.append(table)
-        return build(table)
-
-    daemon = section("daemon", _daemon, DaemonConfig())
-    problem = config_rules.socket_problem(daemon.socket, daemon.state_dir)
-    if problem is not None:
-        raise ConfigError(f"{path}: [daemon].socket must be {problem} (got {daemon.socket!r})")
-    cloud = section("cloud", _cloud, CloudConfig())
-    journal = section("journal", _journal, JournalConfig())
-    access = section("access", _access, AccessConfig())
-    top.used.add("terminal")
-    raw_terminals = data.get("terminal", [])
-    if not isinstance(raw_terminals, list):
-        raise ConfigError(f"{path}: terminals are written as [[terminal]] tables")
-    terminals = []
-    for i, raw in enumerate(raw_terminals):
-        table = _Table(path, f"terminal[{i}]", raw)
-        terminals.append(_terminal(table))
-        tables.append(table)
-    for table in [top, *tables]:
-        table.check_unknown()
-    seen: set[str] = set()
-    for i, term in enumerate(terminals):
-        if term.id in seen:
-            raise ConfigError(f"{path}: terminal[{i}].id {term.id!r} is used twice")
-        seen.add(term.id)
-    return Config(
-        path=path,
-        daemon=daemon,
-        cloud=cloud,
-        terminals=tuple(terminals),
-        journal=journal,
-        access=access,
-    )
+    try:
+        cfg: Config = structure(data, Config)
+    except Exception as exc:
+        raise ConfigError(f"{path}: {explain(exc, Config)}") from None
+    return attrs.evolve(cfg, path=path)
 
 
 def load(path: str | os.PathLike[str]) -> Config:

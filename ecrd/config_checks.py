@@ -25,7 +25,7 @@ import stat
 
 import attrs
 
-from ecrd.config import Config, TerminalConfig
+from ecrd.config import Config, LanTerminal, SerialTerminal, TerminalConfig
 
 
 @attrs.frozen
@@ -56,15 +56,16 @@ def findings(cfg: Config) -> list[Finding]:
 
 
 def _terminal(where: str, term: TerminalConfig) -> list[Finding]:
-    found: list[Finding] = []
-    lan = term.transport == "lan"
-    if term.ca_file is not None and lan and term.tls:
-        found += _ca_file(f"{where}.ca_file", term.ca_file, f"terminal {term.id}")
-    elif term.ca_file is not None:
-        why = "tls = false" if lan else f'transport = "{term.transport}"'
-        found.append(Finding(f"{where}.ca_file", f"not used with {why}", error=False))
-    elif lan and term.tls:
-        found.append(
+    if isinstance(term, SerialTerminal):
+        return _device(f"{where}.device", term.device)
+    if not isinstance(term, LanTerminal):
+        return []
+    if term.ca_file is not None and term.tls:
+        return _ca_file(f"{where}.ca_file", term.ca_file, f"terminal {term.id}")
+    if term.ca_file is not None:
+        return [Finding(f"{where}.ca_file", "not used with tls = false", error=False)]
+    if term.tls:
+        return [
             Finding(
                 f"{where}.tls",
                 "tls = true without ca_file: the terminal's certificate must then be signed "
@@ -72,10 +73,8 @@ def _terminal(where: str, term: TerminalConfig) -> list[Finding]:
                 "(docs/first-contact.md)",
                 error=False,
             )
-        )
-    if term.transport == "serial" and term.device is not None:
-        found += _device(f"{where}.device", term.device)
-    return found
+        ]
+    return []
 
 
 def _ca_file(key: str, path: str, what: str) -> list[Finding]:

@@ -9,8 +9,10 @@ at reload.
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
+import pwd
 import re
 from typing import Final
 
@@ -19,6 +21,9 @@ from ecrd.text import first_control
 
 _LABEL: Final = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
+_FIELD: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_UUID: Final = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def host_problem(host: str) -> str | None:
@@ -57,8 +62,8 @@ def action_problem(action: str) -> str | None:
     return None
 
 
-def currency_problem(code: object) -> str | None:
-    if not isinstance(code, str) or not _CURRENCY.match(code):
+def currency_problem(code: str) -> str | None:
+    if not _CURRENCY.match(code):
         return "a list of three-letter upper-case currency codes"
     return None
 
@@ -69,4 +74,55 @@ def socket_problem(socket: str, state_dir: str) -> str | None:
     sock, state = os.path.abspath(socket), os.path.abspath(state_dir)
     if os.path.commonpath([sock, state]) == state:
         return f"outside state_dir ({state_dir}), e.g. /run/ecrd/ecrd.sock"
+    return None
+
+
+def group_problem(group: str) -> str | None:
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        return "an existing group on this machine"
+    return None
+
+
+def access_problem(entries: tuple[str, ...]) -> str | None:
+    """[access] entries must name users or ``@group``s of this machine (or be ``*``)."""
+    unknown = [e for e in entries if not _exists(e)]
+    if unknown:
+        return f"users or groups of this machine; unknown: {', '.join(unknown)}"
+    return None
+
+
+def _exists(entry: str) -> bool:
+    try:
+        if entry.startswith("@"):
+            grp.getgrnam(entry[1:])
+        elif entry != "*":
+            pwd.getpwnam(entry)
+    except KeyError:
+        return False
+    return True
+
+
+def uuid_problem(value: str) -> str | None:
+    if not _UUID.match(value):
+        return "a UUID like 411d6207-1470-4d35-a557-54852463844d"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return "an http:// or https:// URL"
+    return None
+
+
+def id_problem(tid: str) -> str | None:
+    if not _ID.match(tid):
+        return "a name of letters, digits, '.', '_' or '-' (max 64)"
+    return None
+
+
+def field_problem(name: str) -> str | None:
+    if not _FIELD.match(name):
+        return 'a JSON field name of letters, digits and "_"'
     return None

@@ -2,9 +2,11 @@
 
 ``plan`` is pure: it decides, the daemon applies. What it decides:
 
-* ``[daemon]`` keys a running daemon cannot take (``RESTART_KEYS``: the socket, its group,
-  the state directory, the client SN every terminal was built with) keep their old value
-  and are listed in ``needs_restart``; every other changed key is ``applied``.
+* ``[daemon]`` keys a running daemon cannot take (``RESTART_KEYS``: those declared
+  ``reload="restart"`` in config.py — the socket, its group, the state directory, the
+  client SN every terminal was built with) keep their old value and are listed in
+  ``needs_restart``; every other changed key is ``applied``. Only ``[daemon]`` keys may be
+  declared so (``tests/test_reload_plan.py``): the other tables apply whole.
 * Per terminal, one step: ``add``, ``remove`` or ``change`` (a different table; or any
   table when ``[cloud]`` changed, since every terminal's cloud client depends on it).
   ``moved`` marks a change of ``host``/``port``: the admin's address then replaces the
@@ -18,8 +20,9 @@ from typing import Final, Literal
 import attrs
 
 from ecrd.config import Config, DaemonConfig, TerminalConfig
+from ecrd.config_decl import keys
 
-RESTART_KEYS: Final = ("socket", "socket_group", "state_dir", "client_device_sn")
+RESTART_KEYS: Final = tuple(n for n, _, d in keys(DaemonConfig) if d.reload == "restart")
 
 
 @attrs.frozen
@@ -41,9 +44,9 @@ class Plan:
 def plan(old: Config, new: Config) -> Plan:
     current = old.daemon
     differ = [
-        f.name
-        for f in attrs.fields(DaemonConfig)
-        if getattr(new.daemon, f.name) != getattr(current, f.name)
+        name
+        for name, field, _ in keys(DaemonConfig)
+        if getattr(new.daemon, field.name) != getattr(current, field.name)
     ]
     needs_restart = tuple(k for k in differ if k in RESTART_KEYS)
     daemon = attrs.evolve(new.daemon, **{k: getattr(current, k) for k in needs_restart})
@@ -59,7 +62,7 @@ def _terminal_steps(old: Config, new: Config) -> tuple[TerminalStep, ...]:
     for tid in sorted(set(before) & set(after)):
         was, now = before[tid], after[tid]
         if was != now or cloud_changed:
-            moved = (was.host, was.port) != (now.host, now.port)
+            moved = was.lan_address() != now.lan_address()
             steps.append(TerminalStep(tid, "change", now, moved))
     steps += [TerminalStep(tid, "add", after[tid]) for tid in sorted(set(after) - set(before))]
     return tuple(steps)

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from ecrd.config import CloudConfig, TerminalConfig
+from ecrd.config import CloudConfig, LanTerminal
 from ecrd.events import EventBus
 from ecrd.money.request import PaymentRequest
 from ecrd.protocol import crypto
@@ -81,7 +81,7 @@ def fake_terminal(tmp: str, link: FakeLink, paired_sn: str = SN, **cfg: Any) -> 
         pairings=PairingStore(f"{tmp}/pairings.toml"),
         events=EventBus(),
     )
-    config = TerminalConfig(id="t1", transport="lan", host="127.0.0.1", crypto="legacy", **cfg)
+    config = LanTerminal(id="t1", host="127.0.0.1", crypto="legacy", **cfg)
     pairing = Pairing(terminal_id="t1", device_sn=paired_sn, pin=link.pin, scheme="legacy")
     return Terminal(config, shared, pairing, links={"lan": link})
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import attrs
 import pytest
 
 from ecrd import cli, config, ctl
@@ -45,7 +44,7 @@ def roff_flag(flag: str) -> str:
 
 def test_every_config_key_is_explained_by_the_example() -> None:
     doc = config_doc.read(EXAMPLE)
-    expected = {(t, f.name) for t, cls in config_doc.TABLES.items() for f in attrs.fields(cls)}
+    expected = {(t, k) for t in config_doc.TABLES for k, *_ in config_doc.declared(t)}
     assert set(config_doc.keys_named(doc)) == expected
     tables = {t.name: t for t in doc.tables}
     assert tables["terminal"].array and not tables["daemon"].array
@@ -56,6 +55,8 @@ def test_every_config_key_is_explained_by_the_example() -> None:
     terminal = {k.name: k for k in tables["terminal"].keys}
     assert terminal["id"].required and terminal["parity"].text == "N | E | O | M | S"
     assert terminal["action_timeouts"].default == "{}"
+    assert (terminal["parity"].only, terminal["crypto"].only) == ('transport = "serial"', "")
+    assert keys["socket"].restart and not keys["log_level"].restart
 
 
 def test_a_key_the_example_leaves_unexplained_stops_the_build() -> None:
@@ -67,9 +68,22 @@ def test_a_key_the_example_leaves_unexplained_stops_the_build() -> None:
         config_doc.read(text)
 
 
-def test_a_key_config_py_does_not_know_stops_the_build() -> None:
+def test_the_key_table_in_docs_is_the_one_the_declarations_make() -> None:
+    """docs/config.md is generated (python -m ecrd.docgen --keys docs/config.md)."""
+    table = config_doc.markdown(config_doc.read(EXAMPLE))
+    assert (ROOT / "docs" / "config.md").read_text() == table
+    assert '| `port` | the terminal\'s TCP port (transport = "lan" only) |' in table
+    assert "| `socket` | the Unix socket POS apps connect to; restart |" in table
+
+
+@pytest.mark.parametrize(
+    ("key", "typo"),
+    [("keep_days = 400", "keep_dayz = 400"), ("# fallback = ", "# fallbak = ")],
+)
+def test_a_key_config_py_does_not_know_stops_the_build(key: str, typo: str) -> None:
+    """Set or commented out: a key line the declarations do not have is an error."""
     with pytest.raises(config_doc.ConfigDocError, match=r"not a key of config\.py"):
-        config_doc.read(EXAMPLE.replace("keep_days = 400", "keep_dayz = 400"))
+        config_doc.read(EXAMPLE.replace(key, typo))
 
 
 def test_a_comment_after_a_value_is_split_where_the_value_parses() -> None:
@@ -79,12 +93,14 @@ def test_a_comment_after_a_value_is_split_where_the_value_parses() -> None:
 
 def test_the_config_page_names_every_key_with_its_default(files: dict[str, str]) -> None:
     page = files["man/man5/ecrd.toml.5"]
-    for table, cls in config_doc.TABLES.items():
+    for table in config_doc.TABLES:
         assert f"[{table}]" in page
-        for field in attrs.fields(cls):
-            assert f".TP\n\\fB{roff_flag(field.name)}\\fR\n" in page, field.name
+        for name, *_ in config_doc.declared(table):
+            assert f".TP\n\\fB{roff_flag(name)}\\fR\n" in page, name
     assert 'Default: "/run/ecrd/ecrd.sock".' in page
     assert f"Default: {config.DaemonConfig().max_clients}." in page
+    assert "Value: an integer between 1 and 65535." in page
+    assert 'Only in a table with transport = "serial".' in page
 
 
 @pytest.mark.parametrize("program", PARSERS)

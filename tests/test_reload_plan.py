@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ecrd.config import Config, parse
-from ecrd.reload import plan
+from ecrd.docgen import config_doc
+from ecrd.reload import RESTART_KEYS, plan
 
 
 def config(*terminals: dict[str, Any], daemon: dict[str, Any] | None = None,
@@ -55,3 +56,16 @@ def test_a_changed_cloud_table_changes_every_terminal() -> None:
     assert [(s.terminal, s.kind) for s in plan(old, new).steps] == [
         ("a", "change"), ("b", "change"),
     ]  # fmt: skip
+
+
+def test_the_keys_that_need_a_restart_are_the_declared_ones_and_all_in_daemon() -> None:
+    """The plan keeps the old value of [daemon] keys alone: a key of another table declared
+    reload="restart" would be applied anyway, so none may be."""
+    declared = {
+        (table, name)
+        for table in config_doc.TABLES
+        for name, _, d, _ in config_doc.declared(table)
+        if d.reload == "restart"
+    }
+    assert declared == {("daemon", k) for k in RESTART_KEYS}
+    assert RESTART_KEYS == ("socket", "socket_group", "state_dir", "client_device_sn")

@@ -80,13 +80,12 @@ def test_check_config_reload_and_the_api_share_one_definition_of_money_like() ->
     """The allowlist an admin writes is guarded by one rule (protocol/actions.py): what the
     config refuses, the API would refuse too, even if a config somehow carried it."""
     from ecrd.api.methods import send_actions
-    from ecrd.config import TerminalConfig
+    from ecrd.config import LanTerminal
     from ecrd.config_rules import action_problem
     from ecrd.protocol.actions import money_like
 
     listed = ("Settlement", "Capture", "PaymentStatus", "TipAdjust")
-    term = type("T", (), {"cfg": TerminalConfig(id="t", transport="lan", host="h",
-                                                send_actions=listed)})()  # fmt: skip
+    term = type("T", (), {"cfg": LanTerminal(id="t", host="h", send_actions=listed)})()
     assert send_actions(term) == ("DeviceInfo", "Settlement", "PaymentStatus")  # type: ignore[arg-type]
     for action in listed:
         assert (action_problem(action) is None) == (not money_like(action))

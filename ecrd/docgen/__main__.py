@@ -4,6 +4,8 @@
     OUTDIR/man/man1/ecrctl.1    OUTDIR/zsh/vendor-completions/_ecrd, _ecrctl
     OUTDIR/man/man5/ecrd.toml.5
 
+``python -m ecrd.docgen --keys docs/config.md`` writes the table of config keys instead.
+
 The date on the pages is SOURCE_DATE_EPOCH's (the last commit's, from scripts/build-deb), so
 building the same sources twice makes the same pages.
 """
@@ -43,11 +45,18 @@ def build_date() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ecrd.docgen", description=__doc__)
-    p.add_argument("outdir", type=Path)
+    p.add_argument("outdir", type=Path, nargs="?")
     p.add_argument("--example", type=Path, default=Path("etc/ecrd.toml"), help="the config")
+    p.add_argument("--keys", type=Path, help="write only the key table (docs/config.md) here")
     args = p.parse_args(argv)
+    if args.outdir is None and args.keys is None:
+        p.error("give OUTDIR, or --keys FILE")
     try:
-        files = pages(args.example.read_text(encoding="utf-8"), build_date())
+        example = args.example.read_text(encoding="utf-8")
+        if args.keys is not None:
+            args.keys.write_text(config_doc.markdown(config_doc.read(example)), encoding="utf-8")
+            return 0
+        files = pages(example, build_date())
     except config_doc.ConfigDocError as exc:
         print(f"ecrd.docgen: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """The man pages: ``ecrd(8)`` and ``ecrctl(1)`` from their parsers, ``ecrd.toml(5)`` from the
-annotated example config and config.py.
+annotated example config and config.py's declarations (what each key takes, its default,
+which need a restart).
 
 What a parser cannot say (signals, files, the environment) is written here once per page, in
 ``ECRD`` and ``ECRCTL``; everything about commands, options, arguments, defaults, choices
@@ -208,6 +209,12 @@ def _key_text(key: Key) -> str:
     text = key.text.rstrip()
     if text and not text.endswith((".", ")", "!")):
         text += "."
+    if key.only:
+        text += f" Only in a table with {key.only}."
+    if key.expected:
+        text += f" Value: {key.expected}."
+    if key.restart:
+        text += " A change takes effect at the next start, not at a reload."
     if key.required:
         return f"{text} Required."
     if key.default is not None and "default:" not in text.lower():

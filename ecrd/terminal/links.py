@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ecrd.config import CloudConfig, TerminalConfig
+from ecrd.config import CloudConfig, LanTerminal, SerialTerminal, TerminalConfig
 from ecrd.protocol.envelope import Envelope
 from ecrd.transport.base import Link, Tap
 from ecrd.transport.cloud import CloudLink, cloud_urls
@@ -47,10 +47,11 @@ def make_link(
     on_stale: Callable[[Envelope], None],
 ) -> Link:
     if kind == "lan":
+        assert isinstance(cfg, LanTerminal)
         assert target.host is not None and target.port is not None
         return lan_link(cfg, target.host, target.port)
     if kind == "serial":
-        assert cfg.device is not None
+        assert isinstance(cfg, SerialTerminal)
         return SerialLink(
             cfg.device,
             baudrate=cfg.baudrate,
@@ -64,7 +65,7 @@ def make_link(
     return cloud_link(cloud, target.device_sn, target.business_id)
 
 
-def lan_link(cfg: TerminalConfig, host: str, port: int, *, verify: bool = True) -> LanLink:
+def lan_link(cfg: LanTerminal, host: str, port: int, *, verify: bool = True) -> LanLink:
     return LanLink(
         host,
         port,
@@ -82,9 +83,9 @@ def probe_link(cfg: TerminalConfig, cloud: CloudConfig, target: Target, verify: 
     tried): LAN at the target's host and ``cfg.port``, or the cloud. Never the terminal's
     own link, so a probe cannot change the settings in force (serial: the terminal's own
     link lends the device meanwhile, ``SerialLink.lend``)."""
-    if cfg.transport == "serial":
+    if isinstance(cfg, SerialTerminal):
         return make_link("serial", cfg, cloud, target, lambda _reply: None)
-    if cfg.transport == "lan":
+    if isinstance(cfg, LanTerminal):
         assert target.host is not None
         return lan_link(cfg, target.host, cfg.port, verify=verify)
     return cloud_link(cloud, target.device_sn, target.business_id)
@@ -124,7 +125,7 @@ def aimed_at(
     link: Link, target: Target, cfg: TerminalConfig, cloud: CloudConfig
 ) -> LanLink | CloudLink | None:
     """A new link of ``link``'s kind at ``target``, or None where there is nothing to aim."""
-    if isinstance(link, LanLink) and target.host:
+    if isinstance(link, LanLink) and isinstance(cfg, LanTerminal) and target.host:
         return lan_link(cfg, target.host, target.port or cfg.port)
     if isinstance(link, CloudLink):
         return cloud_link(

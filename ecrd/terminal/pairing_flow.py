@@ -79,7 +79,7 @@ def _pairing_target(term: Terminal, parsed: PairingCode) -> Target:
     if parsed.business_id and not term.shared.cloud.business_id:
         target = attrs.evolve(target, business_id=parsed.business_id)
     if parsed.ip and target.host:
-        return attrs.evolve(target, host=parsed.ip, port=parsed.port or term.cfg.port)
+        return attrs.evolve(target, host=parsed.ip, port=parsed.port or term.cfg.lan_address()[1])
     return target
 
 

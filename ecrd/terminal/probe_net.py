@@ -23,6 +23,7 @@ from typing import Any, Final
 import attrs
 import trio
 
+from ecrd.config import LanTerminal
 from ecrd.terminal.links import probe_link
 from ecrd.terminal.probing import (
     LAN_PATHS,
@@ -58,6 +59,7 @@ class Outcome:
 
 async def probe_lan(term: Terminal, state: Probe) -> None:
     cfg = term.cfg
+    assert isinstance(cfg, LanTerminal)
     addresses = fewest_off_first(
         [("path", uniq([cfg.path, *LAN_PATHS])), ("tls", [cfg.tls, not cfg.tls]),
          ("port", uniq([cfg.port, LAN_PORT]))]

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import trio
 
-from ecrd.config import TerminalConfig
+from ecrd.config import SerialTerminal
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.envelope import Envelope, MalformedEnvelope
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat, encode_frame
@@ -64,7 +64,7 @@ def turnaround(settings: SerialSettings) -> float:
     return TURNAROUND_S + REPLY_BYTES * char_time(settings)
 
 
-def framings(cfg: TerminalConfig) -> list[dict[str, Any]]:
+def framings(cfg: SerialTerminal) -> list[dict[str, Any]]:
     """Every framing the window sends, in its order: the entry's first, then the fewest
     knobs off."""
     return fewest_off_first(
@@ -74,7 +74,7 @@ def framings(cfg: TerminalConfig) -> list[dict[str, Any]]:
     )  # fmt: skip
 
 
-def line(cfg: TerminalConfig, baudrate: int) -> SerialSettings:
+def line(cfg: SerialTerminal, baudrate: int) -> SerialSettings:
     return SerialSettings(baudrate, cfg.bytesize, cfg.parity, cfg.stopbits, cfg.rtscts)
 
 
@@ -84,7 +84,7 @@ def frame_of(request: Ask) -> bytes:
     return encode_frame(request.envelope.to_bytes(), fmt)
 
 
-def sweep_seconds(cfg: TerminalConfig, frame_bytes: list[int]) -> float:
+def sweep_seconds(cfg: SerialTerminal, frame_bytes: list[int]) -> float:
     """How long the windows at every speed take when nothing answers: their line time and
     gaps, and a turnaround after each (arithmetic, for tests and the benchmark)."""
     total = 0.0
@@ -96,7 +96,8 @@ def sweep_seconds(cfg: TerminalConfig, frame_bytes: list[int]) -> float:
 
 class SerialProbe:
     def __init__(self, term: Terminal, state: Probe) -> None:
-        self.term, self.state = term, state
+        assert isinstance(term.cfg, SerialTerminal)  # probe.py: a serial terminal's probe
+        self.term, self.state, self.cfg = term, state, term.cfg
         self.identifies = state.identify_actions(term.cfg.identify_action)
         self.framings = framings(term.cfg)
         self.formats = uniq(
@@ -104,8 +105,7 @@ class SerialProbe:
         )
 
     async def run(self) -> None:
-        cfg = self.term.cfg
-        assert cfg.device is not None
+        cfg = self.cfg
         for baud in uniq([cfg.baudrate, *BAUDRATES]):
             requests = await self.window(baud)
             try:

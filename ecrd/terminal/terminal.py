@@ -29,7 +29,7 @@ import trio
 
 from ecrd import errors
 from ecrd.backoff import Backoff
-from ecrd.config import TerminalConfig
+from ecrd.config import SerialTerminal, TerminalConfig
 from ecrd.protocol import crypto
 from ecrd.protocol.envelope import (
     Envelope,
@@ -101,13 +101,14 @@ class Terminal:
     def _start_target(self) -> Target:
         """The last known address (QR code, or found through the cloud) wins over the
         config's; a config change of host/port clears it (Daemon.reload)."""
-        cfg, pairing = self.cfg, self.pairing
-        host = (pairing.host if pairing else None) or cfg.host
-        port = (pairing.port if pairing else None) or cfg.port
-        if host and (host, port) != (cfg.host, cfg.port):
+        pairing = self.pairing
+        own_host, own_port = self.cfg.lan_address()
+        host = (pairing.host if pairing else None) or own_host
+        port = (pairing.port if pairing else None) or own_port
+        if host and (host, port) != (own_host, own_port):
             log.info(
                 "terminal=%s using its last known address %s:%s (config: %s:%s)",
-                self.id, host, port, cfg.host, cfg.port,
+                self.id, host, port, own_host, own_port,
             )  # fmt: skip
         return Target(
             host=host,
@@ -234,7 +235,9 @@ class Terminal:
         opener = partial(self._cipher.open, pin)
         check = ReplyCheck(self.id, request_id, expect_sn, opener, self.late.set_aside)
         kind = "pairing" if via is not None else "/".join(links or self.cfg.links)
-        fmt = self.cfg.frame_format if kind == "serial" else None
+        fmt = None
+        if kind == "serial" and isinstance(self.cfg, SerialTerminal):
+            fmt = self.cfg.frame_format
         await self.trace.exchange(kind, action, message, envelope, fmt)
         try:
             if via is not None:
@@ -368,12 +371,12 @@ class Terminal:
 
     def adopt(self, pairing: Pairing) -> None:
         """The one place a new pairing takes effect: PIN, SN and address together."""
-        cfg = self.cfg
-        host = pairing.host or cfg.host
+        own_host, own_port = self.cfg.lan_address()
+        host = pairing.host or own_host
         self.aim(
             Target(
                 host=host,
-                port=(pairing.port or cfg.port) if host else None,
+                port=(pairing.port or own_port) if host else None,
                 device_sn=pairing.device_sn,
                 business_id=self.business_id_of(pairing),
             )
