@@ -375,3 +375,11 @@ async def events_documented(events: list[dict[str, Any]]) -> None:
             assert event["state"] in named or event["state"].startswith("resolved_"), event
     made = {k for e in events if e["topic"] == "terminal" for k in TERMINAL_KINDS if k in e}
     assert made == set(TERMINAL_KINDS), made
+
+
+def test_the_record_shown_has_the_keys_of_a_sale_s_result() -> None:
+    shown = DOC.split("## The transaction record", 1)[1].split("```json\n", 1)[1]
+    record = json.loads(shown.split("\n```", 1)[0])
+    sale = next(json.loads(text) for b in session(DOC) for kind, text in b.steps
+                if kind == "←" and '"action":"Sale"' in text and '"result"' in text)  # fmt: skip
+    assert record.keys() == sale["result"].keys()
