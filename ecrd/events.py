@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
+
+# The events a subscriber may fall behind before it is dropped (docs/api.md, "Events").
+SUBSCRIBER_QUEUE: Final = 256
 
 
 class Subscription:
@@ -48,7 +51,9 @@ class EventBus:
 
         return stop
 
-    def subscribe(self, topics: frozenset[str] | None = None, size: int = 256) -> Subscription:
+    def subscribe(
+        self, topics: frozenset[str] | None = None, size: int = SUBSCRIBER_QUEUE
+    ) -> Subscription:
         sub = Subscription(self, topics, size)
         self._subs.add(sub)
         return sub

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
 from ecrd import errors
 from ecrd.api.methods import METHODS
+from ecrd.events import EventBus
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
 
@@ -28,3 +30,10 @@ def test_every_documented_method_has_an_example_request_and_reply() -> None:
         section = DOC.split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
         assert f'"method":"{name}"' in section, f"{name} has no example request"
         assert '"result"' in section, f"{name} has no example reply"
+
+
+def test_the_event_queue_documented_is_the_one_a_connection_gets() -> None:
+    # The server subscribes a connection with the bus's default size.
+    size = inspect.signature(EventBus.subscribe).parameters["size"].default
+    section = DOC.split("\n## Events\n", 1)[1]
+    assert re.findall(r"its queue \((\d+) messages\)", section) == [str(size)]
