@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from ecrd import __version__, errors, housekeeping, logs, ownership
-from ecrd.api import server
+from ecrd.api import http, server
 from ecrd.backoff import Backoff
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
@@ -156,6 +156,7 @@ class Daemon:
                 for term in self.terminals.values():
                     self._start_terminal(term)
                 await nursery.start(server.serve, self, sock, self.connections)
+                self.http_port = await nursery.start(http.serve, self, self.connections)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
                 self._start_housekeeping(nursery)
