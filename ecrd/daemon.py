@@ -412,7 +412,7 @@ class Daemon:
         steps = reload_plan(self.config, new)
         self._apply_daemon(steps)
         access = ["access"] if new.access != self.config.access else []
-        self.config = attrs.evolve(new, daemon=steps.daemon)  # new roles: the next calls
+        self.config = attrs.evolve(new, daemon=steps.daemon, http=steps.http)  # the next calls
         self.shared.cloud = new.cloud
         report = await self._apply_terminals(steps)
         report.update(applied=[*steps.applied, *access], needs_restart=list(steps.needs_restart))
