@@ -57,15 +57,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def new_http_client() -> dict[str, Any]:
-    """``ecrctl http-token``'s answer for the demo's browser till: its token and lines."""
+def new_http_client() -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """``ecrctl http-token``'s answer for the demo's browser till (its token and lines),
+    the port, and the ``[http]`` table."""
+    say("an HTTP client for a browser till ([http], off unless configured)")
     shown = "ecrctl http-token web-pos --roles sell"
     print(f"{DIM}${RESET} {shown}", flush=True)
     res = subprocess.run([str(BIN / "ecrctl"), "--json", *shown.split()[1:]],
                          stdout=subprocess.PIPE, text=True, check=True)  # fmt: skip
     said: dict[str, Any] = json.loads(res.stdout)
     print(f"token (shown once): {said['token']}\n{said['toml']}")
-    return said
+    port = free_port()
+    table = {"listen": f"127.0.0.1:{port}", "allowed_origins": ["http://localhost:3000"],
+             "client": [{k: said[k] for k in ("name", "token_sha256", "roles")}]}  # fmt: skip
+    return said, port, table
 
 
 def http_sale(port: int, token: str) -> bool:
@@ -193,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     sim_proc, sim = start_simulator(work, args.customer_delay)
     daemon = None
     try:
-        say("an HTTP client for a browser till ([http], off unless configured)")
-        said = new_http_client()
-        port = free_port()
-        table = {"listen": f"127.0.0.1:{port}", "allowed_origins": ["http://localhost:3000"],
-                 "client": [{k: said[k] for k in ("name", "token_sha256", "roles")}]}  # fmt: skip
+        said, port, table = new_http_client()
         config = write_config(work, sim, table)
         say(f"config written to {config}")
         print(config.read_text())

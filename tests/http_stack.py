@@ -71,7 +71,8 @@ async def start_http_stack(
     cfg = parse(data, str(tmp / "ecrd.toml"))
     daemon = Daemon(cfg)
     await nursery.start(daemon.run)
-    return HttpStack(Stack(sim, daemon, cfg.daemon.socket, desc, tmp), daemon.http_port)
+    assert daemon.http is not None
+    return HttpStack(Stack(sim, daemon, cfg.daemon.socket, desc, tmp), daemon.http.port)
 
 
 class WsClient:
