@@ -6,14 +6,27 @@ test_http_tls.py."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import tomli_w
 import trio
-from http_stack import ORIGIN, SALE, TOKENS, HttpStack, bearer, rpc, start_http_stack
+from http_stack import (
+    ORIGIN,
+    SALE,
+    TOKENS,
+    HttpStack,
+    bearer,
+    open_ws,
+    rpc,
+    sha256,
+    start_http_stack,
+)  # fmt: skip
 from stack import pair
+from wsproto.events import AcceptConnection
 
 from ecrd.client import EcrdError, open_trio_client
 
@@ -193,3 +206,30 @@ async def state_of(c: Any, ref: str, done: Any) -> str | None:
             if done(state):
                 return state
             await trio.sleep(0.02)
+
+
+async def test_a_client_over_its_share_of_places_gets_429(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    hs = await start_http_stack(nursery, tmp_path, {"max_clients_per_user": 1})
+    async with open_ws(hs, bearer("screen")) as (_, answer):  # its one place
+        assert isinstance(answer, AcceptConnection)
+        r = await post(hs, rpc("ping"), bearer("screen"))
+        assert r.status_code == 429
+        assert r.json()["error"]["data"]["reason"] == "too_many_clients"
+        assert (await post(hs, rpc("ping"), bearer("web-pos"))).status_code == 200  # another
+    assert (await post(hs, rpc("ping"), bearer("screen"))).status_code == 200
+
+
+async def test_a_reload_applies_new_clients_and_roles_to_the_next_requests(hs: HttpStack) -> None:
+    path = hs.stack.tmp / "ecrd.toml"
+    data = tomllib.loads(path.read_text())
+    data["http"]["client"] = [
+        {"name": "new", "token_sha256": sha256("a-new-token"), "roles": ["admin"]}
+    ]
+    path.write_text(tomli_w.dumps(data))
+    report = await hs.stack.daemon.reload()
+    assert "http" in report["applied"] and "http" not in report["needs_restart"]
+    assert (await post(hs, rpc("ping"), bearer("screen"))).status_code == 401  # removed
+    r = await post(hs, rpc("journal.audit"), {"Authorization": "Bearer a-new-token"})
+    assert "result" in r.json(), r.text
