@@ -18,7 +18,6 @@ Pure: it reads a TOML table; checking that the files exist is the daemon's start
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Final
 
@@ -59,11 +58,19 @@ class HttpConfig:
         return self.client_ca is not None
 
 
+def _ip(host: str) -> Any:
+    """``ipaddress.ip_address``, imported only with an [http] table: every ``ecrd`` and
+    ``ecrctl`` start reads config.py, and most have none."""
+    import ipaddress
+
+    return ipaddress.ip_address(host)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return bool(_ip(host).is_loopback)
     except ValueError:
         return False
 
@@ -114,7 +121,7 @@ def _listen(value: Any, where: str) -> tuple[str, int]:
         raise ConfigError(f"{where}: http.listen must be HOST:PORT (got {value!r})")
     if host != "localhost":
         try:
-            ipaddress.ip_address(host)
+            _ip(host)
         except ValueError:
             raise ConfigError(
                 f"{where}: http.listen's host must be an IP address or localhost (got {host!r})"
