@@ -41,6 +41,7 @@ from ecrd.config_decl import (
     tagged,
     text,
 )
+from ecrd.http_config import HttpConfig
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.envelope import PIN_FIELDS
 from ecrd.protocol.frames import CRC_VARIANTS, ByteOrder, FrameFormat
@@ -339,6 +340,9 @@ class Config:
     cloud: CloudConfig = key(table(CloudConfig), factory=CloudConfig, doc="Wonder's cloud relay")
     terminals: tuple[TerminalConfig, ...] = key(
         tables(TerminalConfig, "[[terminal]]"), (), name="terminal", doc="the payment terminals"
+    )
+    http: HttpConfig | None = key(
+        table(HttpConfig), None, doc="the local HTTP and WebSocket endpoint; unset: off"
     )
 
     def check(self) -> None:

@@ -75,12 +75,14 @@ def key(
     example: object = None,
     factory: Callable[[], object] | None = None,
     name: str | None = None,
+    repr: bool = True,
 ) -> Any:
-    """A config key: an attrs field declared with its kind, doc and reload rule."""
+    """A config key: an attrs field declared with its kind, doc and reload rule; ``repr``
+    False for a secret's hash (never in a log line of the config)."""
     meta = {_META: Decl(kind, doc, reload, example, name)}
     if factory is not None:
-        return attrs.field(factory=factory, metadata=meta)
-    return attrs.field(default=default, metadata=meta)
+        return attrs.field(factory=factory, metadata=meta, repr=repr)
+    return attrs.field(default=default, metadata=meta, repr=repr)
 
 
 def decl(field: attrs.Attribute[Any]) -> Decl | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ecrd.config import Config, parse
 from ecrd.docgen import config_doc
-from ecrd.reload import RESTART_KEYS, plan
+from ecrd.reload import HTTP_RESTART_KEYS, RESTART_KEYS, plan
 
 
 def config(*terminals: dict[str, Any], daemon: dict[str, Any] | None = None,
@@ -58,14 +58,33 @@ def test_a_changed_cloud_table_changes_every_terminal() -> None:
     ]  # fmt: skip
 
 
-def test_the_keys_that_need_a_restart_are_the_declared_ones_and_all_in_daemon() -> None:
-    """The plan keeps the old value of [daemon] keys alone: a key of another table declared
-    reload="restart" would be applied anyway, so none may be."""
+def test_the_keys_that_need_a_restart_are_the_declared_ones_in_daemon_and_http() -> None:
+    """The plan keeps the old value of [daemon]'s restart keys, and the old [http] table
+    when one of its restart keys changed: a key of another table declared reload="restart"
+    would be applied anyway, so none may be."""
     declared = {
         (table, name)
         for table in config_doc.TABLES
         for name, _, d, _ in config_doc.declared(table)
         if d.reload == "restart"
     }
-    assert declared == {("daemon", k) for k in RESTART_KEYS}
+    assert declared == {("daemon", k) for k in RESTART_KEYS} | {
+        ("http", k) for k in HTTP_RESTART_KEYS
+    }
     assert RESTART_KEYS == ("socket", "socket_group", "state_dir", "client_device_sn")
+
+
+def _with_http(**table: Any) -> Config:
+    client = {"name": "web-pos", "token_sha256": "ab" * 32, "roles": ["sell"]}
+    return parse({"http": {"listen": "127.0.0.1:8765", "client": [client], **table}})
+
+
+def test_http_clients_and_origins_are_applied_where_it_listens_needs_a_restart() -> None:
+    old = _with_http()
+    steps = plan(old, _with_http(allowed_origins=["http://localhost:3000"]))
+    assert (steps.applied, steps.needs_restart) == (("http",), ())
+    assert steps.http is not None and steps.http.allowed_origins == ("http://localhost:3000",)
+    for new in (_with_http(listen="127.0.0.1:9000"), config()):
+        steps = plan(old, new)
+        assert (steps.applied, steps.needs_restart, steps.http) == ((), ("http",), old.http)
+    assert plan(config(), old).needs_restart == ("http",)
