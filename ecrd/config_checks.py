@@ -12,6 +12,9 @@ as ``check-config`` runs on the box it checks (the unit runs it before every sta
   unplugged while the config is checked (or the box boots before udev names it), and the
   serial link opens it whenever it appears, so refusing the config would stop every other
   terminal of the box for a cable;
+* in store mode, ``[http].client_ca`` is such a CA bundle, and ``tls_cert`` with ``tls_key``
+  must load as a certificate and its key: an **error** otherwise, as ``ecrd run`` could not
+  listen;
 * a device this user cannot open read-write, ``tls = true`` without a ``ca_file``, a
   ``ca_file`` that nothing uses, and a ``metrics_file`` whose directory is missing are
   warnings: ecrd runs, that part of it does not work until the machine is fixed.
@@ -42,6 +45,10 @@ def findings(cfg: Config) -> list[Finding]:
         found += _ca_file("[cloud].ca_file", cfg.cloud.ca_file, "the cloud gateway")
     for i, term in enumerate(cfg.terminals):
         found += _terminal(f"terminal[{i}]", term)
+    http = cfg.http
+    if http is not None and http.tls_cert and http.tls_key and http.client_ca:
+        found += _ca_file("[http].client_ca", http.client_ca, "the tills' certificates")
+        found += _cert_and_key(http.tls_cert, http.tls_key)
     metrics = cfg.daemon.metrics_file
     if metrics is not None and not os.path.isdir(os.path.dirname(os.path.abspath(metrics))):
         found.append(
@@ -93,6 +100,21 @@ def _ca_file(key: str, path: str, what: str) -> list[Finding]:
         return [Finding(key, f"{path} cannot be read by this user (ecrd's must read it)", True)]
     except (ssl.SSLError, OSError, ValueError) as exc:
         return [Finding(key, f"{path} is not a PEM CA certificate bundle ({exc})", True)]
+    return []
+
+
+def _cert_and_key(cert: str, key: str) -> list[Finding]:
+    """Store mode's own certificate and key must load together, as the endpoint loads them."""
+    for where, path in (("[http].tls_cert", cert), ("[http].tls_key", key)):
+        if not os.path.isfile(path):
+            return [Finding(where, f"{path} does not exist or is not a file", True)]
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except PermissionError:
+        return [Finding("[http].tls_key", f"{cert} or {key} cannot be read by this user", True)]
+    except (ssl.SSLError, OSError) as exc:
+        why = f"{cert} and {key} are not a PEM certificate and its private key ({exc})"
+        return [Finding("[http].tls_cert", why, True)]
     return []
 
 

@@ -4,6 +4,7 @@ naming the key; a serial device that is not plugged in is a warning."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import certifi
@@ -121,3 +122,37 @@ def test_every_error_is_said_with_the_warnings(
     assert status == 2 and len(lines) == 3, err
     assert "[cloud].ca_file" in lines[0] and "terminal[0].device" in lines[1]
     assert lines[2].startswith("ecrd: warning: terminal[1].device:")
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "http.crt", tmp_path / "http.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-subj", "/CN=throwaway",
+         "-days", "2"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def store_mode(cert: Path, key: Path, ca: Path) -> str:
+    return (
+        f'[http]\nlisten = "127.0.0.1:8765"\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+        f'client_ca = "{ca}"\n'
+    )
+
+
+def test_store_mode_files_must_load_as_tls_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    assert check(tmp_path, store_mode(cert, key, cert), capsys)[0] == 0
+    status, _, err = check(tmp_path, store_mode(cert, key, tmp_path / "ca.pem"), capsys)
+    assert status == 2 and f"[http].client_ca: {tmp_path}/ca.pem does not exist" in err
+    status, _, err = check(tmp_path, store_mode(cert, tmp_path / "gone.key", cert), capsys)
+    assert status == 2 and f"[http].tls_key: {tmp_path}/gone.key does not exist" in err
+    other, _ = _self_signed(
+        tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path
+    )
+    status, _, err = check(tmp_path, store_mode(other, key, cert), capsys)
+    assert status == 2 and "[http].tls_cert:" in err and "not a PEM certificate and its" in err
