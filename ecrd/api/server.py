@@ -49,7 +49,6 @@ import trio
 from ecrd import errors, ownership
 from ecrd.api import audit, jsonrpc, roles
 from ecrd.api.methods import METHODS
-from ecrd.api.params import Params
 from ecrd.api.refusals import RefusalLog
 from ecrd.api.roles import Peer
 from ecrd.api.service import Service
@@ -340,7 +339,7 @@ async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> 
             f"no method {req.method!r}; see docs/api.md",
             "method_not_found",
         )
-    method, allowed = entry
+    method, spec = entry
     cfg = daemon.config  # read once per call: a reload applies to the calls after it
     denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
     if denied is not None:
@@ -350,7 +349,7 @@ async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> 
         daemon.count("permission_denied")
         return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
-        value = await method(daemon, conn, Params(req.params, allowed))
+        value = await method(daemon, conn, spec.validate(req.params))
     except errors.ApiError as exc:
         body = exc.to_error()
         return {"jsonrpc": "2.0", "id": req.id, "error": body}
