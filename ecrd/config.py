@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from ecrd import config_rules, errors
+from ecrd.http_config import HttpConfig, parse_http
 from ecrd.protocol.crypto import Scheme
 from ecrd.protocol.envelope import PIN_FIELDS
 from ecrd.protocol.frames import CRC_VARIANTS, FrameFormat
@@ -174,6 +175,7 @@ class Config:
     terminals: tuple[TerminalConfig, ...]
     journal: JournalConfig = JournalConfig()
     access: AccessConfig = AccessConfig()
+    http: HttpConfig | None = None  # [http]: ecrd/http_config.py
 
 
 class _Table:
@@ -448,6 +450,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
     cloud = section("cloud", _cloud, CloudConfig())
     journal = section("journal", _journal, JournalConfig())
     access = section("access", _access, AccessConfig())
+    top.used.add("http")
     top.used.add("terminal")
     raw_terminals = data.get("terminal", [])
     if not isinstance(raw_terminals, list):
@@ -471,6 +474,7 @@ def parse(data: dict[str, Any], path: str = "<config>") -> Config:
         terminals=tuple(terminals),
         journal=journal,
         access=access,
+        http=parse_http(data.get("http"), path),
     )
 
 

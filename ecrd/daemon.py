@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from ecrd import __version__, errors, housekeeping, logs, ownership
-from ecrd.api import server
+from ecrd.api import http, server
 from ecrd.backoff import Backoff
 from ecrd.config import Config, ConfigError, TerminalConfig, load
 from ecrd.events import EventBus
@@ -156,6 +156,7 @@ class Daemon:
                 for term in self.terminals.values():
                     self._start_terminal(term)
                 await nursery.start(server.serve, self, sock, self.connections)
+                self.http_port = await nursery.start(http.serve, self, self.connections)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
                 self._start_housekeeping(nursery)
@@ -411,7 +412,7 @@ class Daemon:
         steps = reload_plan(self.config, new)
         self._apply_daemon(steps)
         access = ["access"] if new.access != self.config.access else []
-        self.config = attrs.evolve(new, daemon=steps.daemon)  # new roles: the next calls
+        self.config = attrs.evolve(new, daemon=steps.daemon, http=steps.http)  # the next calls
         self.shared.cloud = new.cloud
         report = await self._apply_terminals(steps)
         report.update(applied=[*steps.applied, *access], needs_restart=list(steps.needs_restart))

@@ -46,11 +46,12 @@ class RefusalLog:
         self._first = FIRST if first is None else first
         self._interval = INTERVAL_S if interval_s is None else interval_s
         self._clock = clock
-        self._peers: dict[int, _Window] = {}
+        self._peers: dict[int | str, _Window] = {}
 
-    def refused(self, uid: int, label: str, kind: str, line: str) -> None:
-        """One refusal of ``kind`` (e.g. ``sale: no sell role``) for the peer ``uid``:
-        ``line`` is logged if the peer's quota allows, else counted."""
+    def refused(self, uid: int | str, label: str, kind: str, line: str) -> None:
+        """One refusal of ``kind`` (e.g. ``sale: no sell role``) for the peer ``uid`` (or
+        an HTTP client's ``http:NAME``): ``line`` is logged if its quota allows, else
+        counted."""
         now = self._clock()
         window = self._peers.get(uid)
         if window is None or now - window.start >= self._interval:

@@ -27,7 +27,7 @@ from typing import Final, Protocol
 
 import attrs
 
-from ecrd import errors
+from ecrd import errors, http_config
 from ecrd.config import AccessConfig
 from ecrd.text import escape
 
@@ -57,7 +57,7 @@ ROLES: Final = {
     "journal.audit": "admin",  # who administered what: the admin actions' own record
 }
 # Every role; the money and admin roles include ``read``.
-ALL_ROLES: Final = ("read", "sell", "refund", "admin")
+ALL_ROLES: Final = http_config.ROLES  # [access]'s, and those of an [[http.client]]
 INCLUDE_READ: Final = ("sell", "refund", "admin")
 SO_PEERGROUPS: Final = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13
 MAX_GROUPS: Final = 256  # the most getsockopt can return (1024 bytes)
@@ -152,8 +152,23 @@ def denial(
     if role is None or holds(role, peer, access, privileged):
         return None
     who = f"uid {peer.uid} ({escape(peer.user) if peer.user else 'no user name'})"
+    fix = f'add the user (or "@group" of one of its groups) to [access].{role} in {config}'
+    return refusal(method, role, who, fix)
+
+
+def denial_by_roles(
+    method: str, held: frozenset[str], who: str, fix: str
+) -> errors.PermissionDenied | None:
+    """The refusal of ``method`` for a caller that holds ``held`` (an HTTP client's roles,
+    ``[[http.client]]``; a money or admin role includes ``read`` there too)."""
+    role = ROLES.get(method)
+    if role is None or role in held or (role == "read" and held & set(INCLUDE_READ)):
+        return None
+    return refusal(method, role, who, fix.format(role=role))
+
+
+def refusal(method: str, role: str, who: str, fix: str) -> errors.PermissionDenied:
     return errors.PermissionDenied(
-        f"{method} needs the {role} role, which {who} does not hold: add the user (or "
-        f'"@group" of one of its groups) to [access].{role} in {config}, then `ecrctl reload`',
+        f"{method} needs the {role} role, which {who} does not hold: {fix}, then `ecrctl reload`",
         role=role,
     )

@@ -40,7 +40,7 @@ import math
 import os
 import select
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -48,9 +48,9 @@ import trio
 
 from ecrd import errors, ownership
 from ecrd.api import audit, jsonrpc, roles
+from ecrd.api.caller import Caller
 from ecrd.api.methods import METHODS
 from ecrd.api.refusals import RefusalLog
-from ecrd.api.roles import Peer
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
 from ecrd.events import Subscription
@@ -64,24 +64,26 @@ MAX_UNSENT: Final = 256 * 1024
 MAX_IN_FLIGHT: Final = 64
 # Only reachable if a bug let replies pile up despite the limits above.
 HARD_UNSENT: Final = 64 * 2**20
-# root and the user ecrd runs as: every role, and the reserve of connections.
-PRIVILEGED: Final = frozenset({0, os.geteuid()})
 
 
 class Connection:
     def __init__(
         self,
         daemon: Service,
-        stream: trio.SocketStream,
-        who: Peer,
+        stream: trio.abc.Stream,
+        who: Caller,
         registry: set[Connection] | None = None,
         refusals: RefusalLog | None = None,
+        present: Callable[[], bool] | None = None,
     ) -> None:
+        """``stream``: the socket's, or one that carries lines another way (HTTP, WebSocket:
+        api/http.py), whose ``present`` then says whether its client is still there."""
         self.daemon = daemon
         self.refusals = refusals or RefusalLog(log)  # shared by the server's connections
         # The open connections, for the daemon's shutdown to wait on their replies.
         self._registry: set[Connection] = set() if registry is None else registry
         self.stream = stream
+        self._present = present
         self.who = who
         self.peer = who.label
         # Unbounded in messages, bounded in effect by the back-pressure rules above.
@@ -113,6 +115,9 @@ class Connection:
         (the kernel reports POLLHUP on a Unix socket whose peer is gone). No checkpoint."""
         if self.dropped:
             return False
+        if self._present is not None:
+            return self._present()
+        assert isinstance(self.stream, trio.SocketStream)
         poller = select.poll()
         poller.register(self.stream.socket.fileno(), select.POLLHUP | select.POLLERR)
         try:
@@ -234,7 +239,7 @@ class Connection:
         while True:
             await self._wait_room()
             try:
-                data = await self.stream.receive_some(65536)
+                data = bytes(await self.stream.receive_some(65536))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:
@@ -276,7 +281,7 @@ class Connection:
             # Money needs a caller who hears the answer: a notification gets none (JSON-RPC
             # 2.0 §4.1), so its client could never learn the reference it charged under.
             line = f"client {self.peer} sent {req.method} as a notification (no id): not executed"
-            self.refusals.refused(self.who.uid, self.peer, f"{req.method} notification", line)
+            self.refusals.refused(self.who.key, self.peer, f"{req.method} notification", line)
             self.daemon.count("money_notification")
             return
         reply = await dispatch(self.daemon, self, req)
@@ -341,11 +346,11 @@ async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> 
         )
     method, spec = entry
     cfg = daemon.config  # read once per call: a reload applies to the calls after it
-    denied = roles.denial(req.method, conn.who, cfg.access, PRIVILEGED, cfg.path)
+    denied = conn.who.denial(req.method, cfg)
     if denied is not None:
         role = denied.data["role"]
         line = f"client {conn.peer} refused {req.method}: no {role} role"
-        conn.refusals.refused(conn.who.uid, conn.peer, f"{req.method} (no {role} role)", line)
+        conn.refusals.refused(conn.who.key, conn.peer, f"{req.method} (no {role} role)", line)
         daemon.count("permission_denied")
         return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
@@ -416,11 +421,11 @@ async def serve(
 
     async def handle(stream: trio.SocketStream) -> None:
         # User and group names may come from NSS (LDAP, sssd): never on the event loop.
-        who = await trio.to_thread.run_sync(roles.identify, stream.socket)
+        who = Caller.of_peer(await trio.to_thread.run_sync(roles.identify, stream.socket))
         try:
-            ticket = admission.admit(who.uid, roles.held(who, daemon.config.access, PRIVILEGED))
+            ticket = admission.admit(who.key, who.held(daemon.config))
         except Refused as exc:
-            refusals.refused(who.uid, who.label, "connection (too many clients)",
+            refusals.refused(who.key, who.label, "connection (too many clients)",
                              f"client {who.label} refused: {exc}")  # fmt: skip
             daemon.count("too_many_clients")
             await _refuse(stream, str(exc))

@@ -36,7 +36,7 @@ PRIVILEGED_POOL: Final = "privileged"
 
 @attrs.frozen
 class Ticket:
-    uid: int
+    uid: int | str  # or an HTTP client's "http:NAME" (api/caller.py)
     pool: str  # SHARED, PRIVILEGED_POOL, or the role whose reserve it came from
 
     @property
@@ -53,10 +53,10 @@ class Admission:
         # A callable, so that a reload's new limits apply to the next connection.
         self._limits = limits
         self._privileged = {0, os.geteuid()}
-        self._per_uid: Counter[int] = Counter()  # shared and role-reserved, by uid
+        self._per_uid: Counter[int | str] = Counter()  # shared and role-reserved, by uid
         self._taken: Counter[str] = Counter()  # by pool
 
-    def admit(self, uid: int, roles: Collection[str] = ()) -> Ticket:
+    def admit(self, uid: int | str, roles: Collection[str] = ()) -> Ticket:
         """A connection for ``uid``, who holds ``roles`` (roles.held), or ``Refused``."""
         cfg = self._limits()
         per_user = min(cfg.max_clients_per_user, cfg.max_clients)
@@ -76,7 +76,7 @@ class Admission:
             )
         raise Refused(f"too many clients: {cfg.max_clients} connections are open (max_clients)")
 
-    def _take(self, uid: int, pool: str) -> Ticket:
+    def _take(self, uid: int | str, pool: str) -> Ticket:
         self._taken[pool] += 1
         if pool != PRIVILEGED_POOL:
             self._per_uid[uid] += 1
