@@ -148,7 +148,7 @@ export class EcrdError extends Error {
 /** The connection ended (or never opened) before the reply came. A payment sent goes on:
  * fetch its outcome with transactionGet (same reference_id) before charging again. */
 export class ConnectionLost extends EcrdError {
-  static readonly reason: string = "connection_lost";
+  static override readonly reason: string = "connection_lost";
   constructor(why: string) {
     super({ code: -32000, message: why, data: { reason: "connection_lost" } });
   }
@@ -157,7 +157,7 @@ export class ConnectionLost extends EcrdError {
 /** The HTTP endpoint refused the request before it reached the API (401: no good token;
  * 403: an origin or host it does not allow; 413: too large). */
 export class HttpRefused extends EcrdError {
-  static readonly reason: string = "http_refused";
+  static override readonly reason: string = "http_refused";
   readonly status: number;
   constructor(status: number, body: string) {
     super({ code: -32000, message: `HTTP ${status}: ${body.slice(0, 200)}`,
@@ -177,7 +177,7 @@ def errors(doc: dict[str, Any]) -> str:
         lines += [
             f'/** `{reason}` ({err["code"]}): docs/api.md, "Errors". */',
             f"export class {name} extends EcrdError {{",
-            f"  static readonly reason: string = {json.dumps(reason)};",
+            f"  static override readonly reason: string = {json.dumps(reason)};",
             "}",
             "",
         ]

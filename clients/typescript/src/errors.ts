@@ -28,7 +28,7 @@ export class EcrdError extends Error {
 /** The connection ended (or never opened) before the reply came. A payment sent goes on:
  * fetch its outcome with transactionGet (same reference_id) before charging again. */
 export class ConnectionLost extends EcrdError {
-  static readonly reason: string = "connection_lost";
+  static override readonly reason: string = "connection_lost";
   constructor(why: string) {
     super({ code: -32000, message: why, data: { reason: "connection_lost" } });
   }
@@ -37,7 +37,7 @@ export class ConnectionLost extends EcrdError {
 /** The HTTP endpoint refused the request before it reached the API (401: no good token;
  * 403: an origin or host it does not allow; 413: too large). */
 export class HttpRefused extends EcrdError {
-  static readonly reason: string = "http_refused";
+  static override readonly reason: string = "http_refused";
   readonly status: number;
   constructor(status: number, body: string) {
     super({ code: -32000, message: `HTTP ${status}: ${body.slice(0, 200)}`,
@@ -48,192 +48,192 @@ export class HttpRefused extends EcrdError {
 
 /** `parse_error` (-32700): docs/api.md, "Errors". */
 export class ParseError extends EcrdError {
-  static readonly reason: string = "parse_error";
+  static override readonly reason: string = "parse_error";
 }
 
 /** `internal_error` (-32603): docs/api.md, "Errors". */
 export class InternalError extends EcrdError {
-  static readonly reason: string = "internal_error";
+  static override readonly reason: string = "internal_error";
 }
 
 /** `invalid_params` (-32602): docs/api.md, "Errors". */
 export class InvalidParams extends EcrdError {
-  static readonly reason: string = "invalid_params";
+  static override readonly reason: string = "invalid_params";
 }
 
 /** `method_not_found` (-32601): docs/api.md, "Errors". */
 export class MethodNotFound extends EcrdError {
-  static readonly reason: string = "method_not_found";
+  static override readonly reason: string = "method_not_found";
 }
 
 /** `invalid_request` (-32600): docs/api.md, "Errors". */
 export class InvalidRequest extends EcrdError {
-  static readonly reason: string = "invalid_request";
+  static override readonly reason: string = "invalid_request";
 }
 
 /** `line_too_long` (-32600): docs/api.md, "Errors". */
 export class LineTooLong extends EcrdError {
-  static readonly reason: string = "line_too_long";
+  static override readonly reason: string = "line_too_long";
 }
 
 /** `permission_denied` (-32030): docs/api.md, "Errors". */
 export class PermissionDenied extends EcrdError {
-  static readonly reason: string = "permission_denied";
+  static override readonly reason: string = "permission_denied";
 }
 
 /** `client_gone` (-32023): docs/api.md, "Errors". */
 export class ClientGone extends EcrdError {
-  static readonly reason: string = "client_gone";
+  static override readonly reason: string = "client_gone";
 }
 
 /** `shutting_down` (-32022): docs/api.md, "Errors". */
 export class ShuttingDown extends EcrdError {
-  static readonly reason: string = "shutting_down";
+  static override readonly reason: string = "shutting_down";
 }
 
 /** `journal_error` (-32021): docs/api.md, "Errors". */
 export class JournalError extends EcrdError {
-  static readonly reason: string = "journal_error";
+  static override readonly reason: string = "journal_error";
 }
 
 /** `config_error` (-32020): docs/api.md, "Errors". */
 export class ConfigError extends EcrdError {
-  static readonly reason: string = "config_error";
+  static override readonly reason: string = "config_error";
 }
 
 /** `pairing_not_saved` (-32015): docs/api.md, "Errors". */
 export class PairingNotSaved extends EcrdError {
-  static readonly reason: string = "pairing_not_saved";
+  static override readonly reason: string = "pairing_not_saved";
 }
 
 /** `pairing_failed` (-32014): docs/api.md, "Errors". */
 export class PairingFailed extends EcrdError {
-  static readonly reason: string = "pairing_failed";
+  static override readonly reason: string = "pairing_failed";
 }
 
 /** `terminal_error` (-32013): docs/api.md, "Errors". */
 export class TerminalError extends EcrdError {
-  static readonly reason: string = "terminal_error";
+  static override readonly reason: string = "terminal_error";
 }
 
 /** `timeout` (-32013): docs/api.md, "Errors". */
 export class Timeout extends EcrdError {
-  static readonly reason: string = "timeout";
+  static override readonly reason: string = "timeout";
 }
 
 /** `no_reply` (-32013): docs/api.md, "Errors". */
 export class NoReply extends EcrdError {
-  static readonly reason: string = "no_reply";
+  static override readonly reason: string = "no_reply";
 }
 
 /** `bad_reply` (-32013): docs/api.md, "Errors". */
 export class BadReply extends EcrdError {
-  static readonly reason: string = "bad_reply";
+  static override readonly reason: string = "bad_reply";
 }
 
 /** `stale_response` (-32013): docs/api.md, "Errors". */
 export class StaleResponse extends EcrdError {
-  static readonly reason: string = "stale_response";
+  static override readonly reason: string = "stale_response";
 }
 
 /** `wrong_terminal` (-32013): docs/api.md, "Errors". */
 export class WrongTerminal extends EcrdError {
-  static readonly reason: string = "wrong_terminal";
+  static override readonly reason: string = "wrong_terminal";
 }
 
 /** `malformed_message` (-32013): docs/api.md, "Errors". */
 export class MalformedMessage extends EcrdError {
-  static readonly reason: string = "malformed_message";
+  static override readonly reason: string = "malformed_message";
 }
 
 /** `wrong_key` (-32012): docs/api.md, "Errors". */
 export class WrongKey extends EcrdError {
-  static readonly reason: string = "wrong_key";
+  static override readonly reason: string = "wrong_key";
 }
 
 /** `timeout_outcome_unknown` (-32011): docs/api.md, "Errors". */
 export class TimeoutOutcomeUnknown extends EcrdError {
-  static readonly reason: string = "timeout_outcome_unknown";
+  static override readonly reason: string = "timeout_outcome_unknown";
 }
 
 /** `link_down` (-32010): docs/api.md, "Errors". */
 export class LinkDown extends EcrdError {
-  static readonly reason: string = "link_down";
+  static override readonly reason: string = "link_down";
 }
 
 /** `cloud_not_configured` (-32010): docs/api.md, "Errors". */
 export class CloudNotConfigured extends EcrdError {
-  static readonly reason: string = "cloud_not_configured";
+  static override readonly reason: string = "cloud_not_configured";
 }
 
 /** `cloud_refused` (-32010): docs/api.md, "Errors". */
 export class CloudRefused extends EcrdError {
-  static readonly reason: string = "cloud_refused";
+  static override readonly reason: string = "cloud_refused";
 }
 
 /** `original_not_found` (-32009): docs/api.md, "Errors". */
 export class OriginalNotFound extends EcrdError {
-  static readonly reason: string = "original_not_found";
+  static override readonly reason: string = "original_not_found";
 }
 
 /** `original_not_refundable` (-32009): docs/api.md, "Errors". */
 export class OriginalNotRefundable extends EcrdError {
-  static readonly reason: string = "original_not_refundable";
+  static override readonly reason: string = "original_not_refundable";
 }
 
 /** `currency_mismatch` (-32009): docs/api.md, "Errors". */
 export class CurrencyMismatch extends EcrdError {
-  static readonly reason: string = "currency_mismatch";
+  static override readonly reason: string = "currency_mismatch";
 }
 
 /** `refund_exceeds_original` (-32009): docs/api.md, "Errors". */
 export class RefundExceedsOriginal extends EcrdError {
-  static readonly reason: string = "refund_exceeds_original";
+  static override readonly reason: string = "refund_exceeds_original";
 }
 
 /** `action_not_allowed` (-32008): docs/api.md, "Errors". */
 export class ActionNotAllowed extends EcrdError {
-  static readonly reason: string = "action_not_allowed";
+  static override readonly reason: string = "action_not_allowed";
 }
 
 /** `invalid_state` (-32007): docs/api.md, "Errors". */
 export class InvalidState extends EcrdError {
-  static readonly reason: string = "invalid_state";
+  static override readonly reason: string = "invalid_state";
 }
 
 /** `duplicate_reference_mismatch` (-32006): docs/api.md, "Errors". */
 export class DuplicateReferenceMismatch extends EcrdError {
-  static readonly reason: string = "duplicate_reference_mismatch";
+  static override readonly reason: string = "duplicate_reference_mismatch";
 }
 
 /** `unresolved_transaction` (-32005): docs/api.md, "Errors". */
 export class UnresolvedTransaction extends EcrdError {
-  static readonly reason: string = "unresolved_transaction";
+  static override readonly reason: string = "unresolved_transaction";
 }
 
 /** `terminal_busy` (-32004): docs/api.md, "Errors". */
 export class TerminalBusy extends EcrdError {
-  static readonly reason: string = "terminal_busy";
+  static override readonly reason: string = "terminal_busy";
 }
 
 /** `not_paired` (-32003): docs/api.md, "Errors". */
 export class NotPaired extends EcrdError {
-  static readonly reason: string = "not_paired";
+  static override readonly reason: string = "not_paired";
 }
 
 /** `transaction_not_found` (-32002): docs/api.md, "Errors". */
 export class TransactionNotFound extends EcrdError {
-  static readonly reason: string = "transaction_not_found";
+  static override readonly reason: string = "transaction_not_found";
 }
 
 /** `terminal_not_found` (-32001): docs/api.md, "Errors". */
 export class TerminalNotFound extends EcrdError {
-  static readonly reason: string = "terminal_not_found";
+  static override readonly reason: string = "terminal_not_found";
 }
 
 /** `too_many_clients` (-32000): docs/api.md, "Errors". */
 export class TooManyClients extends EcrdError {
-  static readonly reason: string = "too_many_clients";
+  static override readonly reason: string = "too_many_clients";
 }
 
 export const BY_REASON: { readonly [reason: string]: typeof EcrdError } = {
