@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+from http_stack import TOKENS, start_http_stack
 from stack import Stack, start_stack
 
 from ecrd.api.declarations import SCHEMAS, SPECS
@@ -235,3 +236,24 @@ async def test_events_after_subscribe(stack: Stack) -> None:
     assert {"pending", "succeeded"} <= {e["state"] for e in events}
     for event in events:
         assert mismatches(event, {"$ref": "#/components/schemas/Event"}) == []
+
+
+async def test_over_the_http_endpoint_with_a_bearer_token(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    hs = await start_http_stack(nursery, tmp_path)
+    till = ecrd_client.Client.http(f"{hs.url}/rpc", TOKENS["web-pos"], timeout=30)
+    declared("ping", await on_thread(till.ping))
+    with pytest.raises(ecrd_client.NotPaired):
+        await on_thread(lambda: till.sale("lan-1", "1.00", "HKD", reference_id="h-0"))
+    with pytest.raises(ecrd_client.PermissionDenied) as denied:
+        await on_thread(lambda: till.terminal_pair("lan-1", hs.stack.terminal("lan").pin1))
+    assert denied.value.data["role"] == "admin"
+    office = ecrd_client.Client.http(f"{hs.url}/rpc", TOKENS["office"], timeout=30)
+    await on_thread(lambda: office.terminal_pair("lan-1", hs.stack.terminal("lan").pin1))
+    tx = await on_thread(lambda: till.sale("lan-1", "4.20", "HKD", reference_id="h-1"))
+    assert declared("sale", tx)["state"] == "succeeded" and hs.stack.charges("lan", "h-1") == 1
+    stranger = ecrd_client.Client.http(f"{hs.url}/rpc", "not-a-token", timeout=30)
+    with pytest.raises(ecrd_client.HttpRefused) as refused:
+        await on_thread(stranger.ping)
+    assert refused.value.status == 401
