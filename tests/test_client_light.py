@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 import trio
 from http_stack import TOKENS, start_http_stack
-from stack import Stack, start_stack
+from stack import Stack, config_data, start_stack
 
 from ecrd.api.declarations import SCHEMAS, SPECS
 from ecrd.api.openrpc import document
@@ -192,6 +193,20 @@ async def test_a_sale_and_its_record_through_the_typed_methods(stack: Stack) -> 
         declared("journal.audit", await on_thread(lambda: ecr.journal_audit(limit=5)))
         refund = await on_thread(lambda: ecr.refund("lan-1", "1.00", "HKD", "light-1"))
         assert declared("refund", refund)["state"] == "succeeded"
+
+
+async def test_the_admin_results_are_the_declared_shapes(stack: Stack) -> None:
+    (stack.tmp / "ecrd.toml").write_text(tomli_w.dumps(config_data(stack.description, stack.tmp)))
+    backups = stack.tmp / "backups"
+    backups.mkdir(mode=0o700)
+    ecr = await on_thread(lambda: ecrd_client.Client(stack.socket, timeout=30))
+    with ecr:
+        declared("config.reload", await on_thread(ecr.config_reload))
+        await on_thread(lambda: ecr.terminal_pair("lan-1", stack.terminal("lan").pin1))
+        copy = str(backups / "journal.sqlite3")
+        backup = await on_thread(lambda: ecr.journal_backup(copy, with_pairings=True))
+        assert declared("journal.backup", backup)["pairings"] == copy + ".pairings.toml"
+        declared("terminal.unpair", await on_thread(lambda: ecr.terminal_unpair("lan-1")))
 
 
 async def test_each_error_is_its_reasons_class(stack: Stack) -> None:

@@ -51,9 +51,14 @@ def _key(name: str) -> str:
     return name if name.isidentifier() else json.dumps(name)
 
 
-def _interface(name: str, doc: str, fields: list[tuple[str, bool, str]], open_: bool) -> str:
+def _interface(
+    name: str, doc: str, fields: list[tuple[str, bool, str, str]], open_: bool
+) -> str:  # fmt: skip
+    """``fields``: each one's name, whether it is required, its type and what it is."""
     lines = [f"/** {doc} */", f"export interface {name} {{"]
-    lines += [f"  {_key(k)}{'' if req else '?'}: {t};" for k, req, t in fields]
+    for key, required, kind, what in fields:
+        lines += [f"  /** {what} */"] * bool(what)
+        lines.append(f"  {_key(key)}{'' if required else '?'}: {kind};")
     if open_:
         lines.append("  [key: string]: unknown;")
     return "\n".join([*lines, "}"])
@@ -63,13 +68,14 @@ def types(doc: dict[str, Any]) -> str:
     parts = [HEAD]
     for name, schema in doc["components"]["schemas"].items():
         props = schema.get("properties", {})
-        fields = [(k, k in schema["required"], ts_type(v)) for k, v in props.items()]
+        fields = [(k, k in schema["required"], ts_type(v), "") for k, v in props.items()]
         parts.append(
             _interface(name, schema["description"], fields, schema["additionalProperties"])
         )
     api = ["/** Each method's params and result. */", "export interface Api {"]
     for method in doc["methods"]:
-        fields = [(p["name"], p["required"], ts_type(p["schema"])) for p in method["params"]]
+        fields = [(p["name"], p["required"], ts_type(p["schema"]), p["description"])
+                  for p in method["params"]]  # fmt: skip
         summary = f"{method['summary']} ({method['name']})"
         parts.append(_interface(params_name(method["name"]), summary, fields, False))
         result = ts_type(method["result"]["schema"])

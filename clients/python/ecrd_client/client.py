@@ -13,8 +13,6 @@ import itertools
 import json
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +20,6 @@ from ecrd_client._api import BY_CODE, BY_REASON, Methods
 from ecrd_client._base import ConnectionLost, EcrdError, HttpRefused
 
 DEFAULT_SOCKET = "/run/ecrd/ecrd.sock"
-# ecrd is on this box or the shop's LAN: never through a proxy the environment names.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def error_from(error: dict[str, Any]) -> EcrdError:
@@ -99,7 +95,13 @@ class Client(Methods):
         return message
 
     def _post(self, request: dict[str, Any]) -> dict[str, Any]:
+        # Imported here: an app on the socket alone never loads http.client, ssl, email...
+        import urllib.error
+        import urllib.request
+
         assert self._url is not None
+        # ecrd is on this box or the shop's LAN: never through a proxy the environment names.
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         post = urllib.request.Request(  # noqa: S310 - the caller's own ecrd URL
             self._url,
             data=json.dumps(request).encode(),
@@ -108,7 +110,7 @@ class Client(Methods):
             method="POST",
         )  # fmt: skip
         try:
-            with _DIRECT.open(post, timeout=self._timeout) as response:
+            with direct.open(post, timeout=self._timeout) as response:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             text = exc.read().decode(errors="replace")

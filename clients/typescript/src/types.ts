@@ -172,127 +172,193 @@ export interface TerminalListParams {
 
 /** pair a terminal with the code its pairing page shows (terminal.pair) */
 export interface TerminalPairParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the pairing code, or the QR code's JSON (text or object) */
   code: string | { [key: string]: unknown };
 }
 
 /** forget a terminal's pairing (terminal.unpair) */
 export interface TerminalUnpairParams {
+  /** the terminal's id in the config */
   terminal: string;
 }
 
 /** the terminal's DeviceInfo (shared, cached) (terminal.info) */
 export interface TerminalInfoParams {
+  /** the terminal's id in the config */
   terminal: string;
 }
 
 /** send an allowed read-only action (terminal.send) */
 export interface TerminalSendParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** DeviceInfo, the status_action or one of send_actions */
   action: string;
+  /** the action's body */
   body?: { [key: string]: unknown };
 }
 
 /** find the settings a terminal answers under, or its status action (terminal.probe) */
 export interface TerminalProbeParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the pairing code (find the settings) */
   code?: string;
+  /** bound the probe */
   timeout_s?: number;
+  /** which status action a paired terminal knows */
   status?: boolean;
 }
 
 /** switch the wire trace, read its last lines (terminal.trace) */
 export interface TerminalTraceParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** switch it on or off until a reload */
   on?: boolean;
+  /** the last lines */
   tail?: number;
 }
 
 /** charge the customer (sale) */
 export interface SaleParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the amount; a decimal string with two decimals, above 0.00, at most 99999999.99 */
   amount: string;
+  /** ISO 4217 code of an active currency (or one of [daemon].extra_currencies) */
   currency: string;
+  /** your order's id, for the terminal's records */
   customer_order_id?: string;
+  /** how the customer pays */
   payment_method?: "credit_card" | "fps" | "octopus" | "consumer_presented_qr_code";
+  /** whether the terminal prints a receipt */
   print?: "YES" | "NO";
+  /** further body fields, forwarded unchanged; at most 4096 bytes as compact UTF-8 JSON */
   extra?: { [key: string]: unknown };
+  /** the idempotency key: send your own (your order's payment id) and reuse it on a retry; generated if absent */
   reference_id?: string;
+  /** seconds to wait for the customer (default: the terminal's timeout_s) */
   timeout_s?: number;
+  /** wait while the terminal is busy instead of terminal_busy */
   wait?: boolean;
 }
 
 /** hold an amount (preauth) */
 export interface PreauthParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the amount; a decimal string with two decimals, above 0.00, at most 99999999.99 */
   amount: string;
+  /** ISO 4217 code of an active currency (or one of [daemon].extra_currencies) */
   currency: string;
+  /** your order's id, for the terminal's records */
   customer_order_id?: string;
+  /** how the customer pays */
   payment_method?: "credit_card" | "fps" | "octopus" | "consumer_presented_qr_code";
+  /** whether the terminal prints a receipt */
   print?: "YES" | "NO";
+  /** further body fields, forwarded unchanged; at most 4096 bytes as compact UTF-8 JSON */
   extra?: { [key: string]: unknown };
+  /** the idempotency key: send your own (your order's payment id) and reuse it on a retry; generated if absent */
   reference_id?: string;
+  /** seconds to wait for the customer (default: the terminal's timeout_s) */
   timeout_s?: number;
+  /** wait while the terminal is busy instead of terminal_busy */
   wait?: boolean;
 }
 
 /** refund (part of) a sale (refund) */
 export interface RefundParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the amount; a decimal string with two decimals, above 0.00, at most 99999999.99 */
   amount: string;
+  /** ISO 4217 code of an active currency (or one of [daemon].extra_currencies) */
   currency: string;
+  /** your order's id, for the terminal's records */
   customer_order_id?: string;
+  /** how the customer pays */
   payment_method?: "credit_card" | "fps" | "octopus" | "consumer_presented_qr_code";
+  /** whether the terminal prints a receipt */
   print?: "YES" | "NO";
+  /** further body fields, forwarded unchanged; at most 4096 bytes as compact UTF-8 JSON */
   extra?: { [key: string]: unknown };
+  /** the reference_id of the payment undone */
   original_reference_id: string;
+  /** the original was taken on another box (only the terminal checks it) */
   original_elsewhere?: boolean;
+  /** the idempotency key: send your own (your order's payment id) and reuse it on a retry; generated if absent */
   reference_id?: string;
+  /** seconds to wait for the customer (default: the terminal's timeout_s) */
   timeout_s?: number;
+  /** wait while the terminal is busy instead of terminal_busy */
   wait?: boolean;
 }
 
 /** undo a payment whole (void) */
 export interface VoidParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the reference_id of the payment undone */
   original_reference_id: string;
+  /** further body fields, forwarded unchanged; at most 4096 bytes as compact UTF-8 JSON */
   extra?: { [key: string]: unknown };
+  /** the original was taken on another box (only the terminal checks it) */
   original_elsewhere?: boolean;
+  /** the idempotency key: send your own (your order's payment id) and reuse it on a retry; generated if absent */
   reference_id?: string;
+  /** seconds to wait for the customer (default: the terminal's timeout_s) */
   timeout_s?: number;
+  /** wait while the terminal is busy instead of terminal_busy */
   wait?: boolean;
 }
 
 /** cancel the payment in progress (abort) */
 export interface AbortParams {
+  /** the terminal's id in the config */
   terminal: string;
+  /** the payment (default: the one in progress) */
   reference_id?: string;
 }
 
 /** one transaction, who started it and its history (transaction.get) */
 export interface TransactionGetParams {
+  /** its reference */
   reference_id: string;
 }
 
 /** a page of transactions, newest first (transaction.list) */
 export interface TransactionListParams {
+  /** only this terminal's */
   terminal?: string;
+  /** only in this state */
   state?: "pending" | "succeeded" | "failed" | "unknown" | "resolved_succeeded" | "resolved_failed" | "disputed";
+  /** created at or after (RFC 3339 with offset) */
   since?: string;
+  /** created before (RFC 3339 with offset) */
   until?: string;
+  /** the reference_id of the previous page's last */
   before?: string;
+  /** at most this many (default 100) */
   limit?: number;
 }
 
 /** settle an unknown (or disputed) transaction (transaction.resolve) */
 export interface TransactionResolveParams {
+  /** its reference */
   reference_id: string;
+  /** what the terminal's list shows */
   outcome: "succeeded" | "failed";
+  /** why (required for a disputed one) */
   note?: string;
 }
 
 /** events on this connection (subscribe) */
 export interface SubscribeParams {
+  /** default: all */
   topics?: Array<"transaction.state" | "transaction.disputed" | "terminal">;
 }
 
@@ -306,14 +372,19 @@ export interface MetricsParams {
 
 /** an online copy of the journal (journal.backup) */
 export interface JournalBackupParams {
+  /** a new file */
   path: string;
+  /** also copy pairings.toml (PINs) */
   with_pairings?: boolean;
 }
 
 /** the audit table, newest first (journal.audit) */
 export interface JournalAuditParams {
+  /** at most this many (default 100) */
   limit?: number;
+  /** rows older than this seq */
   before?: number;
+  /** one method's rows */
   action?: string;
 }
 
