@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import tomli_w
 import trio
@@ -268,6 +269,9 @@ async def test_over_the_http_endpoint_with_a_bearer_token(
     await on_thread(lambda: office.terminal_pair("lan-1", hs.stack.terminal("lan").pin1))
     tx = await on_thread(lambda: till.sale("lan-1", "4.20", "HKD", reference_id="h-1"))
     assert declared("sale", tx)["state"] == "succeeded" and hs.stack.charges("lan", "h-1") == 1
+    async with httpx.AsyncClient() as web:
+        served = (await web.get(f"{hs.url}/openrpc.json")).json()
+    assert served == document()  # GET /openrpc.json: the document, as made here
     stranger = ecrd_client.Client.http(f"{hs.url}/rpc", "not-a-token", timeout=30)
     with pytest.raises(ecrd_client.HttpRefused) as refused:
         await on_thread(stranger.ping)
