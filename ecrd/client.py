@@ -1,4 +1,7 @@
-"""A small client for POS apps: ``Client`` (blocking) and ``open_trio_client`` (Trio).
+"""ecrd's own client: ``open_trio_client`` (Trio: ``ecrctl`` and the tests) and ``Client``
+(blocking). A POS app takes the light ``ecrd_client`` (clients/python) instead: the same
+API with typed methods and one exception per reason, on the standard library alone, where
+importing this module pulls in trio (and the daemon package with its dependencies).
 
     from ecrd.client import Client, EcrdError
     with Client("/run/ecrd/ecrd.sock") as ecr:

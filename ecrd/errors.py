@@ -55,6 +55,8 @@ def reason_of(exc: BaseException) -> str:
 
 class ApiError(Reasoned):
     code: ClassVar[int] = -32000
+    # The more precise reasons it may carry instead of its own (docs/api.md, "Errors").
+    also: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, message: str, *, reason: str | None = None, **data: Any) -> None:
         super().__init__(message)
@@ -121,11 +123,13 @@ class RefundRefused(ApiError):
 
     code = -32009
     reason = "original_not_found"
+    also = ("original_not_refundable", "currency_mismatch", "refund_exceeds_original")
 
 
 class LinkDown(ApiError):
     code = -32010
     reason = "link_down"
+    also = ("cloud_not_configured", "cloud_refused")
 
 
 class OutcomeUnknown(ApiError):
@@ -141,6 +145,8 @@ class WrongKeyError(ApiError):
 class TerminalError(ApiError):
     code = -32013
     reason = "terminal_error"
+    also = ("timeout", "no_reply", "bad_reply", "stale_response", "wrong_terminal",
+            "malformed_message")  # fmt: skip
 
 
 class PairingFailed(ApiError):

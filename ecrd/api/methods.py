@@ -1,8 +1,9 @@
 """The methods of the socket API (design.md §2, documented in docs/api.md).
 
-Each method validates its params into plain values (``InvalidParams`` names the field and
-what was expected) and calls the daemon. Exceptions from lower layers are translated into
-``ApiError``s with stable reasons in ``translate``.
+Each method gets its params checked against its declaration (``api/declarations.py``, by
+``MethodSpec.validate`` in ``server.dispatch``), checks what depends on the configuration
+(the terminal, the box's currencies), and calls the daemon. Exceptions from lower layers
+are translated into ``ApiError``s with stable reasons in ``translate``.
 """
 
 from __future__ import annotations
@@ -15,27 +16,21 @@ from typing import Any, Final
 import trio
 
 from ecrd import __version__, errors
+from ecrd.api.declarations import MAX_EXTRA_BYTES as MAX_EXTRA_BYTES  # where tests look
+from ecrd.api.declarations import PROTOCOL_VERSION, SPECS, TOPICS
 from ecrd.api.errormap import money_result, translate
-from ecrd.api.params import Params, no_controls
+from ecrd.api.params import MethodSpec, Params
 from ecrd.api.service import Client, Service
 from ecrd.currencies import is_known
 from ecrd.money.request import PaymentRequest
 from ecrd.protocol.actions import MONEY_METHODS, money_like
-from ecrd.protocol.envelope import AmountError, check_currency, parse_amount
-from ecrd.store.journal import STATES, parse_time
-from ecrd.store.journal_view import MAX_PAGE, UnknownCursor
+from ecrd.store.journal_view import UnknownCursor
 from ecrd.terminal.info import info as device_info
 from ecrd.terminal.pairing import parse_pairing_code
 from ecrd.terminal.pairing_flow import pair
 from ecrd.terminal.probe import MAX_LIMIT_S, PROBE_HOLD, discover_status, probe
 from ecrd.terminal.terminal import Terminal
 
-PROTOCOL_VERSION: Final = 1
-TOPICS: Final = ("transaction.state", "transaction.disputed", "terminal")
-PAYMENT_METHODS: Final = ("credit_card", "fps", "octopus", "consumer_presented_qr_code")
-# A payment's ``extra``, as compact UTF-8 JSON: it is journaled with the payment and comes
-# back in every listing, so it is bounded like the rest of a record (docs/api.md).
-MAX_EXTRA_BYTES: Final = 4096
 Method = Callable[[Service, Client, Params], Awaitable[Any]]
 
 
@@ -57,10 +52,7 @@ async def terminal_list(daemon: Service, conn: Client, p: Params) -> Any:
 
 async def terminal_pair(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    code = p.raw.get("code")
-    if not isinstance(code, str | dict):
-        raise errors.InvalidParams("code must be the pairing code or the QR JSON", field="code")
-    no_controls(code, "code")
+    code = p["code"]
     daemon.log_peer("pair", term.id, conn.peer)
     async with daemon.payments.holding(term, "pairing"):  # no sale under a changing PIN
         try:
@@ -88,10 +80,7 @@ async def terminal_info(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 def _currency(p: Params, extra: tuple[str, ...]) -> str:
-    try:
-        currency = check_currency(p.raw.get("currency"))
-    except AmountError as exc:
-        raise errors.InvalidParams(str(exc), field="currency") from None
+    currency: str = p["currency"]
     if not is_known(currency, extra):
         raise errors.InvalidParams(
             f"currency {currency!r} is not an ISO 4217 currency (a terminal's own code can be "
@@ -104,25 +93,21 @@ def _currency(p: Params, extra: tuple[str, ...]) -> str:
 def _money_params(p: Params, action: str, currencies: tuple[str, ...]) -> dict[str, Any]:
     if action == "Void":
         return {
-            "original_reference_id": p.text("original_reference_id", required=True),
-            "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
-            "original_elsewhere": p.flag("original_elsewhere") or None,
+            "original_reference_id": p["original_reference_id"],
+            "extra": p["extra"],
+            "original_elsewhere": p["original_elsewhere"] or None,
         }
-    try:
-        amount = str(parse_amount(p.raw.get("amount")))
-    except AmountError as exc:
-        raise errors.InvalidParams(str(exc), field="amount") from None
     params = {
-        "amount": amount,
+        "amount": p["amount"],
         "currency": _currency(p, currencies),
-        "customer_order_id": p.text("customer_order_id"),
-        "payment_method": p.choice("payment_method", PAYMENT_METHODS),
-        "print": p.choice("print", ("YES", "NO")),
-        "extra": p.obj("extra", max_bytes=MAX_EXTRA_BYTES),
+        "customer_order_id": p["customer_order_id"],
+        "payment_method": p["payment_method"],
+        "print": p["print"],
+        "extra": p["extra"],
     }
     if action == "Refund":
-        params["original_reference_id"] = p.text("original_reference_id", required=True)
-        params["original_elsewhere"] = p.flag("original_elsewhere") or None
+        params["original_reference_id"] = p["original_reference_id"]
+        params["original_elsewhere"] = p["original_elsewhere"] or None
     return params
 
 
@@ -133,9 +118,9 @@ def money(name: str) -> Method:
         term = p.terminal(daemon)
         params = _money_params(p, action, daemon.config.daemon.extra_currencies)
         params = {k: v for k, v in params.items() if v is not None}
-        ref = p.text("reference_id") or str(uuid.uuid4())
-        timeout = p.number("timeout_s", 1, 3600)
-        wait = p.flag("wait")
+        ref = p["reference_id"] or str(uuid.uuid4())
+        timeout = p["timeout_s"]
+        wait = bool(p["wait"])
         request = PaymentRequest(term.id, action, ref, **params)
         try:  # an accepted one is logged once, by Payments ("accepted from ...")
             record = await daemon.payments.money(
@@ -157,7 +142,7 @@ def money(name: str) -> Method:
 
 async def abort(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    ref = p.text("reference_id") or daemon.payments.payment_on(term)
+    ref = p["reference_id"] or daemon.payments.payment_on(term)
     daemon.log_peer("abort", term.id, conn.peer, ref=ref or "-")
     try:
         response = await term.exchange(
@@ -169,7 +154,7 @@ async def abort(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
-    ref = p.text("reference_id", required=True)
+    ref = p["reference_id"]
     view = daemon.journal_view
     async with conn.reading():
         record = await daemon.read(view.get, ref)
@@ -181,33 +166,19 @@ async def transaction_get(daemon: Service, conn: Client, p: Params) -> Any:
     return {**seen, "started_by": started_by, "history": history}
 
 
-def _time(p: Params, name: str) -> str | None:
-    value = p.text(name, max_len=40)
-    try:
-        return None if value is None else parse_time(value)
-    except (ValueError, OverflowError) as exc:  # OverflowError: a valid text out of range
-        raise errors.InvalidParams(
-            f"{name} must be an RFC 3339 time with offset, years 0001-9999 in UTC: {exc}",
-            field=name,
-        ) from None
-
-
 async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
     """One page, newest first (docs/api.md, "Paging")."""
-    limit = p.number("limit", 1, MAX_PAGE)
-    if limit is not None and limit != int(limit):
-        raise errors.InvalidParams("limit must be an integer", field="limit")
-    state = p.choice("state", STATES)
+    state = p["state"]
     authority = daemon.payments.authority
     query = {
-        "terminal": p.text("terminal"),
+        "terminal": p["terminal"],
         "state": state,
         # Unknown to the API, pending in the journal: their evidence waits to be written.
         "also": list(authority.unwritten) if state == "unknown" else [],
-        "since": _time(p, "since"),
-        "until": _time(p, "until"),
-        "before": p.text("before"),
-        "limit": int(limit or 100),
+        "since": p["since"],
+        "until": p["until"],
+        "before": p["before"],
+        "limit": p["limit"] or 100,
     }
     try:
         async with conn.reading() as max_bytes:
@@ -227,9 +198,7 @@ async def transaction_list(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
-    ref = p.text("reference_id", required=True)
-    outcome = p.choice("outcome", ("succeeded", "failed"), required=True)
-    note = p.text("note", max_len=1000) or ""
+    ref, outcome, note = p["reference_id"], p["outcome"], p["note"] or ""
     daemon.log_peer(f"resolve {outcome}", "-", conn.peer, ref=ref)
     record = await daemon.payments.resolve(ref, outcome, note, who=conn.peer)
     return record.to_api()
@@ -237,8 +206,7 @@ async def transaction_resolve(daemon: Service, conn: Client, p: Params) -> Any:
 
 async def terminal_send(daemon: Service, conn: Client, p: Params) -> Any:
     term = p.terminal(daemon)
-    action = p.text("action", required=True, max_len=64)
-    body = p.obj("body")
+    action, body = p["action"], p["body"]
     allowed = send_actions(term)
     if action not in allowed:
         raise errors.ActionNotAllowed(
@@ -270,14 +238,15 @@ async def terminal_probe(daemon: Service, conn: Client, p: Params) -> Any:
     the probe's own), or with ``status`` which status action a paired terminal knows
     (read-only actions about a reference never used); the terminal is busy meanwhile."""
     term = p.terminal(daemon)
-    status = p.flag("status")
-    code = p.text("code", required=not status, max_len=1024)
+    status, code = bool(p["status"]), p["code"]
+    if not status and code is None:
+        raise errors.InvalidParams("code is required", field="code")
     if status and code is not None:
         raise errors.InvalidParams(
             "give code (find the settings, on the pairing page) or status (a paired "
             "terminal), not both", field="code",
         )  # fmt: skip
-    limit = p.number("timeout_s", 1, MAX_LIMIT_S) or MAX_LIMIT_S
+    limit = p["timeout_s"] or MAX_LIMIT_S
     parsed = parse_pairing_code(code) if code is not None else None
     daemon.log_peer("probe --status" if status else "probe", term.id, conn.peer)
     async with daemon.payments.holding(term, PROBE_HOLD):
@@ -294,32 +263,23 @@ async def terminal_trace(daemon: Service, conn: Client, p: Params) -> Any:
     """Turn a terminal's wire trace on or off (until a reload or restart: the entry's
     ``trace`` key is the lasting setting), and/or read its last ``tail`` lines."""
     term = p.terminal(daemon)
-    on = p.raw.get("on")
+    on = p["on"]
     if on is not None:
-        term.trace.on = p.flag("on")
+        term.trace.on = on
         daemon.log_peer(f"trace {'on' if on else 'off'}", term.id, conn.peer)
-    tail = p.number("tail", 1, 1000)
+    tail = p["tail"]
     result: dict[str, Any] = {
         "terminal": term.id,
         "trace": term.trace.on,
         "file": str(term.trace.path) if term.trace.path else None,
     }
     if tail is not None:
-        result["lines"] = await trio.to_thread.run_sync(term.trace.tail, int(tail))
+        result["lines"] = await trio.to_thread.run_sync(term.trace.tail, tail)
     return result
 
 
 async def subscribe(daemon: Service, conn: Client, p: Params) -> Any:
-    topics = p.raw.get("topics")
-    if topics is not None and (
-        not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)
-    ):
-        raise errors.InvalidParams("topics must be a list of strings", field="topics")
-    unknown = sorted(set(topics or ()) - set(TOPICS))
-    if unknown:
-        raise errors.InvalidParams(
-            f"unknown topic {unknown[0]!r}; topics: {', '.join(TOPICS)}", field="topics"
-        )
+    topics = p["topics"]
     chosen = frozenset(topics) if topics else None
     conn.subscribe(chosen)
     return {"subscribed": sorted(chosen or TOPICS)}
@@ -332,12 +292,10 @@ async def metrics(daemon: Service, conn: Client, p: Params) -> Any:
 
 
 async def journal_backup(daemon: Service, conn: Client, p: Params) -> Any:
-    path = p.text("path", required=True, max_len=4096)
-    if not path.startswith("/"):
-        raise errors.InvalidParams("path must be absolute (ecrd writes it)", field="path")
+    path = p["path"]
     daemon.log_peer("journal.backup", "-", conn.peer, ref=path)
     try:
-        return await daemon.backup(path, p.flag("with_pairings"))
+        return await daemon.backup(path, bool(p["with_pairings"]))
     except FileExistsError:
         raise errors.InvalidParams(
             f"{path} exists; a backup never overwrites", field="path"
@@ -349,16 +307,10 @@ async def journal_backup(daemon: Service, conn: Client, p: Params) -> Any:
 async def journal_audit(daemon: Service, conn: Client, p: Params) -> Any:
     """The audit table, newest first: who administered what, when, with what result (and
     every prune of the journal). Paged like ``transaction.list``, ``before`` a ``seq``."""
-    limit = p.number("limit", 1, MAX_PAGE)
-    before = p.number("before", 1, 2**62)
-    for name, value in (("limit", limit), ("before", before)):
-        if value is not None and value != int(value):
-            raise errors.InvalidParams(f"{name} must be an integer", field=name)
-    action = p.text("action", max_len=64)
     async with conn.reading() as max_bytes:
         return await daemon.read(
-            daemon.journal_view.audit, limit=int(limit or 100), action=action,
-            before=None if before is None else int(before), max_bytes=max_bytes,
+            daemon.journal_view.audit, limit=p["limit"] or 100, action=p["action"],
+            before=p["before"], max_bytes=max_bytes,
         )  # fmt: skip
 
 
@@ -367,57 +319,32 @@ async def config_reload(daemon: Service, conn: Client, p: Params) -> Any:
     return await daemon.reload()
 
 
-METHODS: Final[dict[str, tuple[Method, tuple[str, ...]]]] = {
-    "ping": (ping, ()),
-    "status": (status, ()),
-    "terminal.list": (terminal_list, ()),
-    "terminal.pair": (terminal_pair, ("terminal", "code")),
-    "terminal.unpair": (terminal_unpair, ("terminal",)),
-    "terminal.info": (terminal_info, ("terminal",)),
-    "terminal.send": (terminal_send, ("terminal", "action", "body")),
-    "terminal.probe": (terminal_probe, ("terminal", "code", "timeout_s", "status")),
-    "terminal.trace": (terminal_trace, ("terminal", "on", "tail")),
-    "sale": (
-        money("sale"),
-        (
-            _SALE := (
-                "terminal",
-                "amount",
-                "currency",
-                "reference_id",
-                "customer_order_id",
-                "payment_method",
-                "print",
-                "timeout_s",
-                "extra",
-                "wait",
-            )
-        ),
-    ),
-    "preauth": (money("preauth"), _SALE),
-    "refund": (money("refund"), (*_SALE, "original_reference_id", "original_elsewhere")),
-    "void": (
-        money("void"),
-        (
-            "terminal",
-            "reference_id",
-            "original_reference_id",
-            "original_elsewhere",
-            "timeout_s",
-            "extra",
-            "wait",
-        ),
-    ),
-    "abort": (abort, ("terminal", "reference_id")),
-    "transaction.get": (transaction_get, ("reference_id",)),
-    "transaction.list": (
-        transaction_list,
-        ("terminal", "state", "since", "until", "before", "limit"),
-    ),
-    "transaction.resolve": (transaction_resolve, ("reference_id", "outcome", "note")),
-    "subscribe": (subscribe, ("topics",)),
-    "config.reload": (config_reload, ()),
-    "metrics": (metrics, ()),
-    "journal.backup": (journal_backup, ("path", "with_pairings")),
-    "journal.audit": (journal_audit, ("limit", "before", "action")),
+IMPLEMENTATIONS: Final[dict[str, Method]] = {
+    "ping": ping,
+    "status": status,
+    "terminal.list": terminal_list,
+    "terminal.pair": terminal_pair,
+    "terminal.unpair": terminal_unpair,
+    "terminal.info": terminal_info,
+    "terminal.send": terminal_send,
+    "terminal.probe": terminal_probe,
+    "terminal.trace": terminal_trace,
+    "sale": money("sale"),
+    "preauth": money("preauth"),
+    "refund": money("refund"),
+    "void": money("void"),
+    "abort": abort,
+    "transaction.get": transaction_get,
+    "transaction.list": transaction_list,
+    "transaction.resolve": transaction_resolve,
+    "subscribe": subscribe,
+    "config.reload": config_reload,
+    "metrics": metrics,
+    "journal.backup": journal_backup,
+    "journal.audit": journal_audit,
+}
+# Each method with its declaration (api/declarations.py): one without the other is a bug.
+assert set(IMPLEMENTATIONS) == set(SPECS), set(IMPLEMENTATIONS) ^ set(SPECS)
+METHODS: Final[dict[str, tuple[Method, MethodSpec]]] = {
+    name: (IMPLEMENTATIONS[name], spec) for name, spec in SPECS.items()
 }

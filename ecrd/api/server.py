@@ -50,7 +50,6 @@ from ecrd import errors, ownership
 from ecrd.api import audit, jsonrpc, roles
 from ecrd.api.caller import Caller
 from ecrd.api.methods import METHODS
-from ecrd.api.params import Params
 from ecrd.api.refusals import RefusalLog
 from ecrd.api.service import Service
 from ecrd.api.sharing import Admission, Refused
@@ -345,7 +344,7 @@ async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> 
             f"no method {req.method!r}; see docs/api.md",
             "method_not_found",
         )
-    method, allowed = entry
+    method, spec = entry
     cfg = daemon.config  # read once per call: a reload applies to the calls after it
     denied = conn.who.denial(req.method, cfg)
     if denied is not None:
@@ -355,7 +354,7 @@ async def _dispatch(daemon: Service, conn: Connection, req: jsonrpc.Request) -> 
         daemon.count("permission_denied")
         return {"jsonrpc": "2.0", "id": req.id, "error": denied.to_error()}
     try:
-        value = await method(daemon, conn, Params(req.params, allowed))
+        value = await method(daemon, conn, spec.validate(req.params))
     except errors.ApiError as exc:
         body = exc.to_error()
         return {"jsonrpc": "2.0", "id": req.id, "error": body}

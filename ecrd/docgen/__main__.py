@@ -1,4 +1,6 @@
 """``python -m ecrd.docgen OUTDIR``: the man pages and completions, laid out as installed.
+(``python -m ecrd.docgen openrpc``: the API's OpenRPC document and the clients made from
+it, in the repository: ``api_files.py``.)
 
     OUTDIR/man/man8/ecrd.8      OUTDIR/bash-completion/completions/ecrd, ecrctl
     OUTDIR/man/man1/ecrctl.1    OUTDIR/zsh/vendor-completions/_ecrd, _ecrctl
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 from ecrd import cli, ctl
-from ecrd.docgen import completion, config_doc, man, model
+from ecrd.docgen import api_files, completion, config_doc, man, model
 
 
 def pages(example: str, date: str) -> dict[str, str]:
@@ -44,6 +46,9 @@ def build_date() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["openrpc"]:
+        return api_files.main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m ecrd.docgen", description=__doc__)
     p.add_argument("outdir", type=Path, nargs="?")
     p.add_argument("--example", type=Path, default=Path("etc/ecrd.toml"), help="the config")

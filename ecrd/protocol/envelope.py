@@ -43,8 +43,10 @@ VERSION: Final = "2.0"
 PIN_FIELDS: Final = ("pinCode2", "pinCode", "newPinCode")
 MAX_AMOUNT: Final = Decimal("99999999.99")
 # Used with fullmatch: "$" alone would also accept a trailing newline.
-_AMOUNT_RE: Final = re.compile(r"(0|[1-9][0-9]{0,7})\.[0-9]{2}")
-_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
+AMOUNT_PATTERN: Final = r"(0|[1-9][0-9]{0,7})\.[0-9]{2}"
+CURRENCY_PATTERN: Final = r"[A-Z]{3}"
+_AMOUNT_RE: Final = re.compile(AMOUNT_PATTERN)
+_CURRENCY_RE: Final = re.compile(CURRENCY_PATTERN)
 
 
 class ProtocolError(Reasoned):
