@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import tomli_w
 from e2e import Daemon, Sim, pair, write_config
-from test_reliability import check_reply, strict_loads
 
 from ecrd.api.sharing import RESERVE
+from harness.raw import Raw
 
 MAX_LINE = 65536  # max_line_bytes, the default
 MAX_CLIENTS = 8  # set low so that "too many clients" is cheap to reach
@@ -478,55 +478,7 @@ def test_the_table_is_big_and_its_names_unique() -> None:
     assert len({c.name for c in CASES}) == KINDS
 
 
-# -- the raw connection -----------------------------------------------------------------------
-
-
-class Raw:
-    """A plain Unix socket speaking newline-delimited JSON, for bad input."""
-
-    def __init__(self, path: str, timeout: float = 20) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
-        self._buf = b""
-
-    def send(self, *writes: bytes) -> None:
-        for data in writes:
-            self.sock.sendall(data)
-
-    def read(self) -> dict[str, Any] | None:
-        """The next message (checked well-formed), or None at end of stream."""
-        while b"\n" not in self._buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                assert not self._buf, f"the stream ended inside a line: {self._buf[:200]!r}"
-                return None
-            self._buf += chunk
-        text, self._buf = self._buf.split(b"\n", 1)
-        message = strict_loads(text)
-        check_reply(message)
-        return message
-
-    def reply(self) -> dict[str, Any]:
-        """The next reply, skipping event notifications."""
-        while True:
-            message = self.read()
-            assert message is not None, "ecrd closed the connection"
-            if "id" in message:
-                return message
-
-    def call(self, method: str, id_: str, **params: Any) -> dict[str, Any]:
-        self.send(request(id_, method, params))
-        message = self.reply()
-        assert message["id"] == id_, message
-        return message
-
-    def close(self) -> None:
-        self.sock.close()
+# -- one daemon for the module, one raw connection for the table ---------------------------
 
 
 @dataclass
