@@ -26,6 +26,7 @@ from stack import Stack, call_error, config_for, make_sim, pair, start_stack
 from ecrd.client import TrioClient, open_trio_client
 from ecrd.daemon import Daemon
 from ecrd.store.journal import Journal, JournalError
+from ecrd.store.journal_view import JournalView
 
 TID = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}
 
@@ -258,10 +259,10 @@ async def test_rule4_resolve_journals_who_and_why(stack: Stack) -> None:
     peer = f"uid={os.getuid()} user={pwd.getpwuid(os.getuid()).pw_name} pid={os.getpid()} "
     assert done["state"] == "resolved_failed"
     assert done["resolved_by"].startswith(peer) and done["note"] == note
-    with Journal(journal_path(stack)) as journal:
-        last = journal.events("who")[-1]
-    assert (last.from_state, last.to_state, last.note) == ("unknown", "resolved_failed", note)
-    assert last.who.startswith(peer)
+    with closing(JournalView(str(journal_path(stack)))) as view:
+        last = view.history("who")[-1]
+    assert (last["from"], last["to"], last["why"]) == ("unknown", "resolved_failed", note)
+    assert last["who"].startswith(peer)
 
 
 async def test_rule4_block_on_unknown_false_lets_new_sales_through(
