@@ -1,4 +1,5 @@
-"""Shared test data: the protocol test vectors (protocol.md, "Test vectors").
+"""Shared fixtures: the in-process stack (``stack``, tests/stack.py) and the protocol test
+vectors (protocol.md, "Test vectors").
 
 The vectors live in ``tests/data/ecr-vectors.json`` (provenance: ``tests/data/README.md``).
 A missing file is a failure, not a skip: without it the byte-exact tests would silently stop
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from stack import Stack, start_stack
 
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "ecr-vectors.json"
 
@@ -54,3 +57,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, list[Vector]]:
     return load_vectors()
+
+
+@pytest.fixture
+async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
+    """The simulator and the daemon in this test's Trio loop, nothing paired (tests/stack.py;
+    a module that needs other settings starts its own with ``start_stack``)."""
+    return await start_stack(nursery, tmp_path)

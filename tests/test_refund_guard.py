@@ -5,19 +5,12 @@ simulator's ledger) and leaves no record."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
-from stack import Stack, call_error, pair, start_stack
+from stack import Stack, call_error, pair
 
 from ecrd.client import EcrdError, TrioClient, open_trio_client
-
-
-@pytest.fixture
-async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
-    return await start_stack(nursery, tmp_path)
 
 
 def refund(ref: str, original: str, amount: str = "10.00", **more: Any) -> dict[str, Any]:
