@@ -83,6 +83,21 @@ async def test_a_busy_terminal_and_a_blocked_one_exit_9(stack: Stack) -> None:
     assert blocked == ctl_out.EXIT_BUSY and json_error(err)["reason"] == "unresolved_transaction"
 
 
+async def test_an_unknown_is_listed_then_resolved_and_status_names_the_terminal(
+    stack: Stack,
+) -> None:
+    """What a script does after exit 3: list the unknowns (``--json``), resolve one (exit
+    0), and the terminal takes money again."""
+    assert (await ecrctl(stack.socket, "sale", "lan-1", "10.94", "--ref", "u1"))[0] == 3
+    code, out, _ = await ecrctl(stack.socket, "--json", "tx", "--state", "unknown")
+    assert code == ctl_out.EXIT_OK and [t["reference_id"] for t in json.loads(out)] == ["u1"]
+    code, _, err = await ecrctl(stack.socket, "resolve", "u1", "succeeded", "--note", "checked")
+    assert code == ctl_out.EXIT_OK, err
+    code, out, _ = await ecrctl(stack.socket, "status")
+    assert code == ctl_out.EXIT_OK and "lan-1" in out
+    assert (await ecrctl(stack.socket, "sale", "lan-1", "1.00"))[0] == ctl_out.EXIT_OK
+
+
 async def test_ecrd_unreachable_exits_4_and_says_so_as_json(tmp_path: Path) -> None:
     code, _, err = await ecrctl(str(tmp_path / "none.sock"), "status", "--json")
     assert code == ctl_out.EXIT_UNREACHABLE
