@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,15 @@ def running(
                 daemon.stop(sim)
         finally:
             sim.stop()
+
+
+def until(what: str, predicate: Callable[[], bool], timeout: float = 15) -> None:
+    """Until ``predicate()`` holds, polled every 20 ms (the peer is another process),
+    failing with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        time.sleep(0.02)
 
 
 def rss_kib(pid: int) -> int:
