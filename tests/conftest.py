@@ -54,6 +54,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, cases, ids=[f"{name}{i}" for i in range(len(cases))])
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps otherwise
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules (the package, the installer, the wheel: a minute of building
+    between them) first, so that on both cores the short tests fill in around them
+    instead of one of them starting last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, list[Vector]]:
     return load_vectors()

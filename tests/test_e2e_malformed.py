@@ -32,6 +32,9 @@ from e2e import Daemon, Sim, pair, write_config
 from ecrd.api.sharing import RESERVE
 from harness.raw import Raw
 
+# One worker takes the whole module (--dist loadgroup): one daemon serves it.
+pytestmark = pytest.mark.xdist_group("malformed")
+
 MAX_LINE = 65536  # max_line_bytes, the default
 MAX_CLIENTS = 8  # set low so that "too many clients" is cheap to reach
 
