@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,28 @@ PINS = ["111111", "222222", "333333"]
 
 
 class Sim:
-    def __init__(self, tmp: Path, *args: str) -> None:
+    """``ecrd-sim`` with ``args`` (default: one terminal on each link) and the pinCode1s
+    ``pins``; ``desc`` is its readiness line, ``control`` its control API."""
+
+    def __init__(
+        self, tmp: Path, *args: str, pins: Sequence[str] = PINS, deadline: float = 20
+    ) -> None:
         self.dir = tmp / "sim"
         cmd = [str(BIN / "ecrd-sim"), "--state-dir", str(self.dir), "--business-id", BUSINESS]
         if not args:
             args = ("--lan", "1", "--serial", "1", "--cloud", "1")
-        pins = [a for p in PINS for a in ("--pin1", p)]
+        with_pins = [a for p in pins for a in ("--pin1", p)]
         self.log = open(tmp / "sim.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*cmd, *args, *pins], stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [*cmd, *args, *with_pins], stdout=subprocess.PIPE, stderr=self.log
+        )
+        self.pid = self.proc.pid
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        ready, _, _ = select.select([self.proc.stdout], [], [], deadline)
+        line = self.proc.stdout.readline() if ready else b""
         if not line:
-            raise RuntimeError("ecrd-sim exited: " + (tmp / "sim.log").read_text())
+            self.stop()
+            raise RuntimeError("ecrd-sim did not start: " + (tmp / "sim.log").read_text())
         self.desc: dict[str, Any] = json.loads(line)
         self.control = httpx.Client(base_url=self.desc["control_url"], timeout=10, trust_env=False)
 
@@ -72,7 +83,8 @@ class Sim:
         return sum(1 for e in self.ledger(link) if e["referenceID"] == ref)
 
     def stop(self) -> None:
-        self.control.close()
+        if hasattr(self, "control"):
+            self.control.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -83,6 +95,16 @@ class Sim:
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         self.log.close()
+
+
+def answers_ping(socket_path: str) -> bool:
+    """Whether ecrd answers a ping on ``socket_path`` now."""
+    try:
+        with Client(socket_path, timeout=2) as c:
+            c.call("ping")
+        return True
+    except (OSError, EcrdError):
+        return False
 
 
 def write_config(tmp: Path, sim: Sim, **terminal_extra: Any) -> Path:
@@ -120,9 +142,18 @@ def write_config(tmp: Path, sim: Sim, **terminal_extra: Any) -> Path:
 
 
 class Daemon:
-    """``ecrd run`` in a subprocess; ``client()`` opens a socket client."""
+    """``ecrd run`` in a subprocess; ``client()`` opens a socket client. ``ready_s``: the
+    time from the spawn to the first answered ping (polled every ``poll_s``)."""
 
-    def __init__(self, tmp: Path, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config: Path,
+        env: dict[str, str] | None = None,
+        *,
+        poll_s: float = 0.05,
+        deadline: float = 15,
+    ) -> None:
         self.tmp = tmp
         self.config = config
         cfg = tomllib.loads(config.read_text())
@@ -130,28 +161,33 @@ class Daemon:
         self.state = Path(cfg["daemon"]["state_dir"])
         self.logs: list[Path] = []
         self.env = env
+        self.poll_s, self.deadline = poll_s, deadline
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def start(self) -> None:
         log = self.tmp / f"ecrd-{len(self.logs)}.log"
         self.logs.append(log)
         self._log = open(log, "wb")  # noqa: SIM115 - closed in _reap()
         self.started_at = time.monotonic()
+        t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             [str(BIN / "ecrd"), "run", "--config", str(self.config)],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})},
         )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        deadline = t0 + self.deadline
+        while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("ecrd exited at start:\n" + log.read_text())
-            try:
-                with Client(self.socket, timeout=2) as c:
-                    c.call("ping")
+            if answers_ping(self.socket):
+                self.ready_s = time.perf_counter() - t0
                 return
-            except (FileNotFoundError, ConnectionRefusedError, EcrdError):
-                time.sleep(0.05)
+            time.sleep(self.poll_s)
         raise RuntimeError("ecrd did not open its socket:\n" + log.read_text())
 
     def client(self, timeout: float | None = 30) -> Client:
