@@ -107,6 +107,8 @@ _ = Daemon  # re-exported for type hints in other e2e modules
 
 
 def test_ecrctl_watch_prints_a_payment_s_progress(tmp_path: Path) -> None:
+    import itertools
+    import select
     import subprocess
     import sys
     import time
@@ -119,9 +121,16 @@ def test_ecrctl_watch_prints_a_payment_s_progress(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            time.sleep(0.5)  # subscribed
-            daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="w")
             assert watch.stdout is not None
+            # Subscribed once it prints an event: small sales until one shows up.
+            deadline = time.monotonic() + 30
+            for i in itertools.count():
+                assert time.monotonic() < deadline, "ecrctl watch never printed an event"
+                daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
+                            reference_id=f"warm-{i}")  # fmt: skip
+                if select.select([watch.stdout], [], [], 0.5)[0]:
+                    break
+            daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="w")
             states = []
             deadline = time.monotonic() + 10
             while "succeeded" not in states and time.monotonic() < deadline:
