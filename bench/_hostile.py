@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
-from e2e import Daemon, Sim, pair, write_config
-from hostile import connect, fill_journal, flood_on
-from test_reliability import rss_kib
 
 from ecrd.client import Client
+from harness.daemon import Daemon, Sim, pair, rss_kib, write_config
+from harness.hostile import fill_journal, flood_on
+from harness.raw import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE_TIMEOUT_S = 5

@@ -1,5 +1,6 @@
 """Subprocess plumbing for the daemon benchmark: ``ecrd-sim`` and ``ecrd run`` as real
-processes, their configs, and what /proc says about them (RSS, CPU time).
+processes (the harness the tests use, ``harness/daemon.py``), their configs, and what /proc
+says about them (RSS, CPU time).
 
 Every process started here is registered in a ``Procs`` and stopped by ``Procs.close``
 (SIGTERM, then SIGKILL), whatever happened before.
@@ -7,22 +8,18 @@ Every process started here is registered in a ``Procs`` and stopped by ``Procs.c
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import subprocess
-import sys
-import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from ecrd.client import Client, EcrdError
+import harness.daemon as harness
 
-BIN = Path(sys.executable).parent
-BUSINESS = "411d6207-1470-4d35-a557-54852463844d"
+BIN, BUSINESS = harness.BIN, harness.BUSINESS
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_DEADLINE_S = 20.0
 
@@ -33,6 +30,11 @@ class Procs:
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._files: list[Any] = []
+        self._adopted: list[harness.Sim | harness.Daemon] = []
+
+    def adopt(self, started: harness.Sim | harness.Daemon) -> None:
+        """A harness process (it has its own log), stopped by ``close`` too."""
+        self._adopted.append(started)
 
     def spawn(self, args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
         out = open(log, "ab")  # noqa: SIM115 - closed in close()
@@ -54,6 +56,13 @@ class Procs:
             proc.stdout.close()
 
     def close(self) -> None:
+        for started in reversed(self._adopted):
+            try:
+                started.stop()
+            except Exception:
+                if started.proc is not None:
+                    started.proc.kill()
+        self._adopted.clear()
         for proc in reversed(self._procs):
             try:
                 self.stop(proc)
@@ -65,20 +74,13 @@ class Procs:
         self._files.clear()
 
 
-class Sim:
-    """``ecrd-sim`` with the given options; ``desc`` is its readiness line."""
+class Sim(harness.Sim):
+    """``ecrd-sim`` with the given options (the harness's, without its PINs); ``desc`` is
+    its readiness line."""
 
     def __init__(self, procs: Procs, tmp: Path, *args: str) -> None:
-        self.procs = procs
-        cmd = [str(BIN / "ecrd-sim"), "--state-dir", str(tmp / "sim"), "--business-id", BUSINESS]
-        self.proc = procs.spawn([*cmd, *args], tmp / "sim.log", stdout=subprocess.PIPE)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], START_DEADLINE_S)
-        line = self.proc.stdout.readline() if ready else b""
-        if not line:
-            raise RuntimeError("ecrd-sim did not start: " + (tmp / "sim.log").read_text())
-        self.desc: dict[str, Any] = json.loads(line)
-        self.pid = self.proc.pid
+        super().__init__(tmp, *args, pins=(), deadline=START_DEADLINE_S)
+        procs.adopt(self)
 
     @property
     def lan(self) -> list[dict[str, Any]]:
@@ -119,44 +121,21 @@ def write_config(
     return path
 
 
-def try_ping(socket_path: str) -> bool:
-    try:
-        with Client(socket_path, timeout=2) as c:
-            c.call("ping")
-        return True
-    except (FileNotFoundError, ConnectionRefusedError, EcrdError, OSError):
-        return False
+try_ping = harness.answers_ping
 
 
-class Daemon:
-    """``ecrd run --config ...``; ``ready_s`` is the time from spawn to the first ping."""
+class Daemon(harness.Daemon):
+    """``ecrd run --config ...`` (the harness's); ``ready_s`` is the time from spawn to the
+    first ping, polled every ``poll_s``."""
 
     def __init__(self, procs: Procs, config: Path, poll_s: float = 0.002) -> None:
-        self.procs = procs
         self.dir = config.parent
-        self.socket = str(self.dir / "run" / "ecrd.sock")
-        log = self.dir / "ecrd.log"
-        t0 = time.perf_counter()
-        self.proc = procs.spawn([str(BIN / "ecrd"), "run", "--config", str(config)], log)
-        self.pid = self.proc.pid
-        deadline = t0 + START_DEADLINE_S
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("ecrd exited at start:\n" + log.read_text())
-            if os.path.exists(self.socket) and try_ping(self.socket):
-                self.ready_s = time.perf_counter() - t0
-                return
-            time.sleep(poll_s)
-        raise RuntimeError("ecrd did not answer ping in time:\n" + log.read_text())
-
-    def stop(self) -> None:
-        self.procs.stop(self.proc)
+        super().__init__(self.dir, config, poll_s=poll_s, deadline=START_DEADLINE_S)
+        procs.adopt(self)
 
     def pin(self, tid: str) -> str:
         """The pairing PIN ecrd stored for ``tid`` (the benchmark's own temp dir)."""
-        import tomllib
-
-        pairings = tomllib.loads((self.dir / "state" / "pairings.toml").read_text())
+        pairings = tomllib.loads((self.state / "pairings.toml").read_text())
         return str(pairings["terminals"][tid]["pin"])
 
 

@@ -1,6 +1,6 @@
 """Socket fuzz at scale: ``ecrd run`` and ``ecrd-sim`` as real subprocesses, and 100 000
 random and mutated JSON-RPC lines over a few raw connections (the generator and the checks
-of ``tests/test_reliability.py``, which runs a few thousand of them in CI).
+of ``harness/fuzz.py``; ``tests/test_reliability.py`` runs a few thousand of them in CI).
 
 Prints requests/s, the error-code histogram and the daemon's VmRSS before and after.
 
@@ -28,19 +28,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from e2e import running
-from test_reliability import rss_kib, run_fuzz
-
 from bench._hostile import report, run_phase
+from harness.daemon import rss_kib, running
+from harness.fuzz import run_fuzz
 
 CHUNK = 5000
 WARM_UP = 2000

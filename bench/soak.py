@@ -7,7 +7,7 @@ Not part of the tests (it takes minutes). Run: ``bench/run soak`` or
 What happens:
 
 * ``ecrd-sim`` (one LAN, one serial over a pty, one cloud terminal) and ``ecrd run`` as real
-  subprocesses (the harness of tests/e2e.py), ``block_on_unknown = false`` so that an
+  subprocesses (the harness of harness/daemon.py), ``block_on_unknown = false`` so that an
   ``unknown`` does not stop the run, a short ``timeout_s``, and ``status_action =
   "TransactionStatus"``, which each terminal answers with a Failed of its own casing and
   code, naming the reference (``STATUS_ANSWERS``): none is on ``not_charged_codes``, so none
@@ -63,12 +63,9 @@ from typing import Any
 import httpx
 import tomli_w
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from e2e import Daemon, Sim, pair, write_config
-
 from bench._soak_report import Ledgers, judge, other_checks, print_money
 from ecrd.client import Client, EcrdError
+from harness.daemon import Daemon, Sim, pair, write_config
 
 LINKS = ("lan", "serial", "cloud")
 WORKERS_PER_TERMINAL = 2

@@ -1,4 +1,5 @@
-"""Shared test data: the protocol test vectors (protocol.md, "Test vectors").
+"""Shared fixtures: the in-process stack (``stack``, tests/stack.py) and the protocol test
+vectors (protocol.md, "Test vectors").
 
 The vectors live in ``tests/data/ecr-vectors.json`` (provenance: ``tests/data/README.md``).
 A missing file is a failure, not a skip: without it the byte-exact tests would silently stop
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from stack import Stack, start_stack
 
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "ecr-vectors.json"
 
@@ -51,6 +54,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, cases, ids=[f"{name}{i}" for i in range(len(cases))])
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps otherwise
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules (the package, the installer, the wheel: a minute of building
+    between them) first, so that on both cores the short tests fill in around them
+    instead of one of them starting last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, list[Vector]]:
     return load_vectors()
+
+
+@pytest.fixture
+async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
+    """The simulator and the daemon in this test's Trio loop, nothing paired (tests/stack.py;
+    a module that needs other settings starts its own with ``start_stack``)."""
+    return await start_stack(nursery, tmp_path)

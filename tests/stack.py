@@ -4,6 +4,7 @@ loop. End-to-end tests with real subprocesses live in test_e2e_*.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,44 @@ class Stack:
     def requests(self, link: str, ref: str) -> int:
         """Money requests the terminal received for ``ref`` (charged or not)."""
         return sum(1 for e in self.terminal(link).payments.ledger if e["referenceID"] == ref)
+
+    def event(self, topic: str, **match: Any) -> trio.Event:
+        """Set once the daemon publishes a ``topic`` event whose payload has ``match`` (the
+        daemon's own event bus: no polling). Ask before the action that causes it."""
+        seen = trio.Event()
+
+        def check(event: dict[str, Any]) -> None:
+            if all(event.get(k) == v for k, v in match.items()):
+                seen.set()
+                stop()
+
+        stop = self.daemon.events.watch(frozenset({topic}), check)
+        return seen
+
+    async def settled(self, ref: str, state: str, timeout: float = 5.0) -> None:
+        """Until the record ``ref`` is in ``state`` (its ``transaction.state`` event, or
+        already there)."""
+        seen = self.event("transaction.state", reference_id=ref, state=state)
+        record = self.daemon.journal_view.get(ref)
+        if record is None or record.state != state:
+            with trio.fail_after(timeout):
+                await seen.wait()
+
+    async def held(self, link: str, ref: str, timeout: float = 5.0) -> None:
+        """Until the simulated terminal has the request for ``ref`` (with its customer)."""
+        await until(lambda: self.requests(link, ref) > 0, timeout)
+
+    async def queued(self, terminal: str, n: int = 1, timeout: float = 5.0) -> None:
+        """Until ``n`` payments wait (``"wait": true``) for the busy ``terminal``."""
+        await until(lambda: self.daemon.payments._waiting[terminal] == n, timeout)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until ``condition()`` holds, checked every 10 ms, failing after ``timeout``: for a
+    state that announces itself nowhere (the simulator's ledger, a file)."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)
 
 
 def make_sim(tmp: Path, *, reuse_salt: bool = True, **terminal_kw: Any) -> Simulator:

@@ -5,22 +5,15 @@ run like lines of their own: money rules and roles per member."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
-from stack import Stack, pair, start_stack
+from stack import Stack, pair
 
 from ecrd.api.jsonrpc import MAX_BATCH
 from ecrd.client import open_trio_client
 
 SENTINEL = b'{"jsonrpc":"2.0","id":"sentinel","method":"ping"}\n'
-
-
-@pytest.fixture
-async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
-    return await start_stack(nursery, tmp_path)
 
 
 async def exchange(stack: Stack, line: bytes, expect: int = 0) -> list[Any]:

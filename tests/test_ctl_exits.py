@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from stack import Stack, pair, start_stack
+from stack import Stack, pair, start_stack, until
 
 from ecrd import ctl_out
 from ecrd.client import open_trio_client
@@ -70,17 +70,34 @@ async def test_each_class_of_outcome_has_its_exit_code(
 
 
 async def test_a_busy_terminal_and_a_blocked_one_exit_9(stack: Stack) -> None:
-    stack.terminal("lan").arm("delay", params={"seconds": 1.0})
+    # The customer never answers: the terminal stays busy however slowly ecrctl starts,
+    # until the abort below.
+    stack.terminal("lan").arm("never_answer")
     async with trio.open_nursery() as n:
         n.start_soon(ecrctl, stack.socket, "sale", "lan-1", "1.00")
-        with trio.fail_after(5):
-            while not stack.terminal("lan").payments.busy:
-                await trio.sleep(0.01)
+        await until(lambda: stack.terminal("lan").payments.busy)
         busy, _, err = await ecrctl(stack.socket, "--json", "sale", "lan-1", "2.00")
+        async with open_trio_client(stack.socket) as c:
+            await c.call("abort", terminal="lan-1")
     assert busy == ctl_out.EXIT_BUSY and json_error(err)["reason"] == "terminal_busy"
     await ecrctl(stack.socket, "sale", "lan-1", "3.94")  # unknown: the terminal is blocked
     blocked, _, err = await ecrctl(stack.socket, "sale", "lan-1", "4.00", "--json")
     assert blocked == ctl_out.EXIT_BUSY and json_error(err)["reason"] == "unresolved_transaction"
+
+
+async def test_an_unknown_is_listed_then_resolved_and_status_names_the_terminal(
+    stack: Stack,
+) -> None:
+    """What a script does after exit 3: list the unknowns (``--json``), resolve one (exit
+    0), and the terminal takes money again."""
+    assert (await ecrctl(stack.socket, "sale", "lan-1", "10.94", "--ref", "u1"))[0] == 3
+    code, out, _ = await ecrctl(stack.socket, "--json", "tx", "--state", "unknown")
+    assert code == ctl_out.EXIT_OK and [t["reference_id"] for t in json.loads(out)] == ["u1"]
+    code, _, err = await ecrctl(stack.socket, "resolve", "u1", "succeeded", "--note", "checked")
+    assert code == ctl_out.EXIT_OK, err
+    code, out, _ = await ecrctl(stack.socket, "status")
+    assert code == ctl_out.EXIT_OK and "lan-1" in out
+    assert (await ecrctl(stack.socket, "sale", "lan-1", "1.00"))[0] == ctl_out.EXIT_OK
 
 
 async def test_ecrd_unreachable_exits_4_and_says_so_as_json(tmp_path: Path) -> None:

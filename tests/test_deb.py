@@ -26,7 +26,8 @@ import pytest
 
 import ecrd
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One worker takes the whole module (--dist loadgroup): its module fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deb")]
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "v0.1.0"

@@ -16,14 +16,12 @@ c. the terminal's reply in hand, not journaled     ``before_finish``
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import Daemon, Sim, pair, running
+from e2e import Daemon, Sim, pair, running, until
 
 from ecrd.client import EcrdError
 
@@ -62,13 +60,6 @@ class Background:
     def join(self) -> None:
         self._thread.join(15)
         assert not self._thread.is_alive(), "the client never got an answer"
-
-
-def until(what: str, predicate: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        time.sleep(0.02)
 
 
 def state_of(daemon: Daemon, ref: str) -> str | None:

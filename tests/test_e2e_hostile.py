@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from e2e import Daemon, Sim, pair, write_config
+from e2e import Daemon, Sim, pair, rss_kib, write_config
 from hostile import (
     AsUser,
     closed_by_peer,
@@ -33,7 +33,6 @@ from hostile import (
     flood,
     unread_listings,
 )
-from test_reliability import rss_kib
 
 from ecrd.api.sharing import RESERVE
 

@@ -65,55 +65,6 @@ def test_serial_unplug_and_replug_without_restart(tmp_path: Path) -> None:
         assert log.count("serial-1") >= 1
 
 
-def test_a_rebooted_terminal_is_wrong_key_not_a_hang(tmp_path: Path) -> None:
-    with running(tmp_path) as (sim, daemon):
-        pair(daemon, sim, "lan")
-        sim.post("lan", "reboot")
-        err = daemon.error("terminal.info", terminal="lan-1")
-        assert err.reason == "wrong_key"
-        # Pairing again with the new code shown on the screen fixes it.
-        new_pin = sim.control.get(f"/terminals/{sim.sn('lan')}").json()["pin1"]
-        sim.desc["terminals"][0]["pin1"] = new_pin
-        daemon.call("terminal.pair", terminal="lan-1", code=new_pin)
-        assert daemon.call("terminal.info", terminal="lan-1")["deviceSn"] == sim.sn("lan")
-
-
-def test_ecrctl_runs_a_sale_with_exit_codes_scripts_can_trust(tmp_path: Path) -> None:
-    import json
-    import subprocess
-    import sys
-
-    ctl = str(Path(sys.executable).parent / "ecrctl")
-    with running(tmp_path) as (sim, daemon):
-
-        def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [ctl, "--socket", daemon.socket, *args], capture_output=True, text=True,
-                timeout=60, check=False,
-            )  # fmt: skip
-
-        assert run("pair", "lan-1", sim.terminal("lan")["pin1"]).returncode == 0
-        ok = run("sale", "lan-1", "10.20", "HKD", "--ref", "c1")
-        assert ok.returncode == 0, ok.stderr
-        assert "SUCCEEDED" in ok.stdout
-        declined = run("sale", "lan-1", "10.91", "HKD", "--ref", "c2")
-        assert declined.returncode == 1 and "FAILED" in declined.stdout
-        unknown = run("sale", "lan-1", "10.94", "HKD", "--ref", "c3")
-        assert unknown.returncode == 3, unknown.stderr
-        blocked = run("sale", "lan-1", "1.00", "HKD", "--ref", "c4")
-        assert blocked.returncode == 9 and "unresolved_transaction" in blocked.stderr
-        listed = run("--json", "tx", "--state", "unknown")
-        assert [t["reference_id"] for t in json.loads(listed.stdout)] == ["c3"]
-        assert run("resolve", "c3", "succeeded", "--note", "checked").returncode == 0
-        bad = run("sale", "lan-1", "10.2", "HKD")
-        assert bad.returncode == 2 and "invalid_params" in bad.stderr
-        status = run("status")
-        assert status.returncode == 0 and "lan-1" in status.stdout
-        gone = subprocess.run([ctl, "--socket", str(tmp_path / "nope.sock"), "ping"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        assert gone.returncode == 4 and "cannot reach ecrd" in gone.stderr
-
-
 def test_daemon_logs_never_contain_a_pin(tmp_path: Path) -> None:
     with running(tmp_path) as (sim, daemon):
         for link in ("lan", "serial", "cloud"):
@@ -156,6 +107,8 @@ _ = Daemon  # re-exported for type hints in other e2e modules
 
 
 def test_ecrctl_watch_prints_a_payment_s_progress(tmp_path: Path) -> None:
+    import itertools
+    import select
     import subprocess
     import sys
     import time
@@ -168,9 +121,16 @@ def test_ecrctl_watch_prints_a_payment_s_progress(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            time.sleep(0.5)  # subscribed
-            daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="w")
             assert watch.stdout is not None
+            # Subscribed once it prints an event: small sales until one shows up.
+            deadline = time.monotonic() + 30
+            for i in itertools.count():
+                assert time.monotonic() < deadline, "ecrctl watch never printed an event"
+                daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
+                            reference_id=f"warm-{i}")  # fmt: skip
+                if select.select([watch.stdout], [], [], 0.5)[0]:
+                    break
+            daemon.call("sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="w")
             states = []
             deadline = time.monotonic() + 10
             while "succeeded" not in states and time.monotonic() < deadline:

@@ -1,10 +1,11 @@
 """Malformed input over the raw socket, against ``ecrd`` as a real subprocess.
 
 Every kind of bad line or bad request in ``CASES`` is written with a plain Unix socket (not
-the client library) on ONE shared connection, and must get exactly the JSON-RPC error of
-docs/api.md (code and ``data.reason``; ``data.field`` where the table names one). After
-each case a ``ping`` proves the connection is still usable; after all of them the same
-connection runs a real sale on a paired terminal, charged exactly once.
+the client library), each on a connection of its own, and must get exactly the JSON-RPC
+error of docs/api.md (code and ``data.reason``; ``data.field`` where the table names one).
+After each case a ``ping`` proves the connection is still usable; then the whole table on
+ONE connection, after which it runs a real sale on a paired terminal, charged exactly once.
+One daemon serves the module; no test depends on another having run, nor on the order.
 
 Separate connections check what a misbehaving client must not do to the others: a half
 line that never ends, a client that never reads its replies (it stops being read, and
@@ -27,9 +28,12 @@ from typing import Any
 import pytest
 import tomli_w
 from e2e import Daemon, Sim, pair, write_config
-from test_reliability import check_reply, strict_loads
 
 from ecrd.api.sharing import RESERVE
+from harness.raw import Raw
+
+# One worker takes the whole module (--dist loadgroup): one daemon serves it.
+pytestmark = pytest.mark.xdist_group("malformed")
 
 MAX_LINE = 65536  # max_line_bytes, the default
 MAX_CLIENTS = 8  # set low so that "too many clients" is cheap to reach
@@ -478,62 +482,13 @@ def test_the_table_is_big_and_its_names_unique() -> None:
     assert len({c.name for c in CASES}) == KINDS
 
 
-# -- the raw connection -----------------------------------------------------------------------
-
-
-class Raw:
-    """A plain Unix socket speaking newline-delimited JSON, for bad input."""
-
-    def __init__(self, path: str, timeout: float = 20) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError:
-            self.sock.close()
-            raise
-        self._buf = b""
-
-    def send(self, *writes: bytes) -> None:
-        for data in writes:
-            self.sock.sendall(data)
-
-    def read(self) -> dict[str, Any] | None:
-        """The next message (checked well-formed), or None at end of stream."""
-        while b"\n" not in self._buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                assert not self._buf, f"the stream ended inside a line: {self._buf[:200]!r}"
-                return None
-            self._buf += chunk
-        text, self._buf = self._buf.split(b"\n", 1)
-        message = strict_loads(text)
-        check_reply(message)
-        return message
-
-    def reply(self) -> dict[str, Any]:
-        """The next reply, skipping event notifications."""
-        while True:
-            message = self.read()
-            assert message is not None, "ecrd closed the connection"
-            if "id" in message:
-                return message
-
-    def call(self, method: str, id_: str, **params: Any) -> dict[str, Any]:
-        self.send(request(id_, method, params))
-        message = self.reply()
-        assert message["id"] == id_, message
-        return message
-
-    def close(self) -> None:
-        self.sock.close()
+# -- one daemon for the module, one raw connection for the table ---------------------------
 
 
 @dataclass
 class Served:
     sim: Sim
     daemon: Daemon
-    conn: Raw
 
 
 @pytest.fixture(scope="module")
@@ -541,7 +496,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("malformed")
     sim = Sim(tmp)
     daemon: Daemon | None = None
-    conn: Raw | None = None
     try:
         config = write_config(tmp, sim)
         data = tomllib.loads(config.read_text())
@@ -553,12 +507,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "sale", terminal="lan-1", amount="1.00", currency="HKD", reference_id="done-1"
         )
         assert done["state"] == "succeeded"
-        conn = Raw(daemon.socket)
-        yield Served(sim, daemon, conn)
+        yield Served(sim, daemon)
     finally:
         try:
-            if conn is not None:
-                conn.close()
             if daemon is not None:
                 daemon.stop(sim)
         finally:
@@ -570,7 +521,17 @@ _sentinels = itertools.count()
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_bad_line_gets_its_documented_error(served: Served, case: Case) -> None:
-    conn = served.conn
+    """Each case on a connection of its own: it passes alone and in any order."""
+    conn = Raw(served.daemon.socket)
+    try:
+        answers_as_documented(conn, case)
+    finally:
+        conn.close()
+
+
+def answers_as_documented(conn: Raw, case: Case) -> None:
+    """``case`` written on ``conn``, then a ping: exactly its documented errors, and the
+    connection still serves."""
     sentinel = f"sentinel-{next(_sentinels)}"
     conn.send(*case.writes, request(sentinel))
     got: list[dict[str, Any]] = []
@@ -600,7 +561,18 @@ def _kind(message: dict[str, Any]) -> Err:
 
 
 def test_after_all_of_them_the_same_connection_serves_ping_and_a_sale(served: Served) -> None:
-    conn = served.conn
+    """The whole table on one connection (not relying on the cases above having run, nor
+    on their order), then a ping and a real sale on it."""
+    conn = Raw(served.daemon.socket)
+    try:
+        for case in CASES:
+            answers_as_documented(conn, case)
+        still_serves_a_sale(conn, served)
+    finally:
+        conn.close()
+
+
+def still_serves_a_sale(conn: Raw, served: Served) -> None:
     assert conn.call("ping", "final-ping")["result"]["protocol"] == 1
     tx = conn.call(
         "sale", "final-sale", terminal="lan-1", amount="2.00", currency="HKD",

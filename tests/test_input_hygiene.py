@@ -28,11 +28,6 @@ from ecrd.store.journal_view import MAX_PAGE, PAGE_BYTES
 SALE = {"terminal": "serial-1", "amount": "1.00", "currency": "HKD"}  # never paired
 
 
-@pytest.fixture
-async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
-    return await start_stack(nursery, tmp_path)
-
-
 def rewrite_config(stack: Stack, **daemon: Any) -> None:
     data = config_data(stack.description, stack.tmp)
     data["daemon"].update(daemon)

@@ -21,7 +21,8 @@ import pytest
 
 import ecrd
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# One worker takes the whole module (--dist loadgroup): its module fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("install")]
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_ECRD_GROUP = any(g.gr_name == "ecrd" for g in grp.getgrall())

@@ -6,7 +6,6 @@ import io
 import logging
 import sys
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -96,8 +95,10 @@ class _Stream(io.StringIO):
         super().__init__()
         self.gate = threading.Event()
         self.gate.set()
+        self.writing = threading.Event()  # set once a write has begun
 
     def write(self, text: str) -> int:
+        self.writing.set()
         self.gate.wait(10)
         return super().write(text)
 
@@ -136,9 +137,10 @@ def test_a_full_queue_drops_lines_and_the_next_line_says_how_many(
     monkeypatch.setattr(sys, "stderr", stderr)
     logs.setup("info")
     stderr.gate.clear()  # nothing reads: the log thread blocks on its first line
+    stderr.writing.clear()
     log = logging.getLogger("ecrd.test")
     log.info("first")
-    time.sleep(0.2)  # the log thread has taken "first" and waits in write()
+    assert stderr.writing.wait(5)  # the log thread has taken "first" and waits in write()
     for i in range(5):
         log.info("more %d", i)  # "more 0" fills the queue, the others are dropped
     stderr.gate.set()

@@ -16,18 +16,13 @@ from typing import Any
 
 import pytest
 import trio
-from stack import Stack, call_error, config_for, pair, start_stack
+from stack import Stack, call_error, config_for, pair, start_stack, until
 
 from ecrd.client import open_trio_client
 from ecrd.daemon import Daemon
 from ecrd.money.evidence import Expected, Policy, Reply, StatusAnswer, Verdict, classify
 
 TID = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}
-
-
-@pytest.fixture
-async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
-    return await start_stack(nursery, tmp_path)
 
 
 def sale(link: str, ref: str, amount: str = "100.00") -> dict[str, Any]:
@@ -237,16 +232,14 @@ async def test_a_sale_waiting_for_a_busy_terminal_is_dropped_when_its_client_han
         stack.terminal("lan").arm("delay", params={"seconds": 1.5})
         async with trio.open_nursery() as n:
             n.start_soon(partial(c.call, "sale", **sale("lan", "first")))
-            with trio.fail_after(5):
-                while stack.requests("lan", "first") == 0:
-                    await trio.sleep(0.01)
+            await stack.held("lan", "first")
             waiter = await trio.open_unix_socket(stack.socket)
             line = {"jsonrpc": "2.0", "id": 1, "method": "sale",
                     "params": {**sale("lan", "second"), "wait": True}}  # fmt: skip
             await waiter.send_all(trio_json(line))
-            await trio.sleep(0.5)
+            await stack.queued("lan-1")
             await waiter.aclose()
-        await trio.sleep(0.3)  # the terminal is idle again: the waiter's turn has come
+        await stack.queued("lan-1", 0)  # the terminal is idle again: the waiter's turn came
         err = await call_error(c, "transaction.get", reference_id="second")
     assert err.reason == "transaction_not_found"  # never journaled
     assert stack.requests("lan", "second") == 0  # never sent
@@ -259,9 +252,7 @@ async def test_a_waiting_sale_whose_client_stays_is_sent(stack: Stack) -> None:
         stack.terminal("lan").arm("delay", params={"seconds": 0.5})
         async with trio.open_nursery() as n:
             n.start_soon(partial(c.call, "sale", **sale("lan", "first")))
-            with trio.fail_after(5):
-                while stack.requests("lan", "first") == 0:
-                    await trio.sleep(0.01)
+            await stack.held("lan", "first")
             tx = await d.call("sale", **sale("lan", "second"), wait=True)
     assert tx["state"] == "succeeded"
 
@@ -377,9 +368,10 @@ async def test_no_sale_starts_while_the_terminal_is_being_paired_again(stack: St
         await pair(c, stack, "lan")
         code = term.show_pairing_page()
         term.arm("delay", params={"seconds": 1.0}, actions=["DeviceInfo"])
+        before = term.stats.requests
         async with trio.open_nursery() as n:
             n.start_soon(partial(c.call, "terminal.pair", terminal="lan-1", code=code))
-            await trio.sleep(0.3)  # the pairing's DeviceInfo is with the terminal
+            await until(lambda: term.stats.requests > before)  # its DeviceInfo is there
             err = await call_error(pos, "sale", **sale("lan", "during"))
         tx = await pos.call("sale", **sale("lan", "after"))
     assert err.reason == "terminal_busy"

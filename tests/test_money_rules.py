@@ -1,10 +1,12 @@
-"""The money rules of design.md §3 that tests/test_flows.py does not already prove, in one
-process (the simulator on real links, the daemon on a real Unix socket).
+"""The money rules of design.md §3, each test named after the rule it proves, in one
+process (the simulator on real links, the daemon on a real Unix socket): the home of these
+rules at this level. The pure parts are proved on their functions (test_admission.py,
+test_settlement.py, test_refunds.py); a crash and a kill -9 with real subprocesses
+(test_e2e_crash.py); the link fallback in test_flows.py.
 
-Each test names its rule; each fails if that rule is taken out of ecrd/money/payments.py.
-test_flows.py covers: rule 2 (replay, attach, mismatch), rule 3 (a dropped reply is unknown
-and never resent on any link; maybe-delivered never falls back), rule 4 (unknown blocks;
-resolve; status_action), rule 5 (busy, wait, abort from another client on LAN), rule 7.
+Each fails if its rule is taken out of ecrd/money/. Ordering waits on the daemon's events
+(``Stack.event``, ``Stack.settled``) or, for the simulator's side, on its ledger
+(``Stack.held``); never on a sleep.
 """
 
 from __future__ import annotations
@@ -21,18 +23,14 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from stack import Stack, call_error, config_for, make_sim, pair, start_stack
+from stack import Stack, call_error, config_for, make_sim, pair, start_stack, until
 
 from ecrd.client import TrioClient, open_trio_client
 from ecrd.daemon import Daemon
 from ecrd.store.journal import Journal, JournalError
+from ecrd.store.journal_view import JournalView
 
 TID = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}
-
-
-@pytest.fixture
-async def stack(nursery: trio.Nursery, tmp_path: Path) -> Stack:
-    return await start_stack(nursery, tmp_path)
 
 
 def sale(link: str, ref: str, amount: str = "10.00", **more: Any) -> dict[str, Any]:
@@ -51,13 +49,6 @@ def read_row(path: Path, ref: str) -> dict[str, Any] | None:
             "SELECT state, request_id, link FROM transactions WHERE reference_id = ?", (ref,)
         ).fetchone()
     return None if row is None else dict(row)
-
-
-async def held(stack: Stack, link: str, ref: str) -> None:
-    """Wait until the simulated terminal has the request for ``ref`` with its customer."""
-    with trio.fail_after(5):
-        while stack.requests(link, ref) == 0:
-            await trio.sleep(0.01)
 
 
 # -- rule 1: write ahead -------------------------------------------------------------------
@@ -104,7 +95,7 @@ async def test_rule1_a_held_request_has_its_pending_row_on_disk(stack: Stack) ->
         stack.terminal("lan").arm("never_answer")
         async with trio.open_nursery() as n:
             n.start_soon(lambda: c.call("sale", **sale("lan", "w2")))
-            await held(stack, "lan", "w2")
+            await stack.held("lan", "w2")
             row = read_row(journal_path(stack), "w2")
             assert row is not None and row["state"] == "pending" and row["request_id"]
             await other.call("abort", terminal="lan-1")
@@ -135,6 +126,43 @@ async def test_rule1_nothing_is_sent_when_the_journal_cannot_record_it(stack: St
 # -- rule 2: reference_id is the idempotency key --------------------------------------------
 
 
+async def test_rule2_same_reference_replays_the_stored_record(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        first = await c.call("sale", **sale("lan", "r", amount="1.00"))
+        again = await c.call("sale", **sale("lan", "r", amount="1.00"))
+    assert again == first
+    assert stack.charges("lan", "r") == 1
+
+
+async def test_rule2_same_reference_while_in_flight_attaches(stack: Stack) -> None:
+    stack.terminal("lan").arm("delay", params={"seconds": 0.5})
+    results = []
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+
+        async def attempt() -> None:
+            results.append(await c.call("sale", **sale("lan", "a", amount="2.00")))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(attempt)
+            n.start_soon(attempt)
+            n.start_soon(attempt)
+    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert results[0]["state"] == "succeeded"
+    assert stack.charges("lan", "a") == 1
+
+
+async def test_rule2_same_reference_other_parameters_is_refused(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        await c.call("sale", **sale("lan", "m", amount="1.00"))
+        err = await call_error(c, "sale", **sale("lan", "m", amount="2.00"))
+    assert err.reason == "duplicate_reference_mismatch"
+    assert err.data["transaction"]["amount"] == "1.00"
+    assert stack.charges("lan", "m") == 1
+
+
 async def test_rule2_a_declined_sale_is_not_tried_again_with_the_same_reference(
     stack: Stack,
 ) -> None:
@@ -163,7 +191,7 @@ async def test_rule2_other_parameters_while_in_flight_are_refused_and_not_sent(
 
         async with trio.open_nursery() as n:
             n.start_soon(first)
-            await held(stack, "lan", "dup")
+            await stack.held("lan", "dup")
             err = await call_error(other, "sale", **sale("lan", "dup", amount="99.00"))
             assert err.reason == "duplicate_reference_mismatch"
             elsewhere = await call_error(other, "sale", **sale("serial", "dup"))
@@ -178,6 +206,9 @@ async def test_rule2_other_parameters_while_in_flight_are_refused_and_not_sent(
 @pytest.mark.parametrize(
     ("link", "fault", "cause", "charged"),
     [
+        ("lan", "drop", None, 1),  # the cause of a lost reply is the link's own
+        ("serial", "drop", None, 1),
+        ("cloud", "drop", None, 1),
         ("lan", "wrong_key", "wrong_key", 1),
         ("lan", "stale_response", "stale_response", 1),
         ("serial", "bad_crc", "timeout", 1),
@@ -185,25 +216,29 @@ async def test_rule2_other_parameters_while_in_flight_are_refused_and_not_sent(
     ],
 )
 async def test_rule3_an_unusable_reply_is_unknown_and_never_resent_even_with_a_fallback(
-    stack: Stack, link: str, fault: str, cause: str, charged: int
+    stack: Stack, link: str, fault: str, cause: str | None, charged: int
 ) -> None:
-    """Rule 3. The request reached the terminal, no usable reply came back (unreadable,
-    someone else's, corrupt, or none in time): ``unknown``, one request only, and the cloud
-    fallback is not used (every simulated terminal is reachable through the gateway too, so
-    a resend anywhere would show up in its ledger)."""
+    """Rule 3. The request reached the terminal, no usable reply came back (lost,
+    unreadable, someone else's, corrupt, or none in time): ``unknown``, one request only,
+    the cloud fallback is not used (every simulated terminal is reachable through the
+    gateway too, so a resend anywhere would show up in its ledger), and the POS's retry
+    with the same reference gets the stored outcome, not a second request."""
     term = stack.daemon.terminals[TID[link]]
-    term.cfg = attrs.evolve(term.cfg, fallback="cloud")
+    if link != "cloud":
+        term.cfg = attrs.evolve(term.cfg, fallback="cloud")
     async with open_trio_client(stack.socket) as c:
         await pair(c, stack, link)
         stack.terminal(link).arm(fault)
         err = await call_error(c, "sale", **sale(link, "u3", timeout_s=1))
         assert err.reason == "timeout_outcome_unknown"
-        assert err.data["cause"] == cause
+        assert cause is None or err.data["cause"] == cause
         assert err.data["transaction"]["state"] == "unknown"
         assert err.data["transaction"]["link"] == link
-        with trio.fail_after(5):  # the terminal is done with the customer either way
-            while stack.terminal(link).payments.busy:
-                await trio.sleep(0.02)
+        assert "ecrctl resolve" in err.data["transaction"]["note"]
+        again = await call_error(c, "sale", **sale(link, "u3", timeout_s=1))
+        assert again.reason == "timeout_outcome_unknown"
+        # The terminal is done with the customer either way.
+        await until(lambda: not stack.terminal(link).payments.busy)
     assert stack.requests(link, "u3") == 1
     assert stack.charges(link, "u3") == charged
 
@@ -258,10 +293,29 @@ async def test_rule4_resolve_journals_who_and_why(stack: Stack) -> None:
     peer = f"uid={os.getuid()} user={pwd.getpwuid(os.getuid()).pw_name} pid={os.getpid()} "
     assert done["state"] == "resolved_failed"
     assert done["resolved_by"].startswith(peer) and done["note"] == note
-    with Journal(journal_path(stack)) as journal:
-        last = journal.events("who")[-1]
-    assert (last.from_state, last.to_state, last.note) == ("unknown", "resolved_failed", note)
-    assert last.who.startswith(peer)
+    with closing(JournalView(str(journal_path(stack)))) as view:
+        last = view.history("who")[-1]
+    assert (last["from"], last["to"], last["why"]) == ("unknown", "resolved_failed", note)
+    assert last["who"].startswith(peer)
+    # Resolved, the terminal takes money again.
+    async with open_trio_client(stack.socket) as c:
+        assert (await c.call("sale", **sale("lan", "next")))["state"] == "succeeded"
+
+
+async def test_rule4_status_action_settles_an_unknown_by_itself(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    stack = await start_stack(nursery, tmp_path, status_action="TransactionStatus")
+    stack.terminal("lan").status_action = "TransactionStatus"
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        settled = stack.event("transaction.state", reference_id="s", state="succeeded")
+        await make_unknown(c, stack, "s")
+        with trio.fail_after(10):
+            await settled.wait()
+        tx = await c.call("transaction.get", reference_id="s")
+    assert tx["state"] == "succeeded"
+    assert stack.charges("lan", "s") == 1
 
 
 async def test_rule4_block_on_unknown_false_lets_new_sales_through(
@@ -288,11 +342,11 @@ async def test_rule4_block_on_unknown_false_lets_new_sales_through(
 # -- rule 5: one money command per terminal ---------------------------------------------------
 
 
-@pytest.mark.parametrize("link", ["serial", "cloud"])
+@pytest.mark.parametrize("link", ["lan", "serial", "cloud"])
 async def test_rule5_abort_from_another_client_ends_the_payment_aborted(
     stack: Stack, link: str
 ) -> None:
-    """Rule 5 (LAN is in test_flows.py). While a sale waits for the customer: a second
+    """Rule 5. While a sale waits for the customer: a second
     payment is ``terminal_busy``, read-only calls answer (``terminal.info`` from the answer
     it keeps: no DeviceInfo goes to a terminal during a payment), and ``abort`` from another
     client gets through; the sale ends ``failed`` with the terminal's reason, uncharged."""
@@ -307,7 +361,7 @@ async def test_rule5_abort_from_another_client_ends_the_payment_aborted(
 
         async with trio.open_nursery() as n:
             n.start_soon(waiting_sale)
-            await held(stack, link, "ab")
+            await stack.held(link, "ab")
             busy = await call_error(other, "preauth", **sale(link, "ab2"))
             assert busy.reason == "terminal_busy" and busy.data["busy_with"] == "ab"
             assert (await other.call("transaction.get", reference_id="ab"))["state"] == "pending"
@@ -317,6 +371,23 @@ async def test_rule5_abort_from_another_client_ends_the_payment_aborted(
     assert out["tx"]["state"] == "failed"
     assert out["tx"]["reply"]["errorCode"] == "ABORTED"
     assert stack.charges(link, "ab") == 0 and stack.requests(link, "ab2") == 0
+
+
+async def test_rule5_wait_queues_behind_the_payment_in_progress(stack: Stack) -> None:
+    stack.terminal("lan").arm("delay", params={"seconds": 0.4})
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+        out = []
+
+        async def attempt(ref: str, wait: bool) -> None:
+            out.append(await c.call("sale", **sale("lan", ref, wait=wait)))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(attempt, "w1", False)
+            await stack.held("lan", "w1")
+            n.start_soon(attempt, "w2", True)
+    assert [t["reference_id"] for t in out] == ["w1", "w2"]
+    assert [t["state"] for t in out] == ["succeeded", "succeeded"]
 
 
 # -- rule 6: crash recovery before the socket takes money --------------------------------------
@@ -359,3 +430,21 @@ async def test_rule6_pending_rows_are_unknown_before_the_first_money_command(
     assert tx["error"]["reason"] == "daemon_restarted"
     assert [t["reference_id"] for t in listed] == ["crashed"]
     assert stack.requests("lan", "first") == 0
+
+
+# -- rule 7: a hang-up does not cancel --------------------------------------------------------
+
+
+async def test_rule7_a_client_that_disconnects_does_not_cancel_the_payment(stack: Stack) -> None:
+    async with open_trio_client(stack.socket) as c:
+        await pair(c, stack, "lan")
+    stack.terminal("lan").arm("delay", params={"seconds": 0.5})
+    async with open_trio_client(stack.socket) as c, trio.open_nursery() as n:
+        n.start_soon(lambda: c.call("sale", **sale("lan", "gone", amount="6.00")))
+        await stack.held("lan", "gone")
+        n.cancel_scope.cancel()  # the client hangs up while the terminal has it
+    await stack.settled("gone", "succeeded")
+    async with open_trio_client(stack.socket) as c:
+        tx = await c.call("transaction.get", reference_id="gone")
+    assert tx["state"] == "succeeded"
+    assert stack.charges("lan", "gone") == 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from e2e import Daemon, Sim, pair, write_config
+from e2e import Daemon, Sim, pair, until, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,10 +199,10 @@ def test_sigterm_lets_a_payment_in_flight_finish_then_exits_0(tmp_path: Path) ->
 
         worker = threading.Thread(target=sale)
         worker.start()
-        time.sleep(0.4)
+        until("the terminal has the sale", lambda: sim.requests("lan", "t1") > 0)
         assert daemon.proc is not None
         daemon.proc.send_signal(15)  # SIGTERM
-        time.sleep(0.2)
+        until("ecrd is stopping", lambda: daemon.call("status")["stopping"])
         # While draining, no new payment is taken, but everything else is answered.
         late = daemon.error("sale", terminal="serial-1", amount="1.00", currency="HKD")
         assert late.reason == "shutting_down"
@@ -234,7 +234,7 @@ def _start_a_sale_that_never_ends(sim: Sim, daemon: Daemon, ref: str) -> None:
         ),
         daemon=True,
     ).start()
-    time.sleep(0.4)
+    until("the terminal has the sale", lambda: sim.requests("lan", ref) > 0)
 
 
 def test_sigterm_past_the_grace_journals_unknown_and_exits_0(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from fakes import tx_record
 from ecrd import errors
 from ecrd.money.evidence import (
     Evidence,
+    Expected,
     LateReply,
     NoAnswer,
     NotSent,
@@ -24,6 +25,7 @@ from ecrd.money.evidence import (
     Resolved,
     StatusAnswer,
     Stopped,
+    classify,
     to_obj,
 )
 from ecrd.money.request import PaymentRequest
@@ -197,3 +199,22 @@ def test_a_tip_never_changes_the_currency_nor_a_refund() -> None:
     )
     more = Reply("Refund", {**CHARGED, "transactionType": "Refund", "amount": "12.00"})
     assert settle(refund, more, tip).state == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("Success", "succeeded"),
+        ("SUCCESS", "succeeded"),
+        ("Failed", "failed"),
+        ("Pending", "unknown"),
+        ("Processing", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_only_success_or_failed_settles_a_payment(status: str | None, state: str) -> None:
+    """Rule 3: a reply that proves neither outcome leaves the payment unknown, never failed
+    (a POS would charge again) nor succeeded."""
+    body = {} if status is None else {"status": status}
+    assert classify(Expected("order-1", "Sale"), Reply("Sale", body)).state == state

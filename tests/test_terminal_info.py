@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from stack import pair, start_stack, wait_link_up
 
 from ecrd.client import open_trio_client
@@ -114,9 +115,9 @@ async def test_terminal_info_waits_behind_a_payment_in_progress_and_one_waiting(
 
         async with trio.open_nursery() as n:
             n.start_soon(lambda: run("first", "sale", **sale, reference_id="q1"))
-            await trio.sleep(0.1)
+            await stack.held("lan", "q1")
             n.start_soon(lambda: run("second", "sale", **sale, reference_id="q2", wait=True))
-            await trio.sleep(0.1)
+            await stack.queued("lan-1")
             n.start_soon(lambda: run("info", "terminal.info", terminal="lan-1"))
     assert [a for a, _ in seen] == ["Sale", "Sale", "DeviceInfo"]
     info_at = next(t for a, t in seen if a == "DeviceInfo")
@@ -136,7 +137,7 @@ async def test_a_cached_answer_is_given_while_a_payment_runs(
         async with trio.open_nursery() as n:
             n.start_soon(lambda: c.call("sale", terminal="lan-1", amount="1.00", currency="HKD",
                                         reference_id="c1"))  # fmt: skip
-            await trio.sleep(0.2)
+            await stack.held("lan", "c1")
             with trio.fail_after(0.5):  # not behind the customer: nothing goes to the terminal
                 assert await c.call("terminal.info", terminal="lan-1") == first
 
@@ -171,10 +172,10 @@ async def test_callers_of_a_cancelled_flight_start_another_and_errors_are_shared
     async with trio.open_nursery() as n:
         doomed = trio.CancelScope()  # the first flight's caller goes away: no answer
         n.start_soon(_cancelled_caller, cache, turn, doomed)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # its flight is under way
         n.start_soon(caller)
         n.start_soon(caller)
-        await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # both joined it
         doomed.cancel()
     assert results == ["no reply", "no reply"]  # one flight's error, shared
     assert await cache.get(turn) == {"deviceSn": "X"}  # the error was not kept

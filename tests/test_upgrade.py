@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import tomllib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from ecrd.money.evidence import LateReply, Resolved, Stopped, to_obj
 from ecrd.money.notes import NOTE_RESTARTED
 from ecrd.money.settlement import settle
-from ecrd.store.journal import SCHEMA_VERSION, Journal
+from ecrd.store.journal import SCHEMA_VERSION, Journal, TxRecord
 from ecrd.store.journal_view import JournalView
 from ecrd.store.pairings import Pairing, PairingStore
 
@@ -215,6 +216,19 @@ def v010(tmp_path: Path) -> Path:
     return copy_state(DATA / "v0.1.0", tmp_path)
 
 
+def view_of(state: Path) -> JournalView:
+    """The API's reader of the journal in ``state``."""
+    return JournalView(str(state / "journal.sqlite3"))
+
+
+def every_record(view: JournalView) -> list[TxRecord]:
+    """Every record, page after page, as ``transaction.list`` reads them."""
+    found: list[TxRecord] = []
+    while page := view.page(limit=500, before=found[-1].reference_id if found else None):
+        found += page
+    return found
+
+
 def test_every_release_fixture_is_found() -> None:
     assert [p.name for p in FIXTURES][:1] == ["v0.1.0"]
 
@@ -224,9 +238,9 @@ def test_old_state_opens_migrated_with_nothing_lost(version_dir: Path, tmp_path:
     state = copy_state(version_dir, tmp_path)
     version, records, events = raw_counts(state / "journal.sqlite3")
     assert version <= SCHEMA_VERSION
-    with Journal(state / "journal.sqlite3") as journal:
-        assert len(journal.list(limit=10_000)) == records
-        assert sum(journal.counts().values()) == records
+    with Journal(state / "journal.sqlite3"), closing(view_of(state)) as view:
+        assert sum(view.counts().values()) == records
+        assert len(every_record(view)) == records
     assert raw_counts(state / "journal.sqlite3") == (SCHEMA_VERSION, records, events)
     terminals = tomllib.loads((state / "pairings.toml").read_text())["terminals"]
     assert sorted(PairingStore(state / "pairings.toml").load()) == sorted(terminals)
@@ -237,8 +251,8 @@ def test_v010_journal_was_written_by_schema_1(v010: Path) -> None:
 
 
 def test_v010_journal_keeps_every_record(v010: Path) -> None:
-    with Journal(v010 / "journal.sqlite3") as journal:
-        records = {r.reference_id: r for r in journal.list(limit=100)}
+    with Journal(v010 / "journal.sqlite3"), closing(view_of(v010)) as view:
+        records = {r.reference_id: r for r in every_record(view)}
     assert sorted(records) == sorted(V010_RECORDS)
     for ref, expected in V010_RECORDS.items():
         r = records[ref]
@@ -251,23 +265,23 @@ def test_v010_journal_keeps_every_record(v010: Path) -> None:
 
 
 def test_v010_journal_keeps_every_audit_trail(v010: Path) -> None:
-    with Journal(v010 / "journal.sqlite3") as journal:
-        trails = {ref: journal.events(ref) for ref in V010_TRAILS}
+    with Journal(v010 / "journal.sqlite3"), closing(view_of(v010)) as view:
+        trails = {ref: view.history(ref) for ref in V010_TRAILS}
     for ref, expected in V010_TRAILS.items():
-        assert [(e.from_state, e.to_state, e.who) for e in trails[ref]] == expected
-    assert trails["void-1002"][1].note == "sending on cloud, requestID req-void-1002-cloud"
-    assert trails["order-1004"][2].note == ROOT_NOTE.format("succeeded")
+        assert [(e["from"], e["to"], e["who"]) for e in trails[ref]] == expected
+    assert trails["void-1002"][1]["why"] == "sending on cloud, requestID req-void-1002-cloud"
+    assert trails["order-1004"][2]["why"] == ROOT_NOTE.format("succeeded")
 
 
 def test_v010_journal_works_on_after_the_upgrade(v010: Path) -> None:
-    with Journal(v010 / "journal.sqlite3") as journal:
+    with Journal(v010 / "journal.sqlite3") as journal, closing(view_of(v010)) as view:
         # What the daemon does first at start: the payment in flight becomes unknown.
         stopped = Stopped("daemon_restarted", "ecrd stopped")
         [recovered] = journal.recover(lambda r: settle(r, stopped))
         assert (recovered.reference_id, recovered.state) == ("order-1007", "unknown")
         assert recovered.note == NOTE_RESTARTED.format(ref="order-1007")
         assert [r.reference_id for r in journal.unknown()] == ["order-1003", "order-1007"]
-        assert journal.counts() == {
+        assert view.counts() == {
             "pending": 0,
             "succeeded": 3,
             "failed": 2,
@@ -284,16 +298,16 @@ def test_v010_journal_works_on_after_the_upgrade(v010: Path) -> None:
         late = LateReply("Sale", {"status": "Failed", "referenceID": "order-1001"})
         _, disputed = journal.apply("order-1001", lambda r: settle(r, late))
         assert disputed.state == "disputed"
-        assert journal.events("order-1001")[-1].evidence == to_obj(late)
+        assert view.history("order-1001")[-1]["evidence"] == to_obj(late)
 
 
 def test_v010_journal_gains_an_empty_audit_table_that_takes_rows(v010: Path) -> None:
     """Schema 4 (#22): the admin actions' audit table, empty after the upgrade, and the
     records and their trails as they were."""
-    with Journal(v010 / "journal.sqlite3") as journal:
+    with Journal(v010 / "journal.sqlite3") as journal, closing(view_of(v010)) as view:
         seq = journal.audit(who=ROOT, action="terminal.unpair", terminal="counter-3",
                             detail={"terminal": "counter-3"}, result="ok")  # fmt: skip
-        assert journal.events("order-1004")[2].note == ROOT_NOTE.format("succeeded")
+        assert view.history("order-1004")[2]["why"] == ROOT_NOTE.format("succeeded")
     assert seq == 1
     assert raw_counts(v010 / "journal.sqlite3") == (SCHEMA_VERSION, 9, 22)
     view = JournalView(str(v010 / "journal.sqlite3"))

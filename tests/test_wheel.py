@@ -17,7 +17,8 @@ import pytest
 
 import ecrd
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One worker takes the whole module (--dist loadgroup): its module fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("wheel")]
 
 REPO = Path(__file__).resolve().parents[1]
 LEFTOVERS = shutil.ignore_patterns(

@@ -10,7 +10,7 @@ Invariants:
   (listings) run one at a time per connection, each only once its earlier replies are out,
   and a listing's page is bounded in bytes (``PAGE_BYTES``, less what the connection's
   batches already hold, and at least one record); events wait for room too, and a
-  subscription that falls ``QUEUE_SIZE`` events behind is disconnected. So a connection
+  subscription that falls its queue (256 events) behind is disconnected. So a connection
   holds a bounded amount of memory whatever its peer does: about ``MAX_UNSENT`` plus a
   page or two.
 * A connection that makes no progress (no complete line read, no reply written) for
@@ -59,7 +59,6 @@ from ecrd.store.journal_view import PAGE_BYTES
 
 log = logging.getLogger("ecrd.api")
 
-QUEUE_SIZE: Final = 512
 MAX_UNSENT: Final = 256 * 1024
 MAX_IN_FLIGHT: Final = 64
 # Only reachable if a bug let replies pile up despite the limits above.

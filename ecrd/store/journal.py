@@ -38,7 +38,6 @@ module is the queries. What a record is, and how it maps to a row, is
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
 import sqlite3
@@ -62,7 +61,6 @@ from ecrd.store.journal_records import (
     STATES,
     Change,
     DuplicateReference,
-    Event,
     JournalError,
     TransactionNotFound,
     TransitionRefused,
@@ -71,7 +69,6 @@ from ecrd.store.journal_records import (
     column_value,
     format_time,
     json_text,
-    json_value,
     new_record,
     parse_time,
     record_from_row,
@@ -96,7 +93,6 @@ __all__ = [
     "STATES",
     "Change",
     "DuplicateReference",
-    "Event",
     "Journal",
     "JournalError",
     "TransactionNotFound",
@@ -284,7 +280,7 @@ class Journal:
             return audit.insert(conn, at=at or self._now(), who=who, action=action,
                                 terminal=terminal, detail=detail, result=result)  # fmt: skip
 
-    def recover(self, decide: Callable[[TxRecord], Change]) -> builtins.list[TxRecord]:
+    def recover(self, decide: Callable[[TxRecord], Change]) -> list[TxRecord]:
         """At start-up, ``decide`` what becomes of every ``pending`` record (design.md §3
         rule 6: the daemon stopped while it may have been sent). Returns the records changed,
         oldest first. All of them change in one transaction, or none does."""
@@ -354,48 +350,19 @@ class Journal:
         row = conn.execute(SELECT + "WHERE reference_id = ?", (reference_id,)).fetchone()
         return None if row is None else record_from_row(row)
 
-    def reversals(self, original: str) -> builtins.list[TxRecord]:
-        """The refunds and voids journaled against ``original``, oldest first."""
-        with self._read("reversals") as conn:
-            return select_reversals(conn, original)
-
     def get(self, reference_id: str) -> TxRecord | None:
         with self._read("get") as conn:
             return self._fetch(conn, reference_id)
 
-    def list(
-        self,
-        *,
-        terminal: str | None = None,
-        state: str | None = None,
-        since: str | None = None,
-        limit: int = 100,
-    ) -> builtins.list[TxRecord]:
-        """Records newest first. ``since`` (RFC 3339) keeps those created at or after it."""
-        if state is not None and state not in STATES:
-            raise ValueError(f"unknown state {state!r}; one of {', '.join(STATES)}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, not {limit!r}")
-        after = None if since is None else parse_time(since)
-        with self._read("list") as conn:
-            rows = conn.execute(
-                SELECT + "WHERE (:terminal IS NULL OR terminal = :terminal) "
-                "AND (:state IS NULL OR state = :state) "
-                "AND (:since IS NULL OR created_at >= :since) "
-                "ORDER BY created_at DESC, seq DESC LIMIT :limit",
-                {"terminal": terminal, "state": state, "since": after, "limit": limit},
-            ).fetchall()
-        return [record_from_row(row) for row in rows]
-
-    def unknown(self, terminal: str | None = None) -> builtins.list[TxRecord]:
+    def unknown(self, terminal: str | None = None) -> list[TxRecord]:
         """The ``unknown`` records (of one terminal), oldest first: the order to settle them."""
         return self._in_state("unknown", terminal)
 
-    def pending(self) -> builtins.list[TxRecord]:
+    def pending(self) -> list[TxRecord]:
         """The ``pending`` records, oldest first."""
         return self._in_state("pending", None)
 
-    def _in_state(self, state: str, terminal: str | None) -> builtins.list[TxRecord]:
+    def _in_state(self, state: str, terminal: str | None) -> list[TxRecord]:
         with self._read(state) as conn:
             rows = conn.execute(
                 SELECT + "WHERE state = :state AND (:terminal IS NULL OR terminal = :terminal) "
@@ -403,23 +370,6 @@ class Journal:
                 {"state": state, "terminal": terminal},
             ).fetchall()
         return [record_from_row(row) for row in rows]
-
-    def events(self, reference_id: str) -> builtins.list[Event]:
-        """The audit trail of one record, oldest first."""
-        with self._read("events") as conn:
-            rows = conn.execute(
-                "SELECT reference_id, at, from_state, to_state, who, note, evidence FROM events "
-                "WHERE reference_id = ? ORDER BY seq",
-                (reference_id,),
-            ).fetchall()
-        return [Event(**{**dict(row), "evidence": json_value(row["evidence"])}) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        """How many records are in each state; every state is present, zero or not."""
-        with self._read("counts") as conn:
-            rows = conn.execute("SELECT state, count(*) FROM transactions GROUP BY state")
-            found = {state: count for state, count in rows}
-        return {state: found.get(state, 0) for state in STATES}
 
     # -- lifetime -------------------------------------------------------------------------
 

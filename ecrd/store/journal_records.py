@@ -178,20 +178,6 @@ def _decode(name: str, value: Any) -> Any:
     return json_value(value) if name in _JSON_COLUMNS else value
 
 
-@attrs.frozen
-class Event:
-    """One row of the audit trail. ``from_state`` is None for the row ``begin`` writes;
-    ``evidence`` is what the terminal or a person said, kept verbatim."""
-
-    reference_id: str
-    at: str
-    from_state: str | None
-    to_state: str
-    who: str
-    note: str | None
-    evidence: dict[str, Any] | None = None
-
-
 # The record columns a ``Change`` may set; the others are ``begin``'s (and ``mark_sending``'s).
 CHANGEABLE: Final = frozenset({"reply", "error", "note", "resolved_by", "approved_amount"})
 

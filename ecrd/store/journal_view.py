@@ -3,7 +3,8 @@
 WAL lets readers and the writer run at the same time, so the API's listings and lookups
 (``transaction.get``, ``transaction.list``, ``status``) never wait behind a payment's
 fsynced write, and a payment never waits behind a client's long listing. The writer
-(``Journal``, used by ``terminal.payments``) keeps its own connection and limiter.
+(``Journal``, driven by ``money/authority.py``) keeps its own connection and its own
+thread (a ``Workers`` of one, ``workers.py``).
 
 The connection is opened ``mode=ro``: nothing here can change the journal. Listings are
 paged: at most ``MAX_PAGE`` records and about ``PAGE_BYTES`` of them (never less than one

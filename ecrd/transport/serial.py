@@ -35,7 +35,6 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
-import attrs
 import trio
 import trio.lowlevel
 
@@ -66,7 +65,6 @@ __all__ = [
     "SerialOpenError",
     "SerialPortInUse",
     "SerialSettings",
-    "SerialStats",
     "TtyStream",
     "open_serial",
 ]
@@ -77,24 +75,6 @@ DEFAULT_FRAME_FORMAT: Final = FrameFormat()
 DEFAULT_BACKOFF: Final = Backoff(initial=0.2, cap=10.0)
 
 log = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class SerialStats:
-    """Counters for diagnostics (``ecrctl status``)."""
-
-    frames_in: int
-    frames_out: int
-    garbage_bytes: int
-    bad_header_crc: int
-    bad_data_crc: int
-    stale: int
-    garbled: int
-    opens: int
-
-    @property
-    def bad_crc(self) -> int:
-        return self.bad_header_crc + self.bad_data_crc
 
 
 class _Waiter:
@@ -186,11 +166,6 @@ class SerialLink:
         self._lent: trio.Event | None = None  # set when a lend ends; the port stays shut until
         self._state: LinkState = "unknown"
         self._down_since = 0.0
-        self._frames_in = 0
-        self._frames_out = 0
-        self._stale = 0
-        self._garbled = 0
-        self._opens = 0
 
     def __repr__(self) -> str:
         return f"<SerialLink {self.device} {self._state}>"
@@ -202,19 +177,6 @@ class SerialLink:
     def reply_action(self, action: str) -> str:
         """The action the terminal names its reply to ``action`` with."""
         return self._reply_actions.get(action, action)
-
-    def stats(self) -> SerialStats:
-        d = self._decoder
-        return SerialStats(
-            frames_in=self._frames_in,
-            frames_out=self._frames_out,
-            garbage_bytes=d.garbage_bytes,
-            bad_header_crc=d.bad_header_crc,
-            bad_data_crc=d.bad_data_crc,
-            stale=self._stale,
-            garbled=self._garbled,
-            opens=self._opens,
-        )
 
     # -- exchanges ---------------------------------------------------------------------
 
@@ -263,7 +225,6 @@ class SerialLink:
                 ) from exc
             finally:
                 written.count = port.bytes_sent - before
-        self._frames_out += 1
 
     def _route(self, reply: Envelope) -> None:
         pending = [w for w in self._waiters if w.pending]
@@ -273,7 +234,6 @@ class SerialLink:
         if match is not None:
             match.deliver(reply)
             return
-        self._stale += 1
         log.warning(
             "serial %s: dropped a %s reply no exchange waits for", self.device, reply.action
         )
@@ -381,11 +341,9 @@ class SerialLink:
 
     def _feed(self, chunk: bytes) -> None:
         for frame in self._decoder.feed(chunk):
-            self._frames_in += 1
             try:
                 reply = Envelope.from_bytes(frame.data)
             except MalformedEnvelope as exc:
-                self._garbled += 1
                 log.warning(
                     "serial %s: dropped a frame that is not an envelope: %s", self.device, exc
                 )
@@ -401,7 +359,6 @@ class SerialLink:
         self._state = "down"
 
     def _came_up(self) -> None:
-        self._opens += 1
         if self._state == "down":
             outage = trio.current_time() - self._down_since
             log.info("serial %s up again after %.1f s", self.device, outage)
