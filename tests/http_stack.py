@@ -3,9 +3,11 @@ WebSocket client on wsproto over a real TCP (or TLS) connection."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import ssl
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +117,15 @@ class WsClient:
                 return None
 
 
+@contextlib.asynccontextmanager
 async def open_ws(
-    hs: HttpStack, headers: dict[str, str], protocols: list[str] = (),  # type: ignore[assignment]
+    hs: HttpStack, headers: dict[str, str], protocols: Sequence[str] = (),
     tls: ssl.SSLContext | None = None,
-) -> tuple[WsClient, Any]:  # fmt: skip
+) -> AsyncIterator[tuple[WsClient, Any]]:  # fmt: skip
+    """A client and the server's answer to its handshake; closed on the way out."""
     stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", hs.port)
     if tls is not None:
         stream = trio.SSLStream(stream, tls, server_hostname="localhost")
-    client = WsClient(stream)
-    answer = await client.open(f"127.0.0.1:{hs.port}", headers, list(protocols))
-    return client, answer
+    async with stream:
+        client = WsClient(stream)
+        yield client, await client.open(f"127.0.0.1:{hs.port}", headers, list(protocols))

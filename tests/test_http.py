@@ -165,3 +165,19 @@ async def test_unknown_paths_and_methods_are_refused(hs: HttpStack) -> None:
         assert (await client.get(f"{hs.url}/rpc", headers=bearer("screen"))).status_code == 405
         openrpc = await client.get(f"{hs.url}/openrpc.json")
     assert openrpc.status_code in (200, 404)
+
+
+async def test_a_sale_outlives_its_http_client_and_is_charged_once(hs: HttpStack) -> None:
+    """design.md §3 rule 7: the client gives up while the terminal waits (x.92: the
+    simulator answers late); the sale goes on, and its outcome is journaled."""
+    await paired(hs)
+    body = json.dumps(rpc("sale", **{**SALE, "amount": "10.92"}, reference_id="gone")).encode()
+    async with httpx.AsyncClient(timeout=0.05) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(f"{hs.url}/rpc", content=body, headers=bearer("web-pos"))
+    async with open_trio_client(hs.stack.socket) as c:
+        with trio.fail_after(10):
+            while (await c.call("transaction.get", reference_id="gone"))["state"] == "pending":
+                await trio.sleep(0.05)
+        assert (await c.call("transaction.get", reference_id="gone"))["state"] == "succeeded"
+    assert hs.stack.charges("lan", "gone") == 1
