@@ -123,9 +123,14 @@ class Chromium:
                 self.events.append(message)
 
     def new_page(self, width: int = 1024, height: int = 860) -> Page:
-        target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
+        """A tab in a browser context of its own (nothing shared with other pages: no
+        cookies, storage or cache); ``Page.close`` disposes of it."""
+        context = self.command("Target.createBrowserContext")["browserContextId"]
+        target = self.command(
+            "Target.createTarget", {"url": "about:blank", "browserContextId": context}
+        )["targetId"]
         session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})
-        page = Page(self, session["sessionId"])
+        page = Page(self, session["sessionId"], context)
         for method in ("Page.enable", "Runtime.enable"):
             page.command(method)
         page.command(
@@ -150,9 +155,13 @@ class Chromium:
 class Page:
     """A tab, attached in flat mode: its commands carry its session id."""
 
-    def __init__(self, browser: Chromium, session: str) -> None:
+    def __init__(self, browser: Chromium, session: str, context: str) -> None:
         self.browser = browser
         self.session = session
+        self.context = context
+
+    def close(self) -> None:
+        self.browser.command("Target.disposeBrowserContext", {"browserContextId": self.context})
 
     def command(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
         return self.browser.command(method, params, session=self.session, **kw)

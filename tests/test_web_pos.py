@@ -119,13 +119,23 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
                 sim.stop()
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Page]:
-    browser = Chromium(tmp_path / "chromium-profile", tmp_path / "chromium.log")
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    tmp = tmp_path_factory.mktemp("chromium")
+    browser = Chromium(tmp / "profile", tmp / "chromium.log")
     try:
-        yield browser.new_page()
+        yield browser
     finally:
         browser.close()
+
+
+@pytest.fixture
+def page(browser: Chromium) -> Iterator[Page]:
+    page = browser.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 def shown(page: Page, selector: str, what: str = "innerText") -> str:
@@ -175,7 +185,9 @@ def test_the_page_sells_refunds_and_shows_the_live_events(
     assert shop.sim.charges("lan", refund_ref) == 1
 
 
-def test_the_page_from_an_origin_not_allowed_cannot_sell(shop: Shop, page: Page) -> None:
+def test_the_page_from_an_origin_not_allowed_cannot_sell(
+    shop: Shop, page: Page, tmp_path: Path
+) -> None:
     page.navigate(shop.url(shop.stranger))
     # The browser hides a refused preflight from the page: to it, ecrd did not answer.
     assert shown(page, "#error:not([hidden])", "dataset.reason") == "no_answer"
@@ -183,5 +195,30 @@ def test_the_page_from_an_origin_not_allowed_cannot_sell(shop: Shop, page: Page)
 
     page.click("#sell")
     ref = shown(page, 'tr[data-state="no_answer"]', "dataset.ref")
+    page.click("#sell")  # the same sale again: a retry, under the same reference
+    shown(page, "#sell:enabled")
+    rows = page.evaluate("[...document.querySelectorAll('tbody tr')].map(r => r.dataset.ref)")
+    assert rows == [ref]
     assert shop.daemon.error("transaction.get", reference_id=ref).reason == "transaction_not_found"
     assert shop.sim.requests("lan", ref) == 0
+    print(f"screenshot: {page.screenshot(tmp_path / 'web-pos-refused.png')}")
+
+
+def test_a_wrong_token_and_a_declined_card_are_shown_by_their_reason(
+    shop: Shop, page: Page
+) -> None:
+    page.navigate(shop.url(shop.origin, token="not-the-token"))
+    assert shown(page, "#error:not([hidden])", "dataset.reason") == "http_401"
+    assert "token" in page.text("#error")
+
+    page.fill("#token", TOKEN)
+    page.click("#connect")
+    shown(page, "#live.on")
+    assert page.evaluate(f"{query('#error')}.hidden") is True
+    page.fill("#amount", "3.91")  # the simulator's magic amount: a declined card
+    page.click("#sell")
+    ref = shown(page, 'tr[data-state="failed"]', "dataset.ref")
+    assert "declined" in shown(page, f'tr[data-ref="{ref}"]')
+    assert page.evaluate(f"{query('#error')}.hidden") is True  # a result, not an error
+    assert page.evaluate(f"{query('#refund')}.disabled") is True  # nothing to refund
+    assert shop.daemon.call("transaction.get", reference_id=ref)["state"] == "failed"

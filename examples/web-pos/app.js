@@ -136,9 +136,10 @@ async function lookUp(reference_id) {
 // -- selling and refunding ---------------------------------------------------------------
 
 let lastSale = null; // the last approved sale: what "Refund last sale" refunds
+let unanswered = null; // a sale sent that got no answer: Sell again retries it
 
-// A real till sends its own order's payment id and reuses it on a retry (README, "For POS
-// developers"); this page makes one per Sell press.
+// A real till sends its own order's payment id, and reuses it on a retry (README, "For POS
+// developers"); this page makes one per sale.
 function newReference() {
   return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
@@ -169,8 +170,14 @@ async function pay(method, tx, params) {
 async function sell() {
   const amount = $("amount").value.trim();
   const currency = $("currency").value.trim().toUpperCase();
-  const sale = { reference_id: newReference(), action: "Sale", amount, currency, state: "pending" };
+  // The same amount again after no answer is a retry: under the same reference, ecrd gives
+  // the first attempt's result instead of charging twice (money rule 2).
+  const retry = unanswered?.amount === amount && unanswered?.currency === currency;
+  const sale = retry
+    ? { ...unanswered, state: "pending" }
+    : { reference_id: newReference(), action: "Sale", amount, currency, state: "pending" };
   const done = await pay("sale", sale, {});
+  unanswered = known.get(sale.reference_id).state === "no_answer" ? sale : null;
   if (done?.state === "succeeded") lastSale = done;
   $("refund").disabled = lastSale === null;
 }
