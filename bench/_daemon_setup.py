@@ -31,12 +31,15 @@ def tid_of(i: int) -> str:
     return f"lan-{i + 1:02d}"
 
 
-def start(procs: Procs, tmp: Path) -> tuple[Sim, Daemon, list[str]]:
-    """The simulator and a daemon configured with its ``TERMINALS`` terminals (unpaired)."""
+def start(
+    procs: Procs, tmp: Path, http: dict[str, Any] | None = None
+) -> tuple[Sim, Daemon, list[str]]:
+    """The simulator and a daemon configured with its ``TERMINALS`` terminals (unpaired),
+    and ``http`` as its ``[http]`` table."""
     sim = Sim(procs, tmp, "--lan", str(TERMINALS), "--no-magic-amounts")
     tids = [tid_of(i) for i in range(TERMINALS)]
     terms = [lan_terminal(tid, t["host"], t["port"]) for tid, t in zip(tids, sim.lan, strict=True)]
-    return sim, Daemon(procs, write_config(tmp, "ecrd", terms)), tids
+    return sim, Daemon(procs, write_config(tmp, "ecrd", terms, http)), tids
 
 
 def pair_all(sim: Sim, daemon: Daemon, tids: list[str]) -> None:

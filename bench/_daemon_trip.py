@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from bench._daemon_setup import AMOUNT, new_ref, set_reply_salt_reuse, tid_of
 from bench._procs import Daemon, Sim, cpu_seconds, machine_busy_seconds
 from bench._table import Row, ms, p
 from ecrd.client import TrioClient, open_trio_client
+from ecrd.money.evidence import Reply
+from ecrd.money.settlement import settle
 from ecrd.protocol.crypto import KeyCache, Sealer, open_
 from ecrd.protocol.envelope import Envelope, check_response, request_message
 from ecrd.store.journal import Journal
@@ -130,7 +133,7 @@ class Trip:
 
 def journal_alone(sales: int, directory: Path) -> tuple[float, float]:
     """What money rule 1 costs by itself: ecrd's journal, in this process, doing a sale's
-    three calls (the admission lookup, ``begin`` and ``finish``, two fsynced commits) on
+    three calls (the admission lookup, ``begin`` and the reply's ``apply``, two fsynced commits) on
     the same disk. Median wall and mean CPU (``thread_time``) per sale."""
     journal = Journal(str(directory / "alone.db"))
     wall, cpu = [], []
@@ -146,7 +149,9 @@ def journal_alone(sales: int, directory: Path) -> tuple[float, float]:
                 params={"amount": AMOUNT, "currency": "HKD"}, currency="HKD", who="bench",
                 request_id=new_ref(), link="lan",
             )  # fmt: skip
-            journal.finish(ref, state="succeeded", reply={"status": "Success", "referenceID": ref})
+            reply = Reply("Sale", {"status": "Success", "referenceID": ref, "amount": AMOUNT,
+                                   "currency": "HKD"})  # fmt: skip
+            journal.apply(ref, partial(settle, evidence=reply))
             wall.append(time.perf_counter() - t0)
             cpu.append(time.thread_time() - c0)
     finally:

@@ -94,8 +94,10 @@ def lan_terminal(tid: str, host: str, port: int, *, probe: bool = False) -> dict
     return term
 
 
-def write_config(tmp: Path, name: str, terminals: list[dict[str, Any]]) -> Path:
-    data = {
+def write_config(
+    tmp: Path, name: str, terminals: list[dict[str, Any]], http: dict[str, Any] | None = None
+) -> Path:
+    data: dict[str, Any] = {
         "daemon": {
             # A directory of ecrd's own for the socket: ecrd creates it 0750 (ownership.py).
             "socket": str(tmp / name / "run" / "ecrd.sock"),
@@ -109,6 +111,8 @@ def write_config(tmp: Path, name: str, terminals: list[dict[str, Any]]) -> Path:
         },
         "terminal": terminals,
     }
+    if http is not None:
+        data["http"] = http
     (tmp / name).mkdir(parents=True, exist_ok=True)
     path = tmp / name / "ecrd.toml"
     path.write_bytes(tomli_w.dumps(data).encode())

@@ -9,7 +9,8 @@ Everything is measured in this one run, against baselines measured in the same r
    Both sides pay one PBKDF2 per reply (the simulator seals each reply with a random salt,
    as a terminal does) and the simulator pays one to seal it. Acceptance: daemon ≤ 1.03 ×
    direct. Then with the simulator reusing its reply salt (no derivation per sale):
-   ecrd adds ≤ 1.0 ms of latency and ≤ 1.0 ms of CPU per sale.
+   ecrd adds ≤ 1.0 ms of latency and ≤ 1.0 ms of CPU per sale. 1H: the same sale over
+   the HTTP endpoint (``POST /rpc``) against the Unix socket: HTTP adds ≤ 1.0 ms.
 2. **32 terminals selling at once** (one ``ecrd-sim --lan 32``, all paired first), each one
    sale after another for a fixed time. Row A: random reply salts (realistic): two
    derivations per sale on this machine, one in the simulator (sealing the reply) and one
@@ -26,6 +27,7 @@ Everything is measured in this one run, against baselines measured in the same r
    with one terminal.
 
 Layout: ``_daemon_setup`` (the processes, pairing, warm-up), ``_daemon_trip`` (1),
+``_daemon_http`` (1H),
 ``_daemon_load`` and ``_daemon_ping`` (2), ``_daemon_footprint`` (3 and 4),
 ``_daemon_listings`` (3, unread listings), ``_table``
 (rows and units); this module runs them in order and prints the table.
@@ -48,6 +50,7 @@ from pathlib import Path
 import trio
 
 from bench._daemon_footprint import bench_rss, bench_start, byte_compile_ecrd
+from bench._daemon_http import bench_http, free_port, http_table
 from bench._daemon_listings import bench_unread_listings
 from bench._daemon_load import bench_load
 from bench._daemon_setup import CORES, TERMINALS, one_sale_each, pair_all, start
@@ -75,12 +78,14 @@ def fs_type(path: Path) -> str:
 
 def run_all(procs: Procs, tmp: Path) -> tuple[list[Row], float, float]:
     """Every row, in order, and the cores other processes used during 1 and during 2A."""
-    sim, daemon, tids = start(procs, tmp)
+    port = free_port()
+    sim, daemon, tids = start(procs, tmp, http_table(port))
     t0 = time.perf_counter()
     pair_all(sim, daemon, tids)
     trio.run(one_sale_each, daemon.socket, tids)
     print(f"paired {TERMINALS} terminals, one sale on each: {time.perf_counter() - t0:.1f} s")
     rows, busy_1 = bench_round_trip(sim, daemon, ROUND_TRIPS)
+    rows += bench_http(sim, daemon, port, tids[0])
     load, busy = bench_load(sim, daemon, tids)
     rows += load
     daemon.stop()

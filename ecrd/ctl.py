@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from ecrd import __version__, ctl_fleet, ctl_pay
+from ecrd import __version__, ctl_fleet, ctl_http, ctl_pay
 from ecrd.client import DEFAULT_SOCKET, EcrdError, TrioClient, open_trio_client
 from ecrd.ctl_out import (
     EPILOG,
@@ -267,6 +267,7 @@ def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     ctl_pay.add_parsers(sub)
     ctl_fleet.add_parsers(sub)
     _support_parsers(sub)
+    ctl_http.add_parser(sub)
     return parser
 
 
@@ -310,6 +311,8 @@ parser = _parser
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(json_errors="--json" in argv).parse_args(argv)
+    if args.command == "http-token":  # made here: no daemon needed
+        return ctl_http.cmd_http_token(args)
     if args.command in MONEY_COMMANDS:
         args.ref = args.ref or str(uuid.uuid4())  # known before it is sent: said if stopped
     try:

@@ -148,6 +148,7 @@ class Daemon:
         # Bound first, so "in use" fails the start plainly; clients that connect now wait
         # in the backlog until recovery is done and serving starts (design.md §3 rule 6).
         sock = server.bind_socket(self.config.daemon.socket, self.config.daemon.socket_group)
+        self.http = http.bind(self.config.http)  # [http], if any: bound before serving too
         bound = ownership.identity(self.config.daemon.socket)
         try:
             async with trio.open_nursery() as nursery:
@@ -156,7 +157,7 @@ class Daemon:
                 for term in self.terminals.values():
                     self._start_terminal(term)
                 await nursery.start(server.serve, self, sock, self.connections)
-                self.http_port = await nursery.start(http.serve, self, self.connections)
+                await nursery.start(http.serve, self, self.connections, self.http)
                 nursery.start_soon(self._signals, nursery)
                 nursery.start_soon(self._status_loop)
                 self._start_housekeeping(nursery)
@@ -412,7 +413,7 @@ class Daemon:
         steps = reload_plan(self.config, new)
         self._apply_daemon(steps)
         access = ["access"] if new.access != self.config.access else []
-        self.config = attrs.evolve(new, daemon=steps.daemon)  # new roles: the next calls
+        self.config = attrs.evolve(new, daemon=steps.daemon, http=steps.http)  # the next calls
         self.shared.cloud = new.cloud
         report = await self._apply_terminals(steps)
         report.update(applied=[*steps.applied, *access], needs_restart=list(steps.needs_restart))

@@ -2,8 +2,9 @@
 
 Starts ``ecrd-sim`` (one LAN, one serial-over-pty, one cloud terminal) and ``ecrd`` with a
 generated config in a temporary directory, pairs all three terminals, runs a sale, a
-refund and a void with ``ecrctl``, prints what happened, then keeps everything running so
-the reader can try their own commands. Ctrl-C stops it all.
+refund and a void with ``ecrctl`` and a sale over the HTTP endpoint, prints what
+happened, then keeps everything running so the reader can try their own commands.
+Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import tomli_w
 
 BIN = Path(sys.executable).parent
@@ -48,7 +51,43 @@ def start_simulator(
     return proc, json.loads(line)
 
 
-def write_config(work: Path, sim: dict[str, Any]) -> Path:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_http_client() -> tuple[dict[str, Any], int, dict[str, Any]]:
+    """``ecrctl http-token``'s answer for the demo's browser till (its token and lines),
+    the port, and the ``[http]`` table."""
+    say("an HTTP client for a browser till ([http], off unless configured)")
+    shown = "ecrctl http-token web-pos --roles sell"
+    print(f"{DIM}${RESET} {shown}", flush=True)
+    res = subprocess.run([str(BIN / "ecrctl"), "--json", *shown.split()[1:]],
+                         stdout=subprocess.PIPE, text=True, check=True)  # fmt: skip
+    said: dict[str, Any] = json.loads(res.stdout)
+    print(f"token (shown once): {said['token']}\n{said['toml']}")
+    port = free_port()
+    table = {"listen": f"127.0.0.1:{port}", "allowed_origins": ["http://localhost:3000"],
+             "client": [{k: said[k] for k in ("name", "token_sha256", "roles")}]}  # fmt: skip
+    return said, port, table
+
+
+def http_sale(port: int, token: str) -> bool:
+    """One sale over POST /rpc, as a browser till or a program in any language makes it."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "sale", "params": {
+        "terminal": "counter-1", "amount": "12.50", "currency": "HKD",
+        "reference_id": "demo-http-1"}}  # fmt: skip
+    url = f"http://127.0.0.1:{port}/rpc"
+    print(f"{DIM}${RESET} curl -s -H 'Authorization: Bearer {token}' \\\n"
+          f"    -d '{json.dumps(body)}' {url}", flush=True)  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    reply = httpx.post(url, json=body, headers=auth, timeout=90, trust_env=False).json()
+    print(json.dumps(reply, indent=2))
+    return bool(reply.get("result", {}).get("state") == "succeeded")
+
+
+def write_config(work: Path, sim: dict[str, Any], http: dict[str, Any]) -> Path:
     links = {t["link"]: t for t in sim["terminals"]}
     config = {
         "daemon": {
@@ -69,6 +108,7 @@ def write_config(work: Path, sim: dict[str, Any]) -> Path:
              "timeout_s": 60},
             {"id": "kiosk", "transport": "cloud", "timeout_s": 60},
         ],
+        "http": http,
     }  # fmt: skip
     path = work / "ecrd.toml"
     path.write_text(tomli_w.dumps(config))
@@ -120,7 +160,7 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def show(work: Path, sim: dict[str, Any], ctl: Ctl) -> None:
+def show(work: Path, sim: dict[str, Any], ctl: Ctl, http: tuple[int, str]) -> None:
     pins = {t["link"]: t for t in sim["terminals"]}
     say("the terminals' pairing pages show these codes (printed by the simulator)")
     for link, tid in (("lan", "counter-1"), ("serial", "counter-2"), ("cloud", "kiosk")):
@@ -140,6 +180,9 @@ def show(work: Path, sim: dict[str, Any], ctl: Ctl) -> None:
     ctl("void", "counter-2", "demo-sale-2", "--ref", "demo-void-2")
     say("a sale through the cloud relay")
     ctl("sale", "kiosk", "8.80", "HKD", "--ref", "demo-sale-3")
+    say(f"a sale over HTTP (POST /rpc on 127.0.0.1:{http[0]}, the web-pos token: sell only)")
+    if not http_sale(*http):
+        ctl.failures += 1
     say("a declined card is a result, not an error (exit status 1)")
     ctl("sale", "counter-1", "3.91", "HKD", "--ref", "demo-declined", expect=1)
     say("the journal")
@@ -155,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     sim_proc, sim = start_simulator(work, args.customer_delay)
     daemon = None
     try:
-        config = write_config(work, sim)
+        said, port, table = new_http_client()
+        config = write_config(work, sim, table)
         say(f"config written to {config}")
         print(config.read_text())
         daemon = start_daemon(work, config)
         say(f"ecrd is running (pid {daemon.pid}), socket {work / 'run' / 'ecrd.sock'}")
         ctl = Ctl(work / "run" / "ecrd.sock")
-        show(work, sim, ctl)
+        show(work, sim, ctl, (port, said["token"]))
         if ctl.failures:
             print(f"\n{ctl.failures} step(s) did not go as expected; logs: {work}/ecrd.log")
             return 1
@@ -175,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  ecrctl sale counter-1 1.94 HKD      # magic amount: the reply is lost -> UNKNOWN")
         print("  ecrctl tx --state unknown ; ecrctl resolve REF succeeded --note checked")
         print("  ecrctl watch                        # live events")
+        print(f"  curl -s -H 'Authorization: Bearer {said['token']}' -d "
+              f"'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}}' "
+              f"http://127.0.0.1:{port}/rpc")  # fmt: skip
         print(f"  simulator control API: {sim['control_url']} (docs/simulator.md)")
         print(f"  logs: {work}/ecrd.log and {work}/sim.log")
         if args.no_wait:

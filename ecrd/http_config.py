@@ -28,7 +28,7 @@ from ecrd.errors import ConfigError
 
 ROLES: Final = ("read", "sell", "refund", "admin")  # the roles of [access]
 WILDCARDS: Final = ("0.0.0.0", "::")  # noqa: S104 - names to refuse without hosts
-_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64_RE: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 _ORIGIN_RE: Final = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 _HOST_RE: Final = re.compile(r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
@@ -132,7 +132,7 @@ def _clients(raw: Any, where: str, store: bool) -> tuple[HttpClient, ...]:
             raise ConfigError(f"{where}: {key} must be a table")
         _no_unknown(entry, _CLIENT_KEYS, key, where)
         name = entry.get("name")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigError(f"{where}: {key}.name must be letters, digits, '.', '_' or '-' "
                               f"(at most 64; got {name!r})")  # fmt: skip
         if any(c.name == name for c in clients):

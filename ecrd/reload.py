@@ -9,6 +9,10 @@
   table when ``[cloud]`` changed, since every terminal's cloud client depends on it).
   ``moved`` marks a change of ``host``/``port``: the admin's address then replaces the
   last known one. Removals first, then changes, then additions.
+* ``[http]``: its clients, tokens, roles, origins and hosts are ``applied`` (``http``: the
+  endpoint reads them per request); a change of where or how it listens (``listen``, the
+  TLS files, or adding or removing the table) keeps the old table whole and is
+  ``needs_restart`` (``http``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Final, Literal
 import attrs
 
 from ecrd.config import Config, DaemonConfig, TerminalConfig
+from ecrd.http_config import HttpConfig
 
 RESTART_KEYS: Final = ("socket", "socket_group", "state_dir", "client_device_sn")
 
@@ -36,6 +41,7 @@ class Plan:
     applied: tuple[str, ...]
     needs_restart: tuple[str, ...]
     steps: tuple[TerminalStep, ...]
+    http: HttpConfig | None = None  # what to run with
 
 
 def plan(old: Config, new: Config) -> Plan:
@@ -48,7 +54,17 @@ def plan(old: Config, new: Config) -> Plan:
     needs_restart = tuple(k for k in differ if k in RESTART_KEYS)
     daemon = attrs.evolve(new.daemon, **{k: getattr(current, k) for k in needs_restart})
     applied = tuple(k for k in differ if k not in RESTART_KEYS)
-    return Plan(daemon, applied, needs_restart, _terminal_steps(old, new))
+    http = new.http
+    if old.http != new.http:
+        if _listening(old.http) != _listening(new.http):
+            http, needs_restart = old.http, (*needs_restart, "http")
+        else:
+            applied = (*applied, "http")
+    return Plan(daemon, applied, needs_restart, _terminal_steps(old, new), http)
+
+
+def _listening(cfg: HttpConfig | None) -> tuple[object, ...] | None:
+    return None if cfg is None else (cfg.host, cfg.port, cfg.tls_cert, cfg.tls_key, cfg.client_ca)
 
 
 def _terminal_steps(old: Config, new: Config) -> tuple[TerminalStep, ...]:

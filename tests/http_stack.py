@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tomli_w
 import trio
 from stack import Stack, config_data, make_sim
 from wsproto import ConnectionType, WSConnection
@@ -60,18 +61,22 @@ class HttpStack:
 
 
 async def start_http_stack(
-    nursery: trio.Nursery, tmp: Path, **http: Any
+    nursery: trio.Nursery, tmp: Path, daemon_keys: dict[str, Any] | None = None, **http: Any
 ) -> HttpStack:  # fmt: skip
-    """``http``: keys of ``[http]`` over the defaults (loopback, ``ORIGIN``, ``clients()``)."""
+    """``http``: keys of ``[http]`` over the defaults (loopback, ``ORIGIN``, ``clients()``);
+    ``daemon_keys``: of ``[daemon]``. The config is written to its file too (reloads)."""
     sim = make_sim(tmp)
     desc = await nursery.start(sim.run)
     data = config_data(desc, tmp)
+    data["daemon"].update(daemon_keys or {})
     data["http"] = {"listen": "127.0.0.1:0", "allowed_origins": [ORIGIN], "client": clients(),
                     **http}  # fmt: skip
     cfg = parse(data, str(tmp / "ecrd.toml"))
+    (tmp / "ecrd.toml").write_text(tomli_w.dumps(data))
     daemon = Daemon(cfg)
     await nursery.start(daemon.run)
-    return HttpStack(Stack(sim, daemon, cfg.daemon.socket, desc, tmp), daemon.http_port)
+    assert daemon.http is not None
+    return HttpStack(Stack(sim, daemon, cfg.daemon.socket, desc, tmp), daemon.http.port)
 
 
 class WsClient:

@@ -18,3 +18,5 @@ def test_the_demo_pairs_three_terminals_and_takes_payments() -> None:
         block = out.split(f"reference  {ref}\n", 1)[1].split("\n\n", 1)[0]
         assert "state      SUCCEEDED" in block, block
     assert "DECLINED" in out
+    over_http = out.split("a sale over HTTP", 1)[1].split("== ", 1)[0]
+    assert '"state": "succeeded"' in over_http and '"reference_id": "demo-http-1"' in over_http

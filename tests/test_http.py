@@ -6,16 +6,29 @@ test_http_tls.py."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import tomli_w
 import trio
-from http_stack import ORIGIN, SALE, TOKENS, HttpStack, bearer, rpc, start_http_stack
+from http_stack import (
+    ORIGIN,
+    SALE,
+    TOKENS,
+    HttpStack,
+    bearer,
+    open_ws,
+    rpc,
+    sha256,
+    start_http_stack,
+)  # fmt: skip
 from stack import pair
+from wsproto.events import AcceptConnection
 
-from ecrd.client import open_trio_client
+from ecrd.client import EcrdError, open_trio_client
 
 
 @pytest.fixture
@@ -168,16 +181,55 @@ async def test_unknown_paths_and_methods_are_refused(hs: HttpStack) -> None:
 
 
 async def test_a_sale_outlives_its_http_client_and_is_charged_once(hs: HttpStack) -> None:
-    """design.md §3 rule 7: the client gives up while the terminal waits (x.92: the
+    """design.md §3 rule 7: the client goes away once its sale is in flight (x.92: the
     simulator answers late); the sale goes on, and its outcome is journaled."""
     await paired(hs)
     body = json.dumps(rpc("sale", **{**SALE, "amount": "10.92"}, reference_id="gone")).encode()
-    async with httpx.AsyncClient(timeout=0.05) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            await client.post(f"{hs.url}/rpc", content=body, headers=bearer("web-pos"))
     async with open_trio_client(hs.stack.socket) as c:
-        with trio.fail_after(10):
-            while (await c.call("transaction.get", reference_id="gone"))["state"] == "pending":
-                await trio.sleep(0.05)
-        assert (await c.call("transaction.get", reference_id="gone"))["state"] == "succeeded"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post, hs, body, bearer("web-pos"))
+            await state_of(c, "gone", lambda s: s is not None)  # journaled: in flight
+            nursery.cancel_scope.cancel()  # the HTTP client goes away
+        settled = ("succeeded", "failed", "unknown")
+        assert await state_of(c, "gone", lambda s: s in settled) == "succeeded"
     assert hs.stack.charges("lan", "gone") == 1
+
+
+async def state_of(c: Any, ref: str, done: Any) -> str | None:
+    """The transaction's state once ``done(state)`` (None: not journaled yet)."""
+    with trio.fail_after(20):
+        while True:
+            try:
+                state = (await c.call("transaction.get", reference_id=ref))["state"]
+            except EcrdError:
+                state = None
+            if done(state):
+                return state
+            await trio.sleep(0.02)
+
+
+async def test_a_client_over_its_share_of_places_gets_429(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    hs = await start_http_stack(nursery, tmp_path, {"max_clients_per_user": 1})
+    async with open_ws(hs, bearer("screen")) as (_, answer):  # its one place
+        assert isinstance(answer, AcceptConnection)
+        r = await post(hs, rpc("ping"), bearer("screen"))
+        assert r.status_code == 429
+        assert r.json()["error"]["data"]["reason"] == "too_many_clients"
+        assert (await post(hs, rpc("ping"), bearer("web-pos"))).status_code == 200  # another
+    assert (await post(hs, rpc("ping"), bearer("screen"))).status_code == 200
+
+
+async def test_a_reload_applies_new_clients_and_roles_to_the_next_requests(hs: HttpStack) -> None:
+    path = hs.stack.tmp / "ecrd.toml"
+    data = tomllib.loads(path.read_text())
+    data["http"]["client"] = [
+        {"name": "new", "token_sha256": sha256("a-new-token"), "roles": ["admin"]}
+    ]
+    path.write_text(tomli_w.dumps(data))
+    report = await hs.stack.daemon.reload()
+    assert "http" in report["applied"] and "http" not in report["needs_restart"]
+    assert (await post(hs, rpc("ping"), bearer("screen"))).status_code == 401  # removed
+    r = await post(hs, rpc("journal.audit"), {"Authorization": "Bearer a-new-token"})
+    assert "result" in r.json(), r.text

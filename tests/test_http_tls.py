@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -161,3 +162,18 @@ async def test_a_websocket_over_tls_with_a_good_certificate(hs: HttpStack, pki: 
         assert isinstance(answer, AcceptConnection)
         await ws.send(rpc("ping", "p"))
         assert (await ws.receive())["id"] == "p"
+
+
+def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Path, pki: Path) -> None:
+    """One line and exit status 2 (no restart loop), as any start-up problem."""
+    config = tmp_path / "ecrd.toml"
+    config.write_text(
+        f'[daemon]\nsocket = "{tmp_path}/run/ecrd.sock"\nstate_dir = "{tmp_path}/state"\n'
+        f'[http]\nlisten = "127.0.0.1:0"\ntls_cert = "{tmp_path}/missing.crt"\n'
+        f'tls_key = "{pki}/server.key"\nclient_ca = "{pki}/ca.crt"\n'
+    )
+    ecrd = str(Path(sys.executable).parent / "ecrd")
+    res = subprocess.run([ecrd, "run", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("ecrd: cannot start: [http] cannot listen on 127.0.0.1:0")

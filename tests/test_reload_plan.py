@@ -55,3 +55,19 @@ def test_a_changed_cloud_table_changes_every_terminal() -> None:
     assert [(s.terminal, s.kind) for s in plan(old, new).steps] == [
         ("a", "change"), ("b", "change"),
     ]  # fmt: skip
+
+
+def _with_http(**table: Any) -> Config:
+    client = {"name": "web-pos", "token_sha256": "ab" * 32, "roles": ["sell"]}
+    return parse({"http": {"listen": "127.0.0.1:8765", "client": [client], **table}})
+
+
+def test_http_clients_and_origins_are_applied_where_it_listens_needs_a_restart() -> None:
+    old = _with_http()
+    steps = plan(old, _with_http(allowed_origins=["http://localhost:3000"]))
+    assert (steps.applied, steps.needs_restart) == (("http",), ())
+    assert steps.http is not None and steps.http.allowed_origins == ("http://localhost:3000",)
+    for new in (_with_http(listen="127.0.0.1:9000"), config()):
+        steps = plan(old, new)
+        assert (steps.applied, steps.needs_restart, steps.http) == ((), ("http",), old.http)
+    assert plan(config(), old).needs_restart == ("http",)

@@ -32,7 +32,9 @@ import importlib
 import json
 import logging
 import select
+import socket
 import ssl
+from collections.abc import Iterator
 from typing import Any, Final
 
 import attrs
@@ -139,7 +141,7 @@ class Endpoint:
         return cfg
 
     @contextlib.contextmanager
-    def admitted(self, caller: Caller) -> Any:
+    def admitted(self, caller: Caller) -> Iterator[None]:
         ticket = self.admission.admit(caller.key, caller.held(self.daemon.config))
         try:
             yield
@@ -357,34 +359,54 @@ async def _connection(
             await trio.aclose_forcefully(stream)
 
 
-async def serve(
-    daemon: Service,
-    connections: set[Connection],
-    *,
-    task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve ``[http]`` (nothing without it); reports the bound port. A certificate or
-    key that cannot be loaded, or an address in use, stops the start (``CannotStart``)."""
-    cfg = daemon.config.http
+@attrs.frozen
+class Bound:
+    """The endpoint's listening socket and TLS context, made before anything is served."""
+
+    cfg: HttpConfig
+    listener: trio.SocketListener
+    tls: ssl.SSLContext | None
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.socket.getsockname()[1])
+
+
+def bind(cfg: HttpConfig | None) -> Bound | None:
+    """Listen on ``[http]``'s address (None without it). A certificate or key that cannot
+    be loaded, or an address in use, is ``CannotStart`` (one line, exit status 2)."""
     if cfg is None:
-        task_status.started(None)
-        return
+        return None
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
     try:
         tls = tls_server_context(cfg)
-        listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host)
+        raw = socket.create_server((cfg.host, cfg.port), family=family, backlog=128)
     except (OSError, ssl.SSLError) as exc:
         raise ownership.CannotStart(
             f"[http] cannot listen on {cfg.host}:{cfg.port}: {exc}"
         ) from exc
-    port = listeners[0].socket.getsockname()[1]
-    endpoint = Endpoint(daemon, connections, port)
-    scheme = "https" if tls else "http"
-    log.info("HTTP endpoint on %s://%s:%d", scheme, cfg.host, port)
-    async with trio.open_nursery() as nursery:
+    return Bound(cfg, trio.SocketListener(trio.socket.from_stdlib_socket(raw)), tls)
+
+
+async def serve(
+    daemon: Service,
+    connections: set[Connection],
+    bound: Bound | None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``[http]`` on ``bound`` (nothing without it) until cancelled."""
+    if bound is None:
+        task_status.started()
+        return
+    endpoint = Endpoint(daemon, connections, bound.port)
+    scheme = "https" if bound.tls else "http"
+    log.info("HTTP endpoint on %s://%s:%d", scheme, bound.cfg.host, bound.port)
+
+    async def handle(raw: trio.SocketStream) -> None:
+        await _connection(endpoint, raw, bound.tls)
+
+    async with bound.listener, trio.open_nursery() as nursery:
         nursery.start_soon(endpoint.refusals.run)
-        task_status.started(port)
-
-        async def handle(raw: trio.SocketStream) -> None:
-            await _connection(endpoint, raw, tls)
-
-        await trio.serve_listeners(handle, listeners)
+        task_status.started()
+        await trio.serve_listeners(handle, [bound.listener])
