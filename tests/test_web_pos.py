@@ -28,9 +28,8 @@ from urllib.parse import urlencode
 import attrs
 import pytest
 import tomli_w
-
-from tests.chromium import CHROMIUM, Chromium, Page, query
-from tests.e2e import Daemon, Sim, pair, write_config
+from chromium import CHROMIUM, Chromium, Page, query
+from e2e import Daemon, Sim, pair, write_config
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
