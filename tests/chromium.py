@@ -94,14 +94,21 @@ class Chromium:
         result: dict[str, Any] = reply["result"]
         return result
 
-    def wait_event(self, method: str, session: str, timeout: float = 30) -> dict[str, Any]:
-        """The first event ``method`` of ``session`` not waited for before (kept or next)."""
+    def wait_event(
+        self, method: str, session: str, timeout: float = 30, **params: Any
+    ) -> dict[str, Any]:
+        """The first event ``method`` of ``session`` with these ``params`` (kept or next)."""
+
+        def wanted(m: dict[str, Any]) -> bool:
+            got = m.get("params", {})
+            return (m.get("method"), m.get("sessionId")) == (method, session) and all(
+                got.get(k) == v for k, v in params.items()
+            )
+
         for i, event in enumerate(self.events):
-            if event.get("method") == method and event.get("sessionId") == session:
+            if wanted(event):
                 return self.events.pop(i)
-        return self._read_until(
-            lambda m: m.get("method") == method and m.get("sessionId") == session, timeout, method
-        )
+        return self._read_until(wanted, timeout, method)
 
     def _read_until(self, wanted: Any, timeout: float, doing: str) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -133,6 +140,7 @@ class Chromium:
         page = Page(self, session["sessionId"], context)
         for method in ("Page.enable", "Runtime.enable"):
             page.command(method)
+        page.command("Page.setLifecycleEventsEnabled", {"enabled": True})
         page.command(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -167,10 +175,12 @@ class Page:
         return self.browser.command(method, params, session=self.session, **kw)
 
     def navigate(self, url: str) -> None:
+        """Until ``url`` has loaded: the load of this navigation's own document."""
         result = self.command("Page.navigate", {"url": url})
         if result.get("errorText"):
             raise BrowserError(f"navigate {url}: {result['errorText']}")
-        self.browser.wait_event("Page.loadEventFired", self.session)
+        loader = result["loaderId"]
+        self.browser.wait_event("Page.lifecycleEvent", self.session, name="load", loaderId=loader)
 
     def evaluate(self, expression: str, timeout: float = 30) -> Any:
         result = self.command(
