@@ -5,8 +5,9 @@ The simulator reuses its reply salt (no derivation per sale), so the difference 
 the HTTP path adds: TCP on loopback, h11 on both sides, the token check, one
 ``server.Connection`` per request. Both clients are lean and keep their connection open
 (``TrioClient`` on the socket; a keep-alive h11 client here), interleaved one sale each per
-round, the order rotating. httpx, a general client, is a third row for information: what
-a typical program in another language pays on its own side.
+round, the order rotating; then ecrd's CPU per sale (/proc), 200 sales one way, then 200
+the other. httpx, a general client, is a last row for information: what a typical program
+in another language pays on its own side.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import trio
 
 from bench._daemon_setup import AMOUNT, new_ref, set_reply_salt_reuse
 from bench._daemon_trip import BARE_ROUNDS, Sale, interleaved, via_daemon, warm_up
-from bench._procs import Daemon, Sim
+from bench._procs import Daemon, Sim, cpu_seconds
 from bench._table import Row, ms, p
 from ecrd.client import open_trio_client
 
 TOKEN: Final = "bench-http-token-not-a-secret"  # noqa: S105 - the benchmark's own
 ADDS_LIMIT_S: Final = 0.001  # the issue's goal: HTTP adds at most 1 ms to a sale
+CPU_ROUNDS: Final = 200  # sales one way for ecrd's CPU per sale: /proc counts in 10 ms ticks
 
 
 def free_port() -> int:
@@ -113,7 +115,12 @@ async def _measure(sim: Sim, daemon: Daemon, port: int, tid: str) -> dict[str, l
                 "httpx": via_httpx(web, f"http://127.0.0.1:{port}/rpc", tid),
             }
             await warm_up(fns)
-            return await interleaved(fns, BARE_ROUNDS)
+            times = await interleaved(fns, BARE_ROUNDS)
+            for name in ("socket", "http"):  # ecrd's CPU, one way at a time
+                c0 = cpu_seconds(daemon.pid)
+                await interleaved({name: fns[name]}, CPU_ROUNDS)
+                times[f"cpu {name}"] = [(cpu_seconds(daemon.pid) - c0) / CPU_ROUNDS]
+            return times
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(set_reply_salt_reuse, sim, False, [term])
@@ -140,6 +147,11 @@ def bench_http(sim: Sim, daemon: Daemon, port: int, tid: str) -> list[Row]:
             ms(added),
             limit=f"<= {ADDS_LIMIT_S * 1e3:.1f} ms",
             ok=added <= ADDS_LIMIT_S,
+        ),
+        Row(
+            "   ecrd's CPU per sale over HTTP - over the socket (/proc, 200 each) (info)",
+            ms(times["cpu http"][0] - times["cpu socket"][0]),
+            f"{ms(times['cpu socket'][0]).strip()} base",
         ),
         Row(
             "   ... over HTTP with httpx as the client (info)",

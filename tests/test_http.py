@@ -233,3 +233,19 @@ async def test_a_reload_applies_new_clients_and_roles_to_the_next_requests(hs: H
     assert (await post(hs, rpc("ping"), bearer("screen"))).status_code == 401  # removed
     r = await post(hs, rpc("journal.audit"), {"Authorization": "Bearer a-new-token"})
     assert "result" in r.json(), r.text
+
+
+async def test_one_connection_carries_a_preflight_then_the_requests(hs: HttpStack) -> None:
+    """Keep-alive: a browser's preflight and its POSTs share one connection."""
+    stream = await trio.open_tcp_stream("127.0.0.1", hs.port)
+    head = f"Host: 127.0.0.1:{hs.port}\r\nOrigin: {ORIGIN}\r\n"
+    body = json.dumps(rpc("ping")).encode()
+    post_ = (f"POST /rpc HTTP/1.1\r\n{head}Authorization: Bearer {TOKENS['screen']}\r\n"
+             f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+    async with stream:
+        await stream.send_all(f"OPTIONS /rpc HTTP/1.1\r\n{head}\r\n".encode() + post_ + post_)
+        got = b""
+        with trio.fail_after(10):
+            while got.count(b"HTTP/1.1 ") < 3:
+                got += await stream.receive_some(65536)
+    assert got.count(b"HTTP/1.1 204") == 1 and got.count(b"HTTP/1.1 200") == 2

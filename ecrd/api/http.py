@@ -186,6 +186,8 @@ class HttpConnection:
                 if reply is None:  # the connection is a WebSocket now, and it is over
                     return
                 await self._send(reply, headers)
+                if not reply.close and self.h11.their_state is h11.SEND_BODY:
+                    await self._body(0)  # a GET's or OPTIONS' end of message
                 if reply.close or self.h11.their_state is not h11.DONE:
                     return  # (a body left unread is never taken for the next request)
                 self.h11.start_next_cycle()
