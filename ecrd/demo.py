@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import tomli_w
@@ -61,7 +62,7 @@ def new_http_client() -> tuple[dict[str, Any], int, dict[str, Any]]:
     """``ecrctl http-token``'s answer for the demo's browser till (its token and lines),
     the port, and the ``[http]`` table."""
     say("an HTTP client for a browser till ([http], off unless configured)")
-    shown = "ecrctl http-token web-pos --roles sell"
+    shown = "ecrctl http-token web-pos --roles sell refund"
     print(f"{DIM}${RESET} {shown}", flush=True)
     res = subprocess.run([str(BIN / "ecrctl"), "--json", *shown.split()[1:]],
                          stdout=subprocess.PIPE, text=True, check=True)  # fmt: skip
@@ -180,13 +181,32 @@ def show(work: Path, sim: dict[str, Any], ctl: Ctl, http: tuple[int, str]) -> No
     ctl("void", "counter-2", "demo-sale-2", "--ref", "demo-void-2")
     say("a sale through the cloud relay")
     ctl("sale", "kiosk", "8.80", "HKD", "--ref", "demo-sale-3")
-    say(f"a sale over HTTP (POST /rpc on 127.0.0.1:{http[0]}, the web-pos token: sell only)")
+    say(f"a sale over HTTP (POST /rpc on 127.0.0.1:{http[0]}, the web-pos token: sell and refund)")
     if not http_sale(*http):
         ctl.failures += 1
     say("a declined card is a result, not an error (exit status 1)")
     ctl("sale", "counter-1", "3.91", "HKD", "--ref", "demo-declined", expect=1)
     say("the journal")
     ctl("tx")
+
+
+def try_these(work: Path, sim: dict[str, Any], token: str, port: int) -> None:
+    print(f"  export PATH={BIN}:$PATH ECRD_SOCKET={work / 'run' / 'ecrd.sock'}")
+    print("  ecrctl status")
+    print("  ecrctl sale counter-1 12.50 HKD --ref my-first-sale")
+    print("  ecrctl sale counter-1 1.94 HKD      # magic amount: the reply is lost -> UNKNOWN")
+    print("  ecrctl tx --state unknown ; ecrctl resolve REF succeeded --note checked")
+    print("  ecrctl watch                        # live events")
+    print(f"  curl -s -H 'Authorization: Bearer {token}' -d "
+          f"'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}}' "
+          f"http://127.0.0.1:{port}/rpc")  # fmt: skip
+    # The web POS example (examples/web-pos/README.md) from the origin [http] allows.
+    query = urlencode({"endpoint": f"http://127.0.0.1:{port}", "token": token,
+                       "terminal": "counter-1"}, safe=":/")  # fmt: skip
+    print(f"  python3 -m http.server 3000 --bind 127.0.0.1 --directory examples/web-pos &\n"
+          f"  # then open http://localhost:3000/?{query}  (the web POS example)")  # fmt: skip
+    print(f"  simulator control API: {sim['control_url']} (docs/simulator.md)")
+    print(f"  logs: {work}/ecrd.log and {work}/sim.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,17 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             say("all done (--no-wait: stopping now). Without it, everything keeps running:")
         else:
             say("all done. Everything keeps running: try your own commands in another shell")
-        print(f"  export PATH={BIN}:$PATH ECRD_SOCKET={work / 'run' / 'ecrd.sock'}")
-        print("  ecrctl status")
-        print("  ecrctl sale counter-1 12.50 HKD --ref my-first-sale")
-        print("  ecrctl sale counter-1 1.94 HKD      # magic amount: the reply is lost -> UNKNOWN")
-        print("  ecrctl tx --state unknown ; ecrctl resolve REF succeeded --note checked")
-        print("  ecrctl watch                        # live events")
-        print(f"  curl -s -H 'Authorization: Bearer {said['token']}' -d "
-              f"'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"status\"}}' "
-              f"http://127.0.0.1:{port}/rpc")  # fmt: skip
-        print(f"  simulator control API: {sim['control_url']} (docs/simulator.md)")
-        print(f"  logs: {work}/ecrd.log and {work}/sim.log")
+        try_these(work, sim, said["token"], port)
         if args.no_wait:
             return 0
         print("\nCtrl-C stops the daemon and the simulator.")
