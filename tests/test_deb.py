@@ -26,7 +26,8 @@ import pytest
 
 import ecrd
 
-# One worker takes the whole module (--dist loadgroup): its module fixture is built once.
+# One worker takes the whole module (--dist loadgroup); its fixture is session-scoped, as
+# xdist may run other modules between its tests, which would rebuild a module-scoped one.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deb")]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
     """Built once per run, also when pytest-xdist's workers each want it: the first builds it
     in their common directory, under a lock; the others wait and take it."""

@@ -21,7 +21,8 @@ import pytest
 
 import ecrd
 
-# One worker takes the whole module (--dist loadgroup): its module fixture is built once.
+# One worker takes the whole module (--dist loadgroup); its fixture is session-scoped, as
+# xdist may run other modules between its tests, which would rebuild a module-scoped one.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("install")]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     return proc.stdout.splitlines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def staged(tmp_path_factory: pytest.TempPathFactory) -> Staged:
     root = tmp_path_factory.mktemp("box")
     first = run("install", root)
