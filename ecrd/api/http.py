@@ -42,7 +42,7 @@ import h11
 import trio
 
 from ecrd import ownership
-from ecrd.api import http_rules, jsonrpc, websocket
+from ecrd.api import http_rules, jsonrpc
 from ecrd.api.caller import Caller
 from ecrd.api.refusals import RefusalLog
 from ecrd.api.server import Connection
@@ -280,6 +280,8 @@ class HttpConnection:
         return Reply(200, reply)
 
     async def _websocket(self, caller: Caller, headers: dict[str, str]) -> None:
+        from ecrd.api import websocket  # wsproto: loaded by the first GET /ws, not every start
+
         problem = websocket.handshake_problem(headers)
         if problem is not None:
             await self._send(Reply(400, f"{problem}\n".encode(), close=True), headers)
@@ -295,6 +297,8 @@ class HttpConnection:
             await self._send(self.endpoint.refuse(caller, exc), headers)
 
     async def _switch(self, headers: dict[str, str]) -> None:
+        from ecrd.api import websocket
+
         response = h11.InformationalResponse(
             status_code=101, headers=websocket.accept_headers(headers)
         )
