@@ -6,10 +6,10 @@ what a well-formed reply is (docs/api.md), checked on every message it reads.
 from __future__ import annotations
 
 import json
-import math
-import re
 import socket
 from typing import Any
+
+from ecrd.protocol import strictjson
 
 RECV_BYTES = 262144
 
@@ -80,40 +80,11 @@ class Raw:
 # -- what a well-formed reply is ------------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} overflows")
-    return value
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def strict_loads(data: bytes) -> Any:
-    """RFC 8259 JSON in UTF-8, or ValueError: no NaN/Infinity, no number that overflows
-    a double, no lone surrogate, no nesting deeper than the interpreter can take."""
-    text = data.decode("utf-8")
-    try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-    except RecursionError as exc:
-        raise ValueError("nested too deeply") from exc
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise ValueError("lone surrogate")
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return value
+    """RFC 8259 JSON in UTF-8 as ecrd itself reads it (``ecrd.protocol.strictjson``: no
+    NaN/Infinity, no overflowing number, no lone surrogate, no duplicate key, no nesting
+    deeper than the interpreter can take), or ValueError."""
+    return strictjson.loads(data.decode("utf-8"))
 
 
 def check_reply(message: Any) -> None:
