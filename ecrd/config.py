@@ -40,6 +40,7 @@ from ecrd.config_decl import (
     tables,
     tagged,
     text,
+    unique,
 )
 from ecrd.http_config import HttpConfig
 from ecrd.protocol.crypto import Scheme
@@ -346,12 +347,7 @@ class Config:
     )
 
     def check(self) -> None:
-        seen: set[str] = set()
-        for i, term in enumerate(self.terminals):
-            if term.id in seen:
-                twice = f"a name no other terminal has ({term.id!r} is used twice)"
-                raise Invalid(twice, within=("terminal", i, "id"))
-            seen.add(term.id)
+        unique((t.id for t in self.terminals), "terminal", "id", "terminal")
 
 
 def parse(data: dict[str, Any], path: str = "<config>") -> Config:

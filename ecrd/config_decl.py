@@ -19,7 +19,7 @@ function (``config_rules.py``) passed to a kind, or an ``Invalid`` raised by the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, cast, get_args
 
 import attrs
@@ -277,6 +277,17 @@ def tagged(tag: str, classes: Mapping[str, type]) -> Callable[[Mapping[str, Any]
         return structure(value, cls)
 
     return hook
+
+
+def unique(names: Iterable[str], table: str, key: str, what: str) -> None:
+    """Each of a list of tables' ``key`` once (``[[terminal]]`` ids, ``[[http.client]]``
+    names): the first repeat is ``Invalid``, naming that table's key."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            twice = f"a name no other {what} has ({name!r} is used twice)"
+            raise Invalid(twice, within=(table, i, key))
+        seen.add(name)
 
 
 # -- structuring and its errors --------------------------------------------------------------

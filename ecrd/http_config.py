@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import attrs
 
-from ecrd.config_decl import Invalid, Kind, key, strings, tables, text
+from ecrd.config_decl import Invalid, Kind, key, strings, tables, text, unique
 
 ROLES: Final = ("read", "sell", "refund", "admin")  # the roles of [access]
 WILDCARDS: Final = ("0.0.0.0", "::")  # noqa: S104 - names to refuse without hosts
@@ -173,12 +173,8 @@ class HttpConfig:
         if self.host in WILDCARDS and not self.hosts:
             raise Invalid(f"the names tills use to reach ecrd (listen is {self.host!r})",
                           within=("hosts",))  # fmt: skip
-        seen: set[str] = set()
+        unique((c.name for c in self.clients), "client", "name", "client")
         for i, client in enumerate(self.clients):
-            if client.name in seen:
-                twice = f"a name no other client has ({client.name!r} is used twice)"
-                raise Invalid(twice, within=("client", i, "name"))
-            seen.add(client.name)
             if client.token_sha256 is None and not self.store_mode:
                 need = "set (`ecrctl http-token` prints it; only store mode goes without)"
                 raise Invalid(need, within=("client", i, "token_sha256"))
