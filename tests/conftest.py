@@ -21,6 +21,8 @@ import pytest
 import trio
 from stack import Stack, start_stack
 
+from ecrd.protocol import crypto
+
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "ecr-vectors.json"
 
 Vector = dict[str, Any]
@@ -50,7 +52,8 @@ VECTOR_SETS: dict[str, Callable[[dict[str, list[Vector]]], list[Vector]]] = {
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name, select in VECTOR_SETS.items():
         if name in metafunc.fixturenames:
-            cases = select(load_vectors())
+            # A vector is byte-exact at the protocol's rounds: each case runs at them.
+            cases = [pytest.param(c, marks=pytest.mark.real_kdf) for c in select(load_vectors())]
             metafunc.parametrize(name, cases, ids=[f"{name}{i}" for i in range(len(cases))])
 
 
@@ -60,6 +63,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     between them) first, so that on both cores the short tests fill in around them
     instead of one of them starting last."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# PBKDF2's work factor in the test process. The protocol's 100 000 rounds cost ~19 ms of CPU
+# a key, and the in-process stack derives several per test on both sides (the daemon and
+# the simulator): at 100 000 they were most of the suite's CPU. A lower work factor in tests
+# is the usual practice for password hashes (Devise's `stretches` in its test environment,
+# Django's test hashers). The code is the same; what proves the real rounds are the
+# byte-exact vectors (marked ``real_kdf``) and every subprocess (ecrd, ecrd-sim, ecrctl),
+# which always derive at 100 000. A test mixing both sides across a process boundary would
+# fail at once with wrong_key, never pass by accident.
+TEST_ROUNDS = 1_000
+
+
+@pytest.fixture(autouse=True)
+def test_kdf_rounds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_kdf") is None:
+        monkeypatch.setattr(crypto, "PBKDF2_ROUNDS", TEST_ROUNDS)
 
 
 @pytest.fixture(scope="session")

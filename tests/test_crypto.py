@@ -37,6 +37,11 @@ from ecrd.protocol.crypto import (
     unpad,
 )
 
+# The crypto module's own tests derive at the protocol's rounds (tests/conftest.py), all of
+# them: KEYS is shared, and a key derived at the tests' lower work factor under the fixed
+# SALT would be served to a vector test.
+pytestmark = pytest.mark.real_kdf
+
 KEYS = KeyCache()
 PIN = "482915"
 SALT = bytes(range(16))

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 import tomli_w
 import trio
 from stack import SIM_KEYS, call_error, wait_link_up
@@ -74,6 +75,7 @@ async def test_the_lan_url_is_the_documents_template_filled_with_the_qr_address(
         await link.aclose()
 
 
+@pytest.mark.real_kdf
 def test_both_ciphertexts_open_to_the_documents_plaintexts() -> None:
     official = [v for v in VECTORS["crypto_v2"] if "official" in v["source"]]
     examples = (DOC["connection_info_request"], DOC["device_info_response"])

@@ -40,6 +40,7 @@ async def test_a_job_s_exception_reaches_the_caller(workers: Workers) -> None:
         await workers.run(lambda: crypto.open_legacy("QUFBQUFBQUFBQUFBQUFBQQ==", "123456"))
 
 
+@pytest.mark.real_kdf  # the derivation must outlast the caller's 1 ms deadline
 async def test_a_cancelled_caller_still_lets_the_job_finish(workers: Workers) -> None:
     started, done = threading.Event(), threading.Event()
 
