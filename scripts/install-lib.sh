@@ -93,20 +93,20 @@ put_link() {
 # same code. Callers use them as `build_wheel ... || die ...` (see set -e in bash(1)).
 pip_args=(--quiet --disable-pip-version-check --no-input)
 
-# build_wheel PYTHON DIR: ecrd's wheel into DIR, from a clean copy of the sources in $src,
-# in a throwaway venv holding only requirements-build.lock (no build isolation, so no
-# unpinned build backend is fetched).
+# build_wheel PYTHON DIR: ecrd's wheel into DIR, from a clean copy of the sources in $src.
+# PYTHON has pip (the venv being filled); the build backend, exactly what
+# requirements-build.lock pins, goes into a throwaway directory on PYTHONPATH for the build
+# alone (no build isolation, so no unpinned backend is fetched, and no second venv is made).
 build_wheel() {
     local python="$1" out="$2" work status
     work="$(mktemp -d)"
     mkdir "$work/src"
-    "$python" -m venv "$work/venv" &&
-        "$work/venv/bin/python" -m pip install "${pip_args[@]}" --require-hashes --no-deps \
-            --only-binary :all: -r "$src/requirements-build.lock" &&
+    "$python" -m pip install "${pip_args[@]}" --require-hashes --no-deps --only-binary :all: \
+        --no-compile --target "$work/backend" -r "$src/requirements-build.lock" &&
         (cd "$src" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' \
             pyproject.toml README.md LICENSE ecrd) | tar -xf - -C "$work/src" &&
-        "$work/venv/bin/python" -m pip wheel "${pip_args[@]}" --no-build-isolation --no-deps \
-            -w "$out" "$work/src"
+        PYTHONPATH="$work/backend" "$python" -m pip wheel "${pip_args[@]}" \
+            --no-build-isolation --no-deps -w "$out" "$work/src"
     status=$?
     rm -rf "$work"
     return "$status"
