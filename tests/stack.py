@@ -147,6 +147,7 @@ async def start_stack(
 
 async def pair(client: TrioClient, stack: Stack, link: str) -> dict[str, Any]:
     tid = {"lan": "lan-1", "serial": "serial-1", "cloud": "cloud-1"}[link]
+    await wait_link_up(client, tid)  # a serial port opens in the background
     result: dict[str, Any] = await client.call(
         "terminal.pair", terminal=tid, code=stack.terminal(link).pin1
     )
