@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import serial.serialposix
 import trio
 
 from ecrd.backoff import Backoff
@@ -15,6 +18,7 @@ from ecrd.protocol.envelope import Envelope
 from ecrd.protocol.frames import FrameDecoder, encode_frame
 from ecrd.transport.base import MaybeDelivered, NotDelivered, ReplyTimeout, first_reply
 from ecrd.transport.serial import SerialLink, SerialPortInUse, SerialSettings, open_serial
+from ecrd.transport.serial_port import SerialOpenError
 
 FAST = Backoff(initial=0.01, cap=0.05)
 
@@ -302,6 +306,34 @@ async def test_aclose_fails_waiting_exchanges(pty: Pty, nursery: trio.Nursery) -
 
     assert len(outcome) == 1
     assert serial_link.state == "down"
+
+
+async def test_a_device_that_fails_while_it_is_configured_is_retried_not_fatal(
+    nursery: trio.Nursery, pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device can go away between pyserial's open() and its tcsetattr (seen on a pty
+    whose other side closed): termios.error, not an OSError. It is a failed open like any
+    other: the link is down and retries, the daemon does not fall over."""
+    real, failures = termios.tcsetattr, [1, 1]
+
+    def vanishing(fd: int, when: int, attributes: list[Any]) -> None:
+        if failures:
+            failures.pop()
+            raise termios.error(5, "Input/output error")
+        real(fd, when, attributes)
+
+    monkeypatch.setattr(serial.serialposix.termios, "tcsetattr", vanishing)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(SerialOpenError, match="Input/output error"):
+        open_serial(pty.path, SerialSettings())
+    assert len(os.listdir("/proc/self/fd")) == fds  # nothing left open
+    serial_link = SerialLink(pty.path, backoff=FAST)
+    await nursery.start(serial_link.run)
+    try:
+        assert serial_link.state == "down"
+        await eventually(lambda: serial_link.state == "up")
+    finally:
+        await serial_link.aclose()
 
 
 def test_bad_line_settings_are_rejected_up_front() -> None:

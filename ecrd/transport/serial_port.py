@@ -72,6 +72,10 @@ def open_serial(device: str, settings: SerialSettings) -> TtyStream:
         )
     except serial.SerialException as exc:
         raise _open_error(device, exc) from exc
+    except (OSError, termios.error) as exc:
+        # pyserial's own tcsetattr, unwrapped (it closes its fd first): EIO from a device
+        # that went away between open and configure, as a pty's master does.
+        raise SerialOpenError(f"cannot configure serial device {device}: {exc}") from exc
     try:
         _prepare_fd(handle.fd)
     except (OSError, termios.error) as exc:
