@@ -1,10 +1,12 @@
-"""The lock files (scripts/lock) pin what pyproject.toml asks for, each with its hashes, so an
-install from them (scripts/install, scripts/build-deb) needs no resolver and gets the same
-files everywhere. Checked without the network: a lock that lags behind a change to the
+"""The lock files (scripts/lock) pin what pyproject.toml asks for: requirements.lock and
+requirements-build.lock with their hashes, so an install from them (scripts/install,
+scripts/build-deb) needs no resolver and gets the same files everywhere;
+requirements-dev.lock the test tools too, at the same versions of ecrd's own dependencies. Checked without the network: a lock that lags behind a change to the
 dependencies fails here, not on a box."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from pathlib import Path
@@ -36,6 +38,15 @@ def pins(name: str) -> dict[str, tuple[Version, list[str]]]:
     [
         ("requirements.lock", PROJECT["project"]["dependencies"]),
         ("requirements-build.lock", PROJECT["build-system"]["requires"]),
+        (
+            "requirements-dev.lock",
+            [
+                *PROJECT["project"]["dependencies"],
+                *itertools.chain.from_iterable(
+                    PROJECT["project"]["optional-dependencies"].values()
+                ),
+            ],
+        ),
     ],
 )
 def test_the_lock_pins_every_requirement_within_its_range(lock: str, wanted: list[str]) -> None:
@@ -64,3 +75,12 @@ def test_the_lock_has_nothing_for_tests_or_benchmarks() -> None:
     for extra in PROJECT["project"]["optional-dependencies"].values():
         for line in extra:
             assert canonicalize_name(Requirement(line).name) not in runtime, line
+
+
+def test_the_tests_run_with_the_versions_the_package_ships() -> None:
+    """scripts/venv.sh installs under requirements-dev.lock: each package ecrd runs with is
+    the version requirements.lock (the package, the installer) pins."""
+    dev = pins("requirements-dev.lock")
+    for name, (version, _) in pins("requirements.lock").items():
+        assert dev[name][0] == version, f"{name}: {dev[name][0]} vs {version}: run scripts/lock"
+    assert "--index-url" not in (ROOT / "requirements-dev.lock").read_text()
