@@ -1,8 +1,9 @@
 """The lock files (scripts/lock) pin what pyproject.toml asks for: requirements.lock and
 requirements-build.lock with their hashes, so an install from them (scripts/install,
 scripts/build-deb) needs no resolver and gets the same files everywhere;
-requirements-dev.lock the test tools too, at the same versions of ecrd's own dependencies. Checked without the network: a lock that lags behind a change to the
-dependencies fails here, not on a box."""
+requirements-dev.lock the test tools too, at the same versions of ecrd's own dependencies.
+Checked without the network: a lock that lags behind a change to the dependencies fails
+here, not on a box."""
 
 from __future__ import annotations
 
