@@ -302,6 +302,12 @@ class SerialTerminal(BaseTerminal):
     frame_crc: str = key(
         text(choices=tuple(CRC_VARIANTS)), "crc32", doc="the frame's CRC-32 variant"
     )
+    probe_turnaround_s: float = key(
+        number(0.05, 30),
+        0.5,
+        doc="the longest the terminal takes to start a reply (`ecrctl probe` waits this "
+        "long after each speed's requests, plus the reply's time on the line)",
+    )
 
     @property
     def frame_format(self) -> FrameFormat:

@@ -23,6 +23,7 @@ from ecrd.protocol.frames import FrameFormat, encode_frame
 from ecrd.sim.simulator import Simulator
 from ecrd.sim.terminal import SimTerminal
 from ecrd.terminal.probe_serial import sweep_seconds, turnaround
+from ecrd.terminal.probing import BAUDRATES
 from ecrd.transport.serial_port import SerialSettings
 from ecrd.transport.serial_window import ProbePort, line_seconds
 
@@ -153,12 +154,25 @@ def test_the_silent_serial_sweep_fits_its_goals_by_arithmetic() -> None:
     found = (
         sweep_seconds(entry, frames)
         - line_seconds(sum(frames), slowest, len(frames))
-        - turnaround(slowest)
+        - turnaround(entry, slowest)
         + line_seconds(276 * 20, slowest, 20)
-        + 2 * turnaround(slowest)
+        + 2 * turnaround(entry, slowest)
         + line_seconds(276, slowest)
     )
     assert silent <= 60 and found <= 30, (silent, found)
+
+
+def test_the_probe_waits_for_a_slow_terminal_as_long_as_its_entry_says() -> None:
+    """probe_turnaround_s ([ASSUMED], 0.5 s) is the wait after each speed's window."""
+    entries = parse(
+        {"terminal": [
+            {"id": "s", "transport": "serial", "device": "/dev/null"},
+            {"id": "slow", "transport": "serial", "device": "/dev/null", "probe_turnaround_s": 2},
+        ]}
+    ).terminals  # fmt: skip
+    speeds = len({entries[0].baudrate, *BAUDRATES})
+    longer = sweep_seconds(entries[1], [276]) - sweep_seconds(entries[0], [276])
+    assert longer == pytest.approx(1.5 * speeds)
 
 
 async def test_the_probe_port_paces_at_the_line_rate_and_ignores_its_own_echo() -> None:

@@ -48,10 +48,10 @@ from ecrd.terminal.terminal import Terminal
 from ecrd.transport.serial_port import SerialOpenError, SerialSettings
 from ecrd.transport.serial_window import Heard, ProbePort, char_time, line_seconds
 
-# [ASSUMED] How long a terminal may take from the end of a request to the start of its
-# reply: it derives a key to read the request and one to seal the reply (PBKDF2, ~0.1-0.3 s
-# on terminal hardware). Then the reply's own line time (REPLY_BYTES at the line's rate).
-TURNAROUND_S: Final = 0.5
+# After a window, how long its last reply may take: the entry's [ASSUMED]
+# ``probe_turnaround_s`` (the terminal derives a key to read the request and one to seal the
+# reply: PBKDF2, ~0.1-0.3 s on terminal hardware), then the reply's own line time
+# (REPLY_BYTES at the line's rate).
 REPLY_BYTES: Final = 512  # a DeviceInfo reply frame is ~450 bytes
 NOTHING_DECRYPTS: Final = (
     "the framing is proven, but nothing decrypts: is the code the one on the pairing page?"
@@ -60,8 +60,8 @@ REFUSES: Final = "the terminal reads these settings, but refuses every look-up: 
 Hit = tuple[Heard, Ask | None, Reading]  # a reply, the request it answers, how it reads
 
 
-def turnaround(settings: SerialSettings) -> float:
-    return TURNAROUND_S + REPLY_BYTES * char_time(settings)
+def turnaround(cfg: SerialTerminal, settings: SerialSettings) -> float:
+    return cfg.probe_turnaround_s + REPLY_BYTES * char_time(settings)
 
 
 def framings(cfg: SerialTerminal) -> list[dict[str, Any]]:
@@ -90,7 +90,8 @@ def sweep_seconds(cfg: SerialTerminal, frame_bytes: list[int]) -> float:
     total = 0.0
     for baud in uniq([cfg.baudrate, *BAUDRATES]):
         settings = line(cfg, baud)
-        total += line_seconds(sum(frame_bytes), settings, len(frame_bytes)) + turnaround(settings)
+        line_time = line_seconds(sum(frame_bytes), settings, len(frame_bytes))
+        total += line_time + turnaround(cfg, settings)
     return total
 
 
@@ -187,7 +188,7 @@ class SerialProbe:
         else None."""
         by_id = {r.request_id: r for r in asked}
         best: Hit | None = None
-        with trio.move_on_after(turnaround(port.settings)):
+        with trio.move_on_after(turnaround(self.cfg, port.settings)):
             async for heard in port.heard:
                 request, reading = await self.reading(heard, by_id, scheme)
                 if request is not None and reading.kind == "answered":
