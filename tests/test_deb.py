@@ -28,7 +28,10 @@ import ecrd
 
 # One worker takes the whole module (--dist loadgroup); its fixture is session-scoped, as
 # xdist may run other modules between its tests, which would rebuild a module-scoped one.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("deb")]
+# The group ("machine") is test_install.py's too: installing the package makes this
+# machine's ecrd group, which scripts/install uses when it is there, so the two never run
+# at once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("machine")]
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "v0.1.0"
@@ -37,6 +40,8 @@ BOX_PATHS = (
     "/opt/ecrd", "/etc/ecrd", "/var/lib/ecrd", "/usr/bin/ecrd", "/usr/bin/ecrctl",
     "/etc/systemd/system/ecrd.service", "/usr/lib/systemd/system/ecrd.service",
 )  # fmt: skip
+# Held while the package is on this machine, by whichever test run has it there.
+MACHINE_LOCK = Path("/run/lock" if os.path.isdir("/run/lock") else "/tmp") / "ecrd-deb-test.lock"
 DSH = Path("/var/lib/systemd/deb-systemd-helper-enabled")
 # As on a box: the system's PATH (not the test venv's, whose ecrd would answer instead).
 BOX_ENV = {
@@ -142,7 +147,14 @@ def untouched_box() -> None:
 
 @pytest.fixture
 def box() -> Iterator[None]:
-    """This machine, put back as it was afterwards, whatever happened."""
+    """This machine, put back as it was afterwards, whatever happened. Two test runs on one
+    machine (two checkouts) take turns: the lock is the machine's, not the run's."""
+    with open(MACHINE_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _put_back()
+
+
+def _put_back() -> Iterator[None]:
     untouched_box()
     had_user = _exists(pwd.getpwnam, "ecrd")
     had_group = _exists(grp.getgrnam, "ecrd")

@@ -23,7 +23,10 @@ import ecrd
 
 # One worker takes the whole module (--dist loadgroup); its fixture is session-scoped, as
 # xdist may run other modules between its tests, which would rebuild a module-scoped one.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("install")]
+# The group ("machine") is test_deb.py's too: installing the package there makes this
+# machine's ecrd group, which scripts/install uses when it is there (HAS_ECRD_GROUP), so
+# the two never run at once.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("machine")]
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_ECRD_GROUP = any(g.gr_name == "ecrd" for g in grp.getgrall())
