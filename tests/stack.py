@@ -19,7 +19,8 @@ from ecrd.sim.simulator import Simulator
 from ecrd.sim.terminal import SimTerminal
 
 BUSINESS = "411d6207-1470-4d35-a557-54852463844d"
-# Shared by every simulated terminal of the test session: a key derivation is ~20 ms.
+# Shared by every simulated terminal of the test session (random salts: a key derived at the
+# tests' work factor is never asked for under the protocol's; tests/conftest.py).
 SIM_KEYS = KeyCache(size=4096)
 SN = {
     "lan": "NEXGO-N96-1170000001",
