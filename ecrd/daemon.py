@@ -228,7 +228,8 @@ class Daemon:
         self._nursery.start_soon(self._supervise, term, scope)
 
     async def _supervise(self, term: Terminal, scope: trio.CancelScope) -> None:
-        """Restart one terminal's task tree with capped backoff; never take others down."""
+        """Restart one terminal's task tree with capped backoff; never take others down, also
+        when it fails as it is removed or stopped (``except*``: only the cancellation goes on)."""
         delays = Backoff(initial=1.0, cap=60.0).delays()
         with scope:
             while True:
@@ -236,9 +237,9 @@ class Daemon:
                 try:
                     await term.run()
                     return
-                except Exception as exc:
+                except* Exception as group:
                     log.exception("terminal=%s crashed, restarting in %.0fs", term.id, delay)
-                    term.last_error = f"internal: {type(exc).__name__}"
+                    term.last_error = f"internal: {type(group.exceptions[0]).__name__}"
                 await trio.sleep(delay)
 
     async def _signals(self, nursery: trio.Nursery) -> None:
