@@ -5,38 +5,44 @@ grouped with the cancellation."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
 import trio
-import trio.testing
-from stack import Stack
+from stack import config_data, start_stack, wait_link_up
+
+from ecrd.client import open_trio_client
+from ecrd.transport.serial import SerialLink
 
 
-class FailsWhenCancelled:
-    """A terminal whose teardown raises (a port that fails to close), with a task of its
-    own beside it: what it raises is a group of the error and the cancellation."""
-
-    id = "failing"
-    last_error: str | None = None
-
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.sleep_forever)
-            try:
-                await trio.sleep_forever()
-            finally:
-                raise RuntimeError("the port failed to close")
-
-
-async def test_a_terminal_failing_as_it_is_removed_is_logged_and_the_daemon_goes_on(
-    stack: Stack, caplog: pytest.LogCaptureFixture
+async def test_a_terminal_failing_as_a_reload_removes_it_is_logged_and_the_daemon_goes_on(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    term, scope = FailsWhenCancelled(), trio.CancelScope()
+    real_run = SerialLink.run
+
+    async def fails_as_it_closes(self: SerialLink, **kwargs: Any) -> None:
+        try:
+            await real_run(self, **kwargs)
+        finally:
+            raise RuntimeError("the port failed to close")  # as its cancellation arrives
+
+    monkeypatch.setattr(SerialLink, "run", fails_as_it_closes)
+    stack = await start_stack(nursery, tmp_path)
+    data = config_data(stack.description, tmp_path)
+    data["terminal"] = [t for t in data["terminal"] if t["transport"] != "serial"]
+    (tmp_path / "ecrd.toml").write_text(tomli_w.dumps(data))
     with caplog.at_level(logging.ERROR, logger="ecrd.daemon"):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stack.daemon._supervise, term, scope)  # type: ignore[arg-type]
-            await trio.testing.wait_all_tasks_blocked()
-            scope.cancel()  # as a reload that removes the terminal does
-    assert term.last_error == "internal: RuntimeError"
-    assert any("terminal=failing crashed" in r.getMessage() for r in caplog.records)
-    assert (await stack.daemon.status())["stopping"] is False
+        async with open_trio_client(stack.socket) as c:
+            await wait_link_up(c, "serial-1")
+            await c.call("config.reload")
+            with trio.fail_after(5):
+                while not any("terminal=serial-1 crashed" in r.getMessage()
+                              for r in caplog.records):  # fmt: skip
+                    await trio.sleep(0.01)
+            assert await c.call("ping")  # the daemon still serves
+            assert [t["id"] for t in await c.call("terminal.list")] == ["lan-1", "cloud-1"]
