@@ -77,7 +77,7 @@ TEST_ROUNDS = 1_000
 
 
 @pytest.fixture(autouse=True)
-def test_kdf_rounds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def kdf_work_factor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("real_kdf") is None:
         monkeypatch.setattr(crypto, "PBKDF2_ROUNDS", TEST_ROUNDS)
 
